@@ -1,0 +1,59 @@
+# Everything a fresh machine needs, installed by make itself: `make demo`, `make test`.
+# The set-up runs once per pinned stack: a stamp file named after the hash of requirements.lock and the versions
+# below marks it done, so a second `make test` starts the tests within seconds.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOROVOD_VERSION := 0.28.1
+DELTA_VERSION := 4.0.1
+JARS_DIR := $(VENV)/share/dlpipe/jars
+STACK_KEY := $(shell cat requirements.lock | sha1sum | cut -c1-12)-horovod$(HOROVOD_VERSION)-delta$(DELTA_VERSION)
+STAMP := $(VENV)/.installed-$(STACK_KEY)
+PYTEST_ARGS ?=
+
+# Horovod from source against the pinned TensorFlow, Gloo controller, CPU only (see README "Versions").
+# A GPU cluster builds with HOROVOD_GPU_OPERATIONS=NCCL instead of HOROVOD_CPU_OPERATIONS=GLOO.
+HOROVOD_BUILD_ENV := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=GLOO MAKEFLAGS=-j2
+
+.PHONY: install demo test bench lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
+	@command -v java >/dev/null || { echo "need a Java 17 runtime (java) on PATH for Spark"; exit 1; }
+	@command -v mvn >/dev/null || { echo "need Maven (mvn) on PATH to fetch the Delta Lake jars"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "pip==24.3.1"
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
+	$(HOROVOD_BUILD_ENV) $(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps \
+		horovod==$(HOROVOD_VERSION)
+	build=$$(TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/horovodrun --check-build) && grep -q '\[X\] TensorFlow' <<<"$$build" \
+		&& grep -q '\[X\] Gloo' <<<"$$build" || { echo "Horovod was built without TensorFlow or Gloo: see README, Versions"; exit 1; }
+	mkdir -p $(JARS_DIR)
+	mvn --batch-mode --quiet dependency:copy -Dartifact=io.delta:delta-spark_2.13:$(DELTA_VERSION) -DoutputDirectory=$(JARS_DIR)
+	mvn --batch-mode --quiet dependency:copy -Dartifact=io.delta:delta-storage:$(DELTA_VERSION) -DoutputDirectory=$(JARS_DIR)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: install
+	$(BIN)/dlpipe run --config conf/demo.yaml
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m benchmarks all
+
+# Re-resolve the lock from requirements.in in a throw-away venv (needs the network; review the diff).
+lock:
+	rm -rf /tmp/dlpipe-lock-venv && $(PYTHON) -m venv /tmp/dlpipe-lock-venv
+	/tmp/dlpipe-lock-venv/bin/pip install --quiet "pip==24.3.1" && /tmp/dlpipe-lock-venv/bin/pip install --quiet -r requirements.in
+	/tmp/dlpipe-lock-venv/bin/pip freeze --all | grep -v -E '^(pip)==' > requirements.lock
+
+clean:
+	rm -rf var spark-warehouse metastore_db derby.log .pytest_cache

@@ -1,0 +1,1 @@
+"""Entry points: the ``dlpipe`` console script and thin spark-submit files, one per stage."""

@@ -1,0 +1,120 @@
+"""The ``dlpipe`` command line: one subcommand per pipeline stage, plus ``run`` (all stages) and ``sql``.
+
+Every subcommand loads and validates the config before any Spark work, builds the one Spark session, calls one
+pipeline function, and on failure prints a one-line cause and exits non-zero (1 for a failed stage, 2 for bad
+arguments or config).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from typing import Callable, Sequence
+
+EXAMPLES = """\
+examples:
+  dlpipe run --config conf/demo.yaml                       all stages of the demo pipeline
+  dlpipe train --config conf/demo.yaml --set train.epochs=5
+  dlpipe sql "SELECT count(*) FROM predictions"            query tables by name (database from the config)
+  spark-submit jobs/train.py --config conf/demo.yaml       the same stage under spark-submit
+"""
+
+STAGE_HELP = {
+    "generate": "write the synthetic HIGGS-shaped data set (generate.*) as a Delta table",
+    "featurize": "split the input, fit the feature transform on the training split, write the feature table",
+    "train": "train the Keras model with Horovod on Spark, streaming the feature table with Petastorm",
+    "infer": "score the input with the latest model through a Spark UDF into the Delta predictions table",
+    "evaluate": "join a run's predictions to the labels and write AUC, accuracy and log loss to the metrics table",
+    "run": "run the stages listed under `stages` in the config, in order, with one run id",
+    "sql": "run a SQL query over the pipeline's tables (metastore and warehouse under data_dir)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlpipe",
+        description="Spark deep learning pipeline: featurize, train (Horovod on Spark), infer (Spark UDF to Delta), evaluate.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in STAGE_HELP.items():
+        sub = commands.add_parser(name, help=text, description=text)
+        if name == "sql":
+            sub.add_argument("query", help='the SQL statement, e.g. "SELECT count(*) FROM predictions"')
+            sub.add_argument("--max-rows", type=int, default=50, help="print at most this many rows (default 50)")
+        sub.add_argument(
+            "--config", default="conf/demo.yaml",
+            help="pipeline YAML; base.yaml and local.yaml beside it are layered under and over it (default conf/demo.yaml)",
+        )
+        sub.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+            help="override one config key, e.g. --set train.num_proc=2 (repeatable; values are YAML)",
+        )
+        if name in ("infer", "evaluate", "run"):
+            sub.add_argument("--run-id", default=None, help="run id for the predictions (default: a new UTC timestamp; "
+                                                             "evaluate: the latest run)")
+        sub.add_argument("--debug", action="store_true", help="print the full traceback on failure")
+    return parser
+
+
+def _stage_function(command: str) -> Callable:
+    from pipelines import evaluate, featurize, generate, infer, run, sql, train
+
+    return {"generate": generate.run, "featurize": featurize.run, "train": train.run, "infer": infer.run,
+            "evaluate": evaluate.run, "run": run.run, "sql": sql.run}[command]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from features.errors import FeatureError
+    from pipelines.config import ConfigError, load_config
+    from pipelines.errors import PipelineError
+
+    prefix = f"dlpipe {args.command}"
+    try:
+        cfg = load_config(args.config, args.overrides)
+        cfg.check_stage(args.command)
+    except ConfigError as err:
+        print(f"{prefix}: config error: {err}", file=sys.stderr)
+        return 2
+
+    spark = None
+    try:
+        from pipelines.session import build_session
+
+        spark = build_session(cfg)
+        stage = _stage_function(args.command)
+        if args.command == "sql":
+            stage(spark, cfg, args.query, max_rows=args.max_rows)
+        elif args.command in ("infer", "evaluate", "run"):
+            stage(spark, cfg, run_id=args.run_id)
+        else:
+            stage(spark, cfg)
+        return 0
+    except (PipelineError, FeatureError, ConfigError) as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{prefix}: error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # an unexpected failure: one line by default, the traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(f"{prefix}: failed: {type(err).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        if spark is not None:
+            spark.stop()
+
+
+def entry(command: str) -> None:
+    """What the spark-submit files in jobs/ call: ``spark-submit jobs/train.py --config conf/demo.yaml``."""
+    sys.exit(main([command, *sys.argv[1:]]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""Pipeline configuration: YAML files parsed into frozen, typed, validated objects.
+
+A pipeline's settings come from up to four layers, later ones winning:
+
+1. ``base.yaml`` in the same folder as the pipeline file (project-wide defaults),
+2. the pipeline file itself (``--config conf/demo.yaml``),
+3. ``local.yaml`` in that folder, if present (machine-specific, gitignored),
+4. ``--set section.key=value`` overrides from the command line.
+
+Every key is checked when the job starts, before any Spark work: an unknown key, a value of the wrong type or an
+impossible value raises :class:`ConfigError` naming the key and the layer (file) that set it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULTS = "built-in defaults"
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix; the message names the key and where it was set."""
+
+
+class _FieldError(Exception):
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise _FieldError(key, message)
+
+
+def _positive(obj: Any, *keys: str) -> None:
+    for key in keys:
+        value = getattr(obj, key)
+        _require(value is None or value > 0, key, f"must be greater than 0, got {value!r}")
+
+
+def _identifier(obj: Any, *keys: str) -> None:
+    for key in keys:
+        value = getattr(obj, key)
+        _require(
+            value is None or bool(IDENTIFIER.match(value)),
+            key,
+            f"must be a plain SQL identifier (letters, digits, underscore; not starting with a digit), got {value!r}",
+        )
+
+
+# --------------------------------------------------------------------------------------------- the settings
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """How the Spark session is built. ``master: null`` leaves master and resources to spark-submit."""
+
+    master: str | None = "local[*]"
+    app_name: str = "dlpipe"
+    shuffle_partitions: int = 8
+    driver_memory: str = "4g"
+    conf: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _positive(self, "shuffle_partitions")
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """A table to read: a metastore table name, or a path to Parquet or Delta files."""
+
+    table: str | None = None
+    path: str | None = None
+    format: Literal["delta", "parquet"] = "delta"
+
+    def __post_init__(self) -> None:
+        _require((self.table is None) != (self.path is None), "table", "give exactly one of 'table' or 'path'")
+        _identifier(self, "table")
+
+    def describe(self) -> str:
+        return f"table {self.table}" if self.table else f"{self.format} path {self.path}"
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """The synthetic HIGGS-shaped data set (see features.synthetic)."""
+
+    rows: int = 100_000
+    seed: int = 7
+    partitions: int = 8
+    null_rate: float = 0.01
+    output_table: str = "raw_events"
+
+    def __post_init__(self) -> None:
+        _positive(self, "rows", "partitions")
+        _require(0.0 <= self.null_rate < 1.0, "null_rate", f"must be in [0, 1), got {self.null_rate!r}")
+        _identifier(self, "output_table")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Deterministic train / validation / test split by hashing the key column with a seed."""
+
+    train: float = 0.8
+    validation: float = 0.1
+    test: float = 0.1
+    seed: int = 17
+
+    def __post_init__(self) -> None:
+        for key in ("train", "validation", "test"):
+            value = getattr(self, key)
+            _require(0.0 <= value <= 1.0, key, f"must be a fraction in [0, 1], got {value!r}")
+        total = self.train + self.validation + self.test
+        _require(abs(total - 1.0) < 1e-9, "train", f"train + validation + test must be 1, got {total:g}")
+        _require(self.train > 0, "train", "must be greater than 0: the model needs training rows")
+
+
+@dataclass(frozen=True)
+class FeaturizeConfig:
+    """What the featurize stage reads, which columns it encodes and where it writes."""
+
+    input: TableSource = field(default_factory=lambda: TableSource(table="raw_events"))
+    output_table: str = "features"
+    label: str = "label"
+    key: str | None = "row_id"
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    passthrough: tuple[str, ...] = ()
+    min_count: int = 1
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+    def __post_init__(self) -> None:
+        _identifier(self, "output_table")
+        _positive(self, "min_count")
+        seen: set[str] = set()
+        for key in ("numeric", "categorical"):
+            for column in getattr(self, key):
+                _require(column not in seen, key, f"column {column!r} is listed twice")
+                _require(column != self.label, key, f"the label column {column!r} cannot also be a feature")
+                seen.add(column)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The model and the distributed training run."""
+
+    model_name: str = "higgs_mlp"
+    num_proc: int = 2
+    epochs: int = 3
+    batch_size: int = 512
+    learning_rate: float = 0.001
+    hidden_units: tuple[int, ...] = (128, 64, 32)
+    activation: Literal["relu", "tanh", "elu", "leaky_relu"] = "relu"
+    dropout: float = 0.0
+    embedding_dim: int = 8
+    seed: int = 1
+    start_timeout_s: int = 120
+
+    def __post_init__(self) -> None:
+        _identifier(self, "model_name")
+        _positive(self, "num_proc", "epochs", "batch_size", "learning_rate", "embedding_dim", "start_timeout_s")
+        _require(all(units > 0 for units in self.hidden_units), "hidden_units", "every layer width must be > 0")
+        _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout!r}")
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """What the infer stage scores and where the predictions table goes."""
+
+    input: TableSource = field(default_factory=lambda: TableSource(table="raw_events"))
+    output_table: str = "predictions"
+    threshold: float = 0.5
+    batch_size: int = 4096
+
+    def __post_init__(self) -> None:
+        _identifier(self, "output_table")
+        _positive(self, "batch_size")
+        _require(0.0 < self.threshold < 1.0, "threshold", f"must be in (0, 1), got {self.threshold!r}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Which predictions are scored against labels, and where the metrics go."""
+
+    split: Literal["train", "validation", "test"] = "validation"
+    metrics_table: str = "metrics"
+    reference_column: str | None = None  # e.g. the generator's true_prob: its AUC is the best achievable
+
+    def __post_init__(self) -> None:
+        _identifier(self, "metrics_table")
+
+
+@dataclass(frozen=True)
+class Config:
+    """All settings of one pipeline. ``data_dir`` holds the warehouse, metastore, artifacts and models."""
+
+    data_dir: str = "var"
+    database: str = "dlpipe"
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    stages: tuple[Literal["generate", "featurize", "train", "infer", "evaluate"], ...] = (
+        "featurize", "train", "infer", "evaluate",
+    )
+    source_files: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _identifier(self, "database")
+        _require(bool(self.data_dir), "data_dir", "must not be empty")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    def check_stage(self, stage: str) -> None:
+        """Checks that need to know which stage runs (a ``sql`` call needs no feature columns)."""
+        if stage in ("featurize", "run") and not (self.featurize.numeric or self.featurize.categorical):
+            where = self.source_files[-1] if self.source_files else DEFAULTS
+            raise ConfigError(f"{where}: featurize.numeric: name at least one numeric or categorical feature column")
+
+    def qualified(self, table: str) -> str:
+        """``database.table`` for a table name from this config (both are validated identifiers)."""
+        return f"{self.database}.{table}"
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Read a pipeline config with its base and local layers and ``--set`` overrides; validate everything."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found (pass --config PATH to a pipeline YAML such as conf/demo.yaml)")
+    layers: list[tuple[str, dict]] = []
+    base = path.parent / "base.yaml"
+    if base.is_file() and base.resolve() != path.resolve():
+        layers.append((str(base), _read_yaml(base)))
+    layers.append((str(path), _read_yaml(path)))
+    local = path.parent / "local.yaml"
+    if local.is_file() and local.resolve() != path.resolve():
+        layers.append((str(local), _read_yaml(local)))
+    layers.append(("--set", _parse_overrides(overrides)))
+
+    merged: dict = {}
+    origins: dict[str, str] = {}
+    for source, data in layers:
+        _merge(merged, data, origins, source, prefix="")
+    merged["source_files"] = [source for source, _ in layers if source != "--set"]
+    return _build(Config, merged, origins, prefix="")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file: {err.strerror}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _parse_overrides(overrides: Sequence[str]) -> dict:
+    result: dict = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        parts = key.strip().split(".")
+        if parts[:2] == ["spark", "conf"] and len(parts) > 3:
+            # Spark's own keys contain dots: spark.conf.spark.executor.memory=2g
+            parts = ["spark", "conf", ".".join(parts[2:])]
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part} is set both as a value and as a section")
+        node[parts[-1]] = value
+    return result
+
+
+def _merge(into: dict, data: dict, origins: dict[str, str], source: str, prefix: str) -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, origins, source, prefix=f"{dotted}.")
+            origins.setdefault(dotted, source)
+        else:
+            into[key] = value
+            origins[dotted] = source
+            for sub in [k for k in origins if k.startswith(f"{dotted}.")]:
+                origins[sub] = source
+
+
+def _origin(origins: Mapping[str, str], dotted: str) -> str:
+    while dotted:
+        if dotted in origins:
+            return origins[dotted]
+        dotted = dotted.rpartition(".")[0]
+    return DEFAULTS
+
+
+def _build(cls: type, data: Any, origins: Mapping[str, str], prefix: str) -> Any:
+    label = prefix.rstrip(".") or "the top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{_origin(origins, label)}: {label}: must be a mapping, got {_type_name(data)}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        dotted = f"{prefix}{unknown[0]}"
+        valid = ", ".join(sorted(n for n in names if n != "source_files"))
+        raise ConfigError(f"{_origin(origins, dotted)}: unknown key {dotted} (valid keys here: {valid})")
+    kwargs = {}
+    for name in names:
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], origins, f"{prefix}{name}")
+    try:
+        return cls(**kwargs)
+    except _FieldError as err:
+        dotted = f"{prefix}{err.key}"
+        raise ConfigError(f"{_origin(origins, dotted)}: {dotted}: {err.message}") from None
+
+
+def _coerce(hint: Any, value: Any, origins: Mapping[str, str], dotted: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+
+    def fail(expected: str) -> typing.NoReturn:
+        raise ConfigError(f"{_origin(origins, dotted)}: {dotted}: expected {expected}, got {_type_name(value)} {value!r}")
+
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, origins, f"{dotted}.")
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            fail(" or ".join(_hint_name(a) for a in args))
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, origins, dotted)
+    if origin is Literal:
+        if value not in args:
+            fail("one of " + ", ".join(repr(a) for a in args))
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            fail(f"a list of {_hint_name(args[0])}")
+        return tuple(_coerce(args[0], v, origins, f"{dotted}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            fail("a mapping")
+        return {str(k): str(v) for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            fail("true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail("a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            fail("a string")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {dotted}")
+
+
+def _hint_name(hint: Any) -> str:
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

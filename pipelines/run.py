@@ -1,0 +1,43 @@
+"""All stages in order, as ``stages`` in the config lists them, sharing one Spark session and one run id."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from pyspark.sql import SparkSession
+
+from pipelines import evaluate, featurize, generate, infer, sql, train
+from pipelines.config import Config
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    seconds_per_stage: dict[str, float] = field(default_factory=dict)
+    results: dict[str, object] = field(default_factory=dict)
+
+
+def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> RunResult:
+    result = RunResult(run_id=infer.check_run_id(run_id or infer.new_run_id()))
+    stages = {
+        "generate": lambda: generate.run(spark, cfg),
+        "featurize": lambda: featurize.run(spark, cfg),
+        "train": lambda: train.run(spark, cfg),
+        "infer": lambda: infer.run(spark, cfg, run_id=result.run_id),
+        "evaluate": lambda: evaluate.run(spark, cfg, run_id=result.run_id),
+    }
+    for stage in cfg.stages:
+        started = time.time()
+        result.results[stage] = stages[stage]()
+        result.seconds_per_stage[stage] = time.time() - started
+
+    predictions = cfg.qualified(cfg.infer.output_table)
+    if "infer" in cfg.stages:
+        query = (f"SELECT predicted_label, count(*) AS rows, round(avg(score), 4) AS mean_score "
+                 f"FROM {predictions} WHERE run_id = '{result.run_id}' GROUP BY predicted_label ORDER BY predicted_label")
+        print(f"\nSQL> {query}")
+        sql.run(spark, cfg, query)
+    print(f"\nrun {result.run_id} done: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds_per_stage.items()))
+    print(f"outputs under {cfg.data_path}: tables in {cfg.data_path / 'warehouse'}, metastore {cfg.data_path / 'metastore_db'}, "
+          f"models in {cfg.data_path / 'models'}, feature artifacts in {cfg.data_path / 'artifacts'}")
+    return result

@@ -1,0 +1,133 @@
+"""The one place a Spark session is built.
+
+Embedded default: ``local[*]`` Spark with the Delta Lake extensions, a warehouse and an embedded Derby metastore
+under the data folder (``var/`` by default), so a table written by one job is visible by name to the next job, to
+``dlpipe sql`` and to ``spark-sql`` started the way the README shows. With ``spark.master: null`` the master and
+resources come from ``spark-submit``.
+
+Everything Spark writes on this machine (warehouse, metastore, derby.log, scratch and shuffle files) stays under the
+data folder. The same settings are written to ``<data_dir>/conf/spark-defaults.conf`` so that the stock Spark tools
+(``spark-sql``, ``spark-submit``, ``beeline`` through the Thrift server) see the same warehouse and metastore with
+``SPARK_CONF_DIR=<data_dir>/conf``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from pipelines.config import Config
+from pipelines.errors import PipelineError
+
+DELTA_JARS = ("delta-spark_2.13-4.0.1.jar", "delta-storage-4.0.1.jar")
+
+
+def delta_jars() -> list[Path]:
+    """The Delta Lake jars that ``make`` fetched from Maven Central into the virtual environment."""
+    folder = Path(os.environ.get("DLPIPE_JARS_DIR", Path(sys.prefix) / "share" / "dlpipe" / "jars"))
+    jars = [folder / name for name in DELTA_JARS]
+    missing = [str(jar) for jar in jars if not jar.is_file()]
+    if missing:
+        raise PipelineError(
+            f"Delta Lake jar {missing[0]} not found: run `make install` (it fetches them from Maven Central), "
+            "or set DLPIPE_JARS_DIR to a folder holding " + " and ".join(DELTA_JARS)
+        )
+    return jars
+
+
+def prepare_data_dir(cfg: Config) -> Path:
+    """Create the data folder and check that it is writable; return its absolute path."""
+    root = cfg.data_path
+    try:
+        for sub in ("warehouse", "tmp", "conf", "models", "artifacts"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        probe = root / "tmp" / f".write-probe-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise PipelineError(f"data folder {root} is not writable ({err.strerror}): set data_dir to a folder you can write") from None
+    return root
+
+
+def spark_settings(cfg: Config) -> dict[str, str]:
+    """All Spark settings dlpipe sets, as plain key/value pairs (also written to spark-defaults.conf)."""
+    root = cfg.data_path
+    tmp = root / "tmp"
+    java_opts = f"-Dderby.system.home={root} -Djava.io.tmpdir={tmp}"
+    settings = {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": str(root / "warehouse"),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={root / 'metastore_db'};create=true",
+        "spark.hadoop.hive.exec.scratchdir": str(tmp / "hive"),
+        "spark.hadoop.hive.exec.local.scratchdir": str(tmp / "hive-local"),
+        "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
+        "spark.hadoop.hive.metastore.schema.verification": "false",
+        "spark.local.dir": str(tmp),
+        "spark.driver.extraJavaOptions": java_opts,
+        "spark.executor.extraJavaOptions": java_opts,
+        "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "true",
+        "spark.jars": ",".join(str(jar) for jar in delta_jars()),
+    }
+    if cfg.spark.master is not None and not launched_by_spark_submit():
+        settings["spark.driver.memory"] = cfg.spark.driver_memory
+    settings.update(cfg.spark.conf)
+    return settings
+
+
+def write_spark_defaults(cfg: Config, settings: dict[str, str]) -> Path:
+    """Write ``<data_dir>/conf/spark-defaults.conf`` so spark-sql and spark-submit find the same metastore."""
+    path = cfg.data_path / "conf" / "spark-defaults.conf"
+    lines = ["# Written by dlpipe: use with SPARK_CONF_DIR=" + str(path.parent)]
+    lines += [f"{key} {value}" for key, value in sorted(settings.items())]
+    path.write_text("\n".join(lines) + "\n")
+    (path.parent / "log4j2.properties").write_text(_QUIET_LOG4J)
+    return path
+
+
+def launched_by_spark_submit() -> bool:
+    """True when spark-submit started this Python driver (it passes its Py4J gateway in the environment)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(cfg: Config) -> SparkSession:
+    """Build (or return the running) Spark session for this config."""
+    prepare_data_dir(cfg)
+    settings = spark_settings(cfg)
+    write_spark_defaults(cfg, settings)
+    # Python workers run the interpreter that runs the driver, so local jobs see the same packages.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_CONF_DIR", str(cfg.data_path / "conf"))
+    builder = SparkSession.builder.appName(cfg.spark.app_name)
+    if cfg.spark.master is not None and not launched_by_spark_submit():
+        builder = builder.master(cfg.spark.master)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.enableHiveSupport().getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
+    return spark
+
+
+_QUIET_LOG4J = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stdout.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex
+logger.hive.name = org.apache.hadoop.hive
+logger.hive.level = error
+logger.datanucleus.name = DataNucleus
+logger.datanucleus.level = error
+logger.metastore.name = org.apache.hadoop.hive.metastore
+logger.metastore.level = error
+"""

@@ -1,0 +1,43 @@
+"""Reading inputs and asking about tables: one place that turns a config's table source into a DataFrame."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.utils import AnalysisException
+
+from pipelines.config import Config, TableSource
+from pipelines.errors import PipelineError
+
+
+def read_source(spark: SparkSession, cfg: Config, source: TableSource) -> DataFrame:
+    """The table or files ``source`` names; a clear error if it does not exist."""
+    if source.table is not None:
+        name = cfg.qualified(source.table)
+        if not spark.catalog.tableExists(name):
+            raise PipelineError(f"input table {name} does not exist: create it first (for the demo: `dlpipe generate`)")
+        return spark.table(name)
+    path = Path(source.path).expanduser()
+    if "://" not in source.path and not path.exists():
+        raise PipelineError(f"input path {source.path} does not exist: fix the input path in the config")
+    try:
+        return spark.read.format(source.format).load(source.path)
+    except AnalysisException as err:
+        raise PipelineError(f"cannot read {source.format} input at {source.path}: {str(err).splitlines()[0]}") from None
+
+
+def table_version(spark: SparkSession, cfg: Config, source: TableSource) -> int | None:
+    """The current Delta version of ``source``, or None when it is not a Delta table."""
+    if source.table is not None:
+        name = cfg.qualified(source.table)
+        provider = spark.sql(f"DESCRIBE DETAIL {name}").first()["format"] if spark.catalog.tableExists(name) else None
+        return delta_version(spark, name) if provider == "delta" else None
+    return delta_version(spark, f"delta.`{source.path}`") if source.format == "delta" else None
+
+
+def delta_version(spark: SparkSession, qualified_name: str) -> int:
+    return int(spark.sql(f"DESCRIBE HISTORY {qualified_name} LIMIT 1").first()["version"])
+
+
+def table_location(spark: SparkSession, qualified_name: str) -> str:
+    return spark.sql(f"DESCRIBE DETAIL {qualified_name}").first()["location"]
