@@ -122,4 +122,6 @@ def pin_threads_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(threads)
     env["TF_CPP_MIN_LOG_LEVEL"] = env.get("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Petastorm 0.13.1 warns about legacy pyarrow APIs on every file it opens; the pinned pyarrow 14 keeps them.
+    env["PYTHONWARNINGS"] = "ignore::FutureWarning"
     return env

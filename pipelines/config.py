@@ -316,6 +316,7 @@ def _merge(into: dict, data: dict, origins: dict[str, str], source: str, prefix:
 
 
 def _origin(origins: Mapping[str, str], dotted: str) -> str:
+    dotted = re.sub(r"\[\d+\]$", "", dotted)
     while dotted:
         if dotted in origins:
             return origins[dotted]

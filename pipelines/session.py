@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+import pyspark
 from pyspark.sql import SparkSession
 
 from pipelines.config import Config
@@ -24,17 +25,16 @@ from pipelines.errors import PipelineError
 DELTA_JARS = ("delta-spark_2.13-4.0.1.jar", "delta-storage-4.0.1.jar")
 
 
-def delta_jars() -> list[Path]:
-    """The Delta Lake jars that ``make`` fetched from Maven Central into the virtual environment."""
-    folder = Path(os.environ.get("DLPIPE_JARS_DIR", Path(sys.prefix) / "share" / "dlpipe" / "jars"))
-    jars = [folder / name for name in DELTA_JARS]
-    missing = [str(jar) for jar in jars if not jar.is_file()]
+def check_delta_jars() -> None:
+    """The Delta Lake jars must be in the Spark distribution's jars/ folder (``make install`` puts them there)."""
+    if launched_by_spark_submit():
+        return  # spark-submit decided the classpath (--jars / --packages, or the cluster's own Spark)
+    folder = Path(pyspark.__file__).parent / "jars"
+    missing = [name for name in DELTA_JARS if not (folder / name).is_file()]
     if missing:
         raise PipelineError(
-            f"Delta Lake jar {missing[0]} not found: run `make install` (it fetches them from Maven Central), "
-            "or set DLPIPE_JARS_DIR to a folder holding " + " and ".join(DELTA_JARS)
+            f"Delta Lake jar {missing[0]} is not in {folder}: run `make install`, which fetches it from Maven Central"
         )
-    return jars
 
 
 def prepare_data_dir(cfg: Config) -> Path:
@@ -73,7 +73,6 @@ def spark_settings(cfg: Config) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "true",
-        "spark.jars": ",".join(str(jar) for jar in delta_jars()),
     }
     if cfg.spark.master is not None and not launched_by_spark_submit():
         settings["spark.driver.memory"] = cfg.spark.driver_memory
@@ -99,6 +98,7 @@ def launched_by_spark_submit() -> bool:
 def build_session(cfg: Config) -> SparkSession:
     """Build (or return the running) Spark session for this config."""
     prepare_data_dir(cfg)
+    check_delta_jars()
     settings = spark_settings(cfg)
     write_spark_defaults(cfg, settings)
     # Python workers run the interpreter that runs the driver, so local jobs see the same packages.
@@ -130,4 +130,7 @@ logger.datanucleus.name = DataNucleus
 logger.datanucleus.level = error
 logger.metastore.name = org.apache.hadoop.hive.metastore
 logger.metastore.level = error
+# Delta tables are stored in the metastore in Spark's own format; Hive's compatibility warning is noise.
+logger.hivecatalog.name = org.apache.spark.sql.hive.HiveExternalCatalog
+logger.hivecatalog.level = error
 """

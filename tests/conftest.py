@@ -1,0 +1,29 @@
+"""One Spark session for the whole test run: local[2], few shuffle partitions, Delta and an embedded metastore
+in a temporary data folder, built by the project's own session factory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import Config, SparkConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def test_config(tmp_path_factory) -> Config:
+    return Config(
+        data_dir=str(tmp_path_factory.mktemp("dlpipe-data")),
+        database="dlpipe_test",
+        spark=SparkConfig(master="local[2]", shuffle_partitions=2, driver_memory="2g"),
+    )
+
+
+@pytest.fixture(scope="session")
+def spark(test_config):
+    from pipelines.session import build_session
+
+    session = build_session(test_config)
+    yield session
+    session.stop()

@@ -1,0 +1,120 @@
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def conf_dir(tmp_path):
+    write(tmp_path, "base.yaml", "data_dir: var\ntrain:\n  num_proc: 2\n  batch_size: 256\n")
+    return tmp_path
+
+
+def test_demo_config_loads_with_base_layer():
+    cfg = load_config(REPO / "conf" / "demo.yaml")
+    assert cfg.featurize.numeric[:2] == ("lepton_pt", "lepton_eta")
+    assert len(cfg.featurize.numeric) == 28
+    assert cfg.featurize.categorical == ("detector_region", "run_period", "trigger_id")
+    assert cfg.train.num_proc == 2  # from base.yaml
+    assert cfg.stages == ("generate", "featurize", "train", "infer", "evaluate")
+    assert cfg.source_files[-1].endswith("demo.yaml")
+
+
+def test_layers_override_in_order(conf_dir):
+    pipeline = write(conf_dir, "p.yaml", "train:\n  batch_size: 128\n  epochs: 7\n")
+    write(conf_dir, "local.yaml", "train:\n  epochs: 9\n")
+    cfg = load_config(pipeline, ["train.learning_rate=0.01", "spark.conf.spark.executor.memory=2g"])
+    assert cfg.train.batch_size == 128
+    assert cfg.train.epochs == 9
+    assert cfg.train.num_proc == 2
+    assert cfg.train.learning_rate == 0.01
+    assert cfg.spark.conf == {"spark.executor.memory": "2g"}
+
+
+def test_config_objects_are_frozen(conf_dir):
+    cfg = load_config(write(conf_dir, "p.yaml", ""))
+    with pytest.raises(AttributeError):
+        cfg.train.epochs = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train:\n  bach_size: 3\n",
+         "{p}: unknown key train.bach_size (valid keys here: activation, batch_size, dropout, embedding_dim, "
+         "epochs, hidden_units, learning_rate, model_name, num_proc, seed, start_timeout_s)"),
+        ("trian:\n  epochs: 3\n",
+         "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, "
+         "spark, stages, train)"),
+        ("train:\n  batch_size: -5\n", "{p}: train.batch_size: must be greater than 0, got -5"),
+        ("train:\n  num_proc: 0\n", "{p}: train.num_proc: must be greater than 0, got 0"),
+        ("train:\n  epochs: three\n", "{p}: train.epochs: expected an integer, got str 'three'"),
+        ("train:\n  epochs: true\n", "{p}: train.epochs: expected an integer, got bool True"),
+        ("train:\n  activation: swish\n",
+         "{p}: train.activation: expected one of 'relu', 'tanh', 'elu', 'leaky_relu', got str 'swish'"),
+        ("train:\n  hidden_units: 64\n", "{p}: train.hidden_units: expected a list of int, got int 64"),
+        ("infer:\n  threshold: 1.5\n", "{p}: infer.threshold: must be in (0, 1), got 1.5"),
+        ("database: drop table x\n",
+         "{p}: database: must be a plain SQL identifier (letters, digits, underscore; not starting with a digit), "
+         "got 'drop table x'"),
+        ("featurize:\n  split: {train: 0.8, validation: 0.3, test: 0.1}\n",
+         "{p}: featurize.split.train: train + validation + test must be 1, got 1.2"),
+        ("featurize:\n  input: {table: a, path: /x}\n", "{p}: featurize.input.table: give exactly one of 'table' or 'path'"),
+        ("stages: [featurize, tran]\n",
+         "{p}: stages[1]: expected one of 'generate', 'featurize', 'train', 'infer', 'evaluate', got str 'tran'"),
+        ("train: 5\n", "{p}: train: must be a mapping, got int"),
+    ],
+)
+def test_bad_values_name_key_and_file(conf_dir, text, message):
+    path = write(conf_dir, "p.yaml", text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == message.format(p=path)
+
+
+def test_error_names_the_layer_that_set_the_key(conf_dir):
+    write(conf_dir, "base.yaml", "train:\n  batch_size: 0\n")
+    path = write(conf_dir, "p.yaml", "train:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match=rf"^{conf_dir / 'base.yaml'}: train.batch_size: must be greater than 0, got 0$"):
+        load_config(path)
+
+
+def test_bad_override_names_set(conf_dir):
+    path = write(conf_dir, "p.yaml", "")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ["train.num_proc=0"])
+    assert str(err.value) == "--set: train.num_proc: must be greater than 0, got 0"
+    with pytest.raises(ConfigError) as err:
+        load_config(path, ["train.epochs"])
+    assert str(err.value) == "--set 'train.epochs': expected section.key=value"
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "nope.yaml")
+    assert str(err.value) == (
+        f"config file {tmp_path / 'nope.yaml'} not found (pass --config PATH to a pipeline YAML such as conf/demo.yaml)"
+    )
+
+
+def test_yaml_syntax_error_names_line(conf_dir):
+    path = write(conf_dir, "p.yaml", "train:\n  epochs: [1, 2\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: YAML syntax error at line 3, column 1:")
+
+
+def test_featurize_needs_columns(conf_dir):
+    cfg = load_config(write(conf_dir, "p.yaml", ""))
+    cfg.check_stage("sql")
+    with pytest.raises(ConfigError, match="featurize.numeric: name at least one numeric or categorical feature column"):
+        cfg.check_stage("featurize")
