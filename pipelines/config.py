@@ -302,10 +302,14 @@ def _parse_overrides(overrides: Sequence[str]) -> dict:
     return result
 
 
+# A table source is one choice (a table or a path): a layer that sets it replaces it rather than merging into it.
+_REPLACED_WHOLE = {"featurize.input", "infer.input"}
+
+
 def _merge(into: dict, data: dict, origins: dict[str, str], source: str, prefix: str) -> None:
     for key, value in data.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
+        if isinstance(value, dict) and isinstance(into.get(key), dict) and dotted not in _REPLACED_WHOLE:
             _merge(into[key], value, origins, source, prefix=f"{dotted}.")
             origins.setdefault(dotted, source)
         else:

@@ -118,3 +118,9 @@ def test_featurize_needs_columns(conf_dir):
     cfg.check_stage("sql")
     with pytest.raises(ConfigError, match="featurize.numeric: name at least one numeric or categorical feature column"):
         cfg.check_stage("featurize")
+
+
+def test_table_source_is_replaced_whole_not_merged(conf_dir):
+    path = write(conf_dir, "p.yaml", "featurize:\n  input: {table: raw_events}\n")
+    cfg = load_config(path, ["featurize.input={path: /data/x, format: parquet}"])
+    assert (cfg.featurize.input.table, cfg.featurize.input.path, cfg.featurize.input.format) == (None, "/data/x", "parquet")
