@@ -1,0 +1,32 @@
+"""`python -m benchmarks NAME [--rows N]` runs one benchmark; `python -m benchmarks all` runs every one."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+
+BENCHMARKS = {
+    "e2e_demo": "benchmarks.e2e_demo",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("name", choices=[*BENCHMARKS, "all"], help="which benchmark to run")
+    parser.add_argument("--rows", type=int, default=None, help="data size (each benchmark has its own default)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.name == "all":
+        # One process per benchmark: each gets a fresh Spark driver and its own memory peak.
+        extra = ["--rows", str(args.rows)] if args.rows else []
+        failed = [n for n in BENCHMARKS if subprocess.call([sys.executable, "-m", "benchmarks", n, *extra]) != 0]
+        return 1 if failed else 0
+    module = importlib.import_module(BENCHMARKS[args.name])
+    module.main(args.rows or module.DEFAULT_ROWS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
