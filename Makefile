@@ -8,9 +8,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOROVOD_VERSION := 0.28.1
 DELTA_VERSION := 4.0.1
-# The venv's pyspark package is the Spark distribution (SPARK_HOME) for spark-submit, spark-sql and the workers:
-# the Delta jars go into its jars/ folder so that every Spark tool started from the venv has Delta on its classpath.
-JARS_DIR = $(shell $(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')
 STACK_KEY := $(shell cat requirements.lock | sha1sum | cut -c1-12)-horovod$(HOROVOD_VERSION)-delta$(DELTA_VERSION)
 STAMP := $(VENV)/.installed-$(STACK_KEY)
 PYTEST_ARGS ?=
@@ -35,8 +32,12 @@ $(STAMP): requirements.lock pyproject.toml
 		horovod==$(HOROVOD_VERSION)
 	build=$$(TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/horovodrun --check-build) && grep -q '\[X\] TensorFlow' <<<"$$build" \
 		&& grep -q '\[X\] Gloo' <<<"$$build" || { echo "Horovod was built without TensorFlow or Gloo: see README, Versions"; exit 1; }
-	mvn --batch-mode --quiet dependency:copy -Dartifact=io.delta:delta-spark_2.13:$(DELTA_VERSION) -DoutputDirectory=$(JARS_DIR)
-	mvn --batch-mode --quiet dependency:copy -Dartifact=io.delta:delta-storage:$(DELTA_VERSION) -DoutputDirectory=$(JARS_DIR)
+	# The venv's pyspark package is the Spark distribution (SPARK_HOME) of spark-submit, spark-sql and the workers:
+	# the Delta jars go into its jars/ folder, so every Spark tool started from the venv has Delta on its classpath.
+	# Maven caches them in ~/.m2, so a second set-up needs no network.
+	jars=$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))') \
+		&& for artifact in io.delta:delta-spark_2.13:$(DELTA_VERSION) io.delta:delta-storage:$(DELTA_VERSION); do \
+			mvn --batch-mode --quiet dependency:copy -Dartifact=$$artifact -DoutputDirectory=$$jars || exit 1; done
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
