@@ -19,6 +19,10 @@ HOROVOD_BUILD_ENV := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHO
 
 .PHONY: install demo test bench lock clean
 
+# The set-up. The venv's pyspark package is the Spark distribution (SPARK_HOME) of spark-submit, spark-sql and the
+# workers: the Delta jars go into its jars/ folder, so every Spark tool started from the venv has Delta on its
+# classpath. pip caches the Horovod wheel and Maven the jars (~/.m2), so a second set-up is fast.
+
 install: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
@@ -32,9 +36,6 @@ $(STAMP): requirements.lock pyproject.toml
 		horovod==$(HOROVOD_VERSION)
 	build=$$(TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/horovodrun --check-build) && grep -q '\[X\] TensorFlow' <<<"$$build" \
 		&& grep -q '\[X\] Gloo' <<<"$$build" || { echo "Horovod was built without TensorFlow or Gloo: see README, Versions"; exit 1; }
-	# The venv's pyspark package is the Spark distribution (SPARK_HOME) of spark-submit, spark-sql and the workers:
-	# the Delta jars go into its jars/ folder, so every Spark tool started from the venv has Delta on its classpath.
-	# Maven caches them in ~/.m2, so a second set-up needs no network.
 	jars=$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))') \
 		&& for artifact in io.delta:delta-spark_2.13:$(DELTA_VERSION) io.delta:delta-storage:$(DELTA_VERSION); do \
 			mvn --batch-mode --quiet dependency:copy -Dartifact=$$artifact -DoutputDirectory=$$jars || exit 1; done

@@ -15,6 +15,7 @@ from features.errors import FeatureError
 
 SPLIT_COLUMN = "split"
 UNSEEN_INDEX = 0
+NUMERIC_INPUT = "numeric"  # the model input that takes the numeric features stacked in order
 
 
 def index_column(categorical: str) -> str:

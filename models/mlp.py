@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import tensorflow as tf
+from features.schema import NUMERIC_INPUT, FeatureSchema
 
-from features.schema import FeatureSchema
-
-NUMERIC_INPUT = "numeric"
+# TensorFlow is imported inside the functions: the Spark driver imports this module's settings without paying for
+# TensorFlow, and must not have run TensorFlow before horovod.spark.run forks it (see STACK.md).
 
 
 @dataclass(frozen=True)
@@ -20,14 +19,18 @@ class MlpSettings:
 
 
 def _activation(name: str):
+    import tensorflow as tf
+
     return tf.keras.layers.LeakyReLU(alpha=0.1) if name == "leaky_relu" else tf.keras.layers.Activation(name)
 
 
-def build_model(schema: FeatureSchema, settings: MlpSettings) -> tf.keras.Model:
+def build_model(schema: FeatureSchema, settings: MlpSettings) -> "tf.keras.Model":
     """Inputs: ``numeric`` (float32, one value per numeric feature) and one int32 ``<column>_index`` input per
     categorical column. Output: the probability of the positive class, shape (batch, 1)."""
+    import tensorflow as tf
+
     tf.keras.utils.set_random_seed(settings.seed)
-    inputs: dict[str, tf.keras.Input] = {}
+    inputs = {}
     parts = []
     if schema.numeric:
         inputs[NUMERIC_INPUT] = tf.keras.Input(shape=(len(schema.numeric),), dtype=tf.float32, name=NUMERIC_INPUT)
@@ -48,6 +51,8 @@ def build_model(schema: FeatureSchema, settings: MlpSettings) -> tf.keras.Model:
 
 def model_inputs(schema: FeatureSchema, columns: dict) -> dict:
     """Arrange per-column arrays or tensors (name -> 1-D) into the model's input dict."""
+    import tensorflow as tf
+
     inputs = {}
     if schema.numeric:
         stack = tf.stack if isinstance(columns[schema.numeric[0]], tf.Tensor) else _np_stack

@@ -19,9 +19,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.schema import FeatureSchema
+from features.schema import NUMERIC_INPUT, FeatureSchema
 from features.transform import FittedFeatures, apply_features
-from models.mlp import NUMERIC_INPUT
 from pipelines.config import Config
 from pipelines.errors import PipelineError
 from pipelines.store import load_artifact, load_model_metadata

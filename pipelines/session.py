@@ -55,7 +55,8 @@ def spark_settings(cfg: Config) -> dict[str, str]:
     """All Spark settings dlpipe sets, as plain key/value pairs (also written to spark-defaults.conf)."""
     root = cfg.data_path
     tmp = root / "tmp"
-    java_opts = f"-Dderby.system.home={root} -Djava.io.tmpdir={tmp}"
+    # -XX:-UsePerfData: no hsperfdata files in /tmp.
+    java_opts = f"-Dderby.system.home={root} -Djava.io.tmpdir={tmp} -XX:-UsePerfData"
     settings = {
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -64,6 +65,7 @@ def spark_settings(cfg: Config) -> dict[str, str]:
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={root / 'metastore_db'};create=true",
         "spark.hadoop.hive.exec.scratchdir": str(tmp / "hive"),
         "spark.hadoop.hive.exec.local.scratchdir": str(tmp / "hive-local"),
+        "spark.hadoop.hive.downloaded.resources.dir": str(tmp / "hive-resources"),
         "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
         "spark.hadoop.hive.metastore.schema.verification": "false",
         "spark.local.dir": str(tmp),
@@ -105,6 +107,8 @@ def build_session(cfg: Config) -> SparkSession:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_CONF_DIR", str(cfg.data_path / "conf"))
+    # Python workers, Horovod ranks and TensorFlow inherit this: their scratch files stay in the data folder too.
+    os.environ["TMPDIR"] = str(cfg.data_path / "tmp")
     builder = SparkSession.builder.appName(cfg.spark.app_name)
     if cfg.spark.master is not None and not launched_by_spark_submit():
         builder = builder.master(cfg.spark.master)
