@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from features.schema import NUMERIC_INPUT, FeatureSchema
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 # TensorFlow is imported inside the functions: the Spark driver imports this module's settings without paying for
 # TensorFlow, and must not have run TensorFlow before horovod.spark.run forks it (see STACK.md).

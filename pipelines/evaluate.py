@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from features.split import assign_split
 from pipelines.config import Config
 from pipelines.errors import PipelineError
-from pipelines.infer import check_run_id
+from pipelines.run_id import check_run_id
 from pipelines.store import load_artifact
 from pipelines.tables import read_source
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,9 @@ from pyspark.sql import types as T
 from features.schema import NUMERIC_INPUT, FeatureSchema
 from features.transform import FittedFeatures, apply_features
 from pipelines.config import Config
-from pipelines.errors import PipelineError
+from pipelines.run_id import check_run_id, new_run_id
 from pipelines.store import load_artifact, load_model_metadata
 from pipelines.tables import delta_version, read_source, table_version
-
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-
 
 @dataclass(frozen=True)
 class InferResult:
@@ -36,16 +32,6 @@ class InferResult:
     run_id: str
     rows: int
     seconds: float
-
-
-def new_run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-def check_run_id(run_id: str) -> str:
-    if not RUN_ID.match(run_id):
-        raise PipelineError(f"run id {run_id!r} is not valid: use letters, digits and _ . : - (at most 64)")
-    return run_id
 
 
 def make_scorer(model_path: str, schema: FeatureSchema, batch_size: int):

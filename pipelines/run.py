@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from pyspark.sql import SparkSession
 
 from pipelines import evaluate, featurize, generate, infer, sql, train
 from pipelines.config import Config
+from pipelines.run_id import check_run_id, new_run_id
 
 
 @dataclass
@@ -17,18 +19,23 @@ class RunResult:
     results: dict[str, object] = field(default_factory=dict)
 
 
-def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> RunResult:
-    result = RunResult(run_id=infer.check_run_id(run_id or infer.new_run_id()))
-    stages = {
+def stage_calls(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Callable[[], object]]:
+    """Each stage of ``cfg.stages``, in order, as a call that runs it with this session, config and run id."""
+    calls = {
         "generate": lambda: generate.run(spark, cfg),
         "featurize": lambda: featurize.run(spark, cfg),
         "train": lambda: train.run(spark, cfg),
-        "infer": lambda: infer.run(spark, cfg, run_id=result.run_id),
-        "evaluate": lambda: evaluate.run(spark, cfg, run_id=result.run_id),
+        "infer": lambda: infer.run(spark, cfg, run_id=run_id),
+        "evaluate": lambda: evaluate.run(spark, cfg, run_id=run_id),
     }
-    for stage in cfg.stages:
+    return {stage: calls[stage] for stage in cfg.stages}
+
+
+def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> RunResult:
+    result = RunResult(run_id=check_run_id(run_id or new_run_id()))
+    for stage, call in stage_calls(spark, cfg, result.run_id).items():
         started = time.time()
-        result.results[stage] = stages[stage]()
+        result.results[stage] = call()
         result.seconds_per_stage[stage] = time.time() - started
 
     predictions = cfg.qualified(cfg.infer.output_table)

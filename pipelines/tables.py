@@ -37,7 +37,3 @@ def table_version(spark: SparkSession, cfg: Config, source: TableSource) -> int 
 
 def delta_version(spark: SparkSession, qualified_name: str) -> int:
     return int(spark.sql(f"DESCRIBE HISTORY {qualified_name} LIMIT 1").first()["version"])
-
-
-def table_location(spark: SparkSession, qualified_name: str) -> str:
-    return spark.sql(f"DESCRIBE DETAIL {qualified_name}").first()["location"]
