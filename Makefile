@@ -7,7 +7,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 HOROVOD_VERSION := 0.28.1
-DELTA_VERSION := 4.0.1
+# The Delta jars match the locked delta-spark package.
+DELTA_VERSION := $(shell sed -n 's/^delta-spark==//p' requirements.lock)
 STACK_KEY := $(shell cat requirements.lock | sha1sum | cut -c1-12)-horovod$(HOROVOD_VERSION)-delta$(DELTA_VERSION)
 STAMP := $(VENV)/.installed-$(STACK_KEY)
 PYTEST_ARGS ?=

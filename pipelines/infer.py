@@ -23,7 +23,7 @@ from features.transform import FittedFeatures, apply_features
 from pipelines.config import Config
 from pipelines.run_id import check_run_id, new_run_id
 from pipelines.store import load_artifact, load_model_metadata
-from pipelines.tables import delta_version, read_source, table_version
+from pipelines.tables import last_commit, read_source, table_version
 
 @dataclass(frozen=True)
 class InferResult:
@@ -98,8 +98,9 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> InferRes
         writer.mode("overwrite").option("replaceWhere", f"run_id = '{run_id}'").saveAsTable(table)
     else:
         writer.mode("append").saveAsTable(table)
-    version = delta_version(spark, table)
-    rows = spark.table(table).where(F.col("run_id") == run_id).count()
+    # The commit's own metrics say how many rows it wrote: no second scan of the table.
+    version, metrics = last_commit(spark, table)
+    rows = int(metrics["numOutputRows"])
     result = InferResult(table, version, run_id, rows, time.time() - started)
     print(f"infer: scored {rows:,} rows with {model_meta['model_name']} {model_meta['model_version']} "
           f"into {table} (run {run_id}, Delta version {version}) in {result.seconds:.1f}s")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import pyspark
@@ -22,15 +23,15 @@ from pyspark.sql import SparkSession
 from pipelines.config import Config
 from pipelines.errors import PipelineError
 
-DELTA_JARS = ("delta-spark_2.13-4.0.1.jar", "delta-storage-4.0.1.jar")
-
-
 def check_delta_jars() -> None:
-    """The Delta Lake jars must be in the Spark distribution's jars/ folder (``make install`` puts them there)."""
+    """The Delta Lake jars matching the installed delta-spark package must be in the Spark distribution's jars/
+    folder (``make install`` puts them there)."""
     if launched_by_spark_submit():
         return  # spark-submit decided the classpath (--jars / --packages, or the cluster's own Spark)
+    version = importlib_metadata.version("delta-spark")
     folder = Path(pyspark.__file__).parent / "jars"
-    missing = [name for name in DELTA_JARS if not (folder / name).is_file()]
+    missing = [name for name in (f"delta-spark_2.13-{version}.jar", f"delta-storage-{version}.jar")
+               if not (folder / name).is_file()]
     if missing:
         raise PipelineError(
             f"Delta Lake jar {missing[0]} is not in {folder}: run `make install`, which fetches it from Maven Central"

@@ -35,5 +35,11 @@ def table_version(spark: SparkSession, cfg: Config, source: TableSource) -> int 
     return delta_version(spark, f"delta.`{source.path}`") if source.format == "delta" else None
 
 
+def last_commit(spark: SparkSession, qualified_name: str) -> tuple[int, dict[str, str]]:
+    """(version, operation metrics such as numOutputRows) of the latest commit of a Delta table."""
+    row = spark.sql(f"DESCRIBE HISTORY {qualified_name} LIMIT 1").first()
+    return int(row["version"]), dict(row["operationMetrics"] or {})
+
+
 def delta_version(spark: SparkSession, qualified_name: str) -> int:
-    return int(spark.sql(f"DESCRIBE HISTORY {qualified_name} LIMIT 1").first()["version"])
+    return last_commit(spark, qualified_name)[0]
