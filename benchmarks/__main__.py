@@ -9,6 +9,7 @@ import sys
 
 BENCHMARKS = {
     "e2e_demo": "benchmarks.e2e_demo",
+    "featurize_vs_mllib": "benchmarks.featurize_vs_mllib",
 }
 
 

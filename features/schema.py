@@ -1,70 +1,112 @@
 """The feature table's schema contract: which columns the writer produces and the reader, trainer and scorer expect.
 
-Numeric features are float32 scalars with the input column's name; categorical features are int32 indices (0 is
-reserved for unseen, rare and missing values) named ``<column>_index``. Both Petastorm and the Spark scoring UDF
-read exactly these columns, in this order.
+Every feature column has a name, a dtype and a shape, and is one of two kinds:
+
+- ``dense``: float32 scalars (scaled numeric values, missing indicators) and float32 vectors (one-hot encodings).
+  The model reads all dense columns, in order, concatenated into one input named ``dense``.
+- ``index``: int32 scalar ids of a categorical column, 0 reserved for rare, unseen and folded-missing values; the
+  model embeds each one (``cardinality`` ids).
+
+Petastorm, the trainer and the Spark scoring UDF all read exactly these columns, in this order.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from features.errors import FeatureError
+from features.spec import SPLIT_COLUMN
 
-SPLIT_COLUMN = "split"
+__all__ = ["SPLIT_COLUMN", "UNSEEN_INDEX", "DENSE_INPUT", "FeatureColumn", "FeatureSchema"]
 UNSEEN_INDEX = 0
-NUMERIC_INPUT = "numeric"  # the model input that takes the numeric features stacked in order
+DENSE_INPUT = "dense"  # the model input that takes every dense feature, concatenated in order
+
+_SPARK_TYPES = {"float32": T.FloatType(), "int32": T.IntegerType()}
 
 
-def index_column(categorical: str) -> str:
-    return f"{categorical}_index"
+@dataclass(frozen=True)
+class FeatureColumn:
+    name: str
+    kind: Literal["dense", "index"]
+    dtype: Literal["float32", "int32"]
+    shape: tuple[int, ...] = ()  # () for a scalar, (n,) for a vector
+    cardinality: int | None = None  # index columns: the number of ids, 0 included
+
+    @property
+    def width(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+    def spark_type(self) -> T.DataType:
+        scalar = _SPARK_TYPES[self.dtype]
+        return T.ArrayType(scalar, containsNull=False) if self.shape else scalar
+
+    def to_json(self) -> dict:
+        out = {"name": self.name, "kind": self.kind, "dtype": self.dtype, "shape": list(self.shape)}
+        if self.cardinality is not None:
+            out["cardinality"] = self.cardinality
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "FeatureColumn":
+        return cls(data["name"], data["kind"], data["dtype"], tuple(data["shape"]), data.get("cardinality"))
 
 
 @dataclass(frozen=True)
 class FeatureSchema:
-    """Columns of a feature table. ``cardinalities`` gives the embedding input size per categorical column."""
+    """Columns of a feature table: the label, the features in model order, and passthrough columns."""
 
     label: str
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-    cardinalities: dict[str, int] = field(default_factory=dict)
+    features: tuple[FeatureColumn, ...]
     passthrough: tuple[str, ...] = ()
+    label_dtype: Literal["int32", "float32"] = "int32"
 
     @property
-    def index_columns(self) -> tuple[str, ...]:
-        return tuple(index_column(c) for c in self.categorical)
+    def dense(self) -> tuple[FeatureColumn, ...]:
+        return tuple(c for c in self.features if c.kind == "dense")
+
+    @property
+    def index(self) -> tuple[FeatureColumn, ...]:
+        return tuple(c for c in self.features if c.kind == "index")
+
+    @property
+    def dense_width(self) -> int:
+        return sum(c.width for c in self.dense)
 
     @property
     def feature_columns(self) -> tuple[str, ...]:
-        """What the model reads, in order: numeric columns, then categorical index columns."""
-        return self.numeric + self.index_columns
+        return tuple(c.name for c in self.features)
 
     def spark_types(self) -> dict[str, T.DataType]:
-        types: dict[str, T.DataType] = {c: T.FloatType() for c in self.numeric}
-        types.update({c: T.IntegerType() for c in self.index_columns})
-        types[self.label] = T.IntegerType()
+        types = {c.name: c.spark_type() for c in self.features}
+        types[self.label] = _SPARK_TYPES[self.label_dtype]
         return types
 
-    def check(self, df: DataFrame, where: str) -> None:
+    def check(self, df: DataFrame, where: str, require_label: bool = True) -> None:
         """Fail with the differing columns named if ``df`` does not carry this contract's columns and types."""
         actual = {f.name: f.dataType for f in df.schema.fields}
         problems = []
         for name, expected in self.spark_types().items():
+            if name == self.label and not require_label:
+                continue
             if name not in actual:
                 problems.append(f"{name} is missing")
             elif actual[name] != expected:
-                problems.append(f"{name} is {actual[name].simpleString()}, expected {expected.simpleString()}")
+                # Array columns read back from Parquet may say containsNull=true: compare element types.
+                a, e = actual[name], expected
+                if isinstance(a, T.ArrayType) and isinstance(e, T.ArrayType) and a.elementType == e.elementType:
+                    continue
+                problems.append(f"{name} is {a.simpleString()}, expected {e.simpleString()}")
         if problems:
             raise FeatureError(f"{where} does not match the feature schema: " + "; ".join(problems))
 
     def to_json(self) -> dict:
         return {
             "label": self.label,
-            "numeric": list(self.numeric),
-            "categorical": list(self.categorical),
-            "cardinalities": dict(self.cardinalities),
+            "label_dtype": self.label_dtype,
+            "features": [c.to_json() for c in self.features],
             "passthrough": list(self.passthrough),
         }
 
@@ -72,8 +114,7 @@ class FeatureSchema:
     def from_json(cls, data: dict) -> "FeatureSchema":
         return cls(
             label=data["label"],
-            numeric=tuple(data["numeric"]),
-            categorical=tuple(data["categorical"]),
-            cardinalities={k: int(v) for k, v in data["cardinalities"].items()},
+            features=tuple(FeatureColumn.from_json(c) for c in data["features"]),
             passthrough=tuple(data["passthrough"]),
+            label_dtype=data["label_dtype"],
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from features.schema import NUMERIC_INPUT, FeatureSchema
+from features.schema import DENSE_INPUT, FeatureSchema
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -29,20 +29,20 @@ def _activation(name: str):
 
 
 def build_model(schema: FeatureSchema, settings: MlpSettings) -> "tf.keras.Model":
-    """Inputs: ``numeric`` (float32, one value per numeric feature) and one int32 ``<column>_index`` input per
-    categorical column. Output: the probability of the positive class, shape (batch, 1)."""
+    """Inputs: ``dense`` (float32, every dense feature concatenated in schema order) and one int32 input per index
+    feature, embedded. Output: the probability of the positive class, shape (batch, 1)."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(settings.seed)
     inputs = {}
     parts = []
-    if schema.numeric:
-        inputs[NUMERIC_INPUT] = tf.keras.Input(shape=(len(schema.numeric),), dtype=tf.float32, name=NUMERIC_INPUT)
-        parts.append(inputs[NUMERIC_INPUT])
-    for column, name in zip(schema.categorical, schema.index_columns):
-        inputs[name] = tf.keras.Input(shape=(), dtype=tf.int32, name=name)
-        embedded = tf.keras.layers.Embedding(schema.cardinalities[column], settings.embedding_dim, name=f"{column}_embedding")(inputs[name])
-        parts.append(embedded)
+    if schema.dense:
+        inputs[DENSE_INPUT] = tf.keras.Input(shape=(schema.dense_width,), dtype=tf.float32, name=DENSE_INPUT)
+        parts.append(inputs[DENSE_INPUT])
+    for column in schema.index:
+        inputs[column.name] = tf.keras.Input(shape=(), dtype=tf.int32, name=column.name)
+        embedded = tf.keras.layers.Embedding(column.cardinality, settings.embedding_dim, name=f"{column.name}_embedding")
+        parts.append(embedded(inputs[column.name]))
     x = parts[0] if len(parts) == 1 else tf.keras.layers.Concatenate(name="features")(parts)
     for i, units in enumerate(settings.hidden_units):
         x = tf.keras.layers.Dense(units, name=f"dense_{i}")(x)
@@ -54,19 +54,18 @@ def build_model(schema: FeatureSchema, settings: MlpSettings) -> "tf.keras.Model
 
 
 def model_inputs(schema: FeatureSchema, columns: dict) -> dict:
-    """Arrange per-column arrays or tensors (name -> 1-D) into the model's input dict."""
+    """Arrange per-column arrays or tensors (scalar columns 1-D, vector columns 2-D) into the model's input dict."""
+    import numpy as np
     import tensorflow as tf
 
     inputs = {}
-    if schema.numeric:
-        stack = tf.stack if isinstance(columns[schema.numeric[0]], tf.Tensor) else _np_stack
-        inputs[NUMERIC_INPUT] = stack([columns[c] for c in schema.numeric], axis=1)
-    for name in schema.index_columns:
-        inputs[name] = columns[name]
+    if schema.dense:
+        if isinstance(columns[schema.dense[0].name], tf.Tensor):
+            parts = [tf.reshape(tf.cast(columns[c.name], tf.float32), (-1, c.width)) for c in schema.dense]
+            inputs[DENSE_INPUT] = tf.concat(parts, axis=1)
+        else:
+            parts = [np.asarray(columns[c.name], dtype=np.float32).reshape(-1, c.width) for c in schema.dense]
+            inputs[DENSE_INPUT] = np.concatenate(parts, axis=1)
+    for column in schema.index:
+        inputs[column.name] = columns[column.name]
     return inputs
-
-
-def _np_stack(arrays, axis):
-    import numpy as np
-
-    return np.stack(arrays, axis=axis).astype("float32")

@@ -22,6 +22,9 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+from features.errors import FeatureError
+from features.spec import SPLIT_COLUMN, CategoricalFeature, FeatureSpec, LabelSpec, NumericFeature
+
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULTS = "built-in defaults"
 
@@ -126,28 +129,125 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class LabelConfig:
+    """The label column; ``label: name`` is short for ``label: {column: name}``. A string label names its
+    ``positive`` class (and optionally the ``negative`` one: other values are then refused)."""
+
+    column: str = "label"
+    kind: Literal["binary"] = "binary"
+    positive: str | None = None
+    negative: str | None = None
+
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"column": value}
+        if isinstance(value, dict):  # classes may be written as numbers or booleans: compare them as text
+            return {k: str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v
+                    for k, v in value.items()}
+        return value
+
+
+@dataclass(frozen=True)
+class MissingConfig:
+    """A numeric column's missing-value policy: ``mean``, ``median``, ``reject`` or ``{constant: x}``."""
+
+    kind: Literal["mean", "median", "constant", "reject"] = "mean"
+    value: float | None = None
+
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"kind": value}
+        if isinstance(value, dict) and list(value) == ["constant"]:
+            return {"kind": "constant", "value": value["constant"]}
+        return value
+
+    def __post_init__(self) -> None:
+        _require((self.kind == "constant") == (self.value is not None), "kind",
+                 "write the constant policy as {constant: <fill value>}; other policies take no value")
+
+
+@dataclass(frozen=True)
+class NumericColumns:
+    """One entry of ``featurize.numeric``: columns that share a transform. A bare column name takes the defaults."""
+
+    columns: tuple[str, ...] = ()
+    transform: Literal["standard", "minmax", "robust", "log", "none"] = "standard"
+    missing: MissingConfig = field(default_factory=MissingConfig)
+    indicator: bool = False  # add a float32 <column>_missing feature: 1 where the value was missing
+    clip: tuple[float, ...] | None = None  # [lower, upper] quantiles of the training values
+
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        return {"columns": [value]} if isinstance(value, str) else value
+
+    def __post_init__(self) -> None:
+        _require(bool(self.columns), "columns", "name at least one column")
+        _require(self.clip is None or (len(self.clip) == 2 and 0.0 <= self.clip[0] < self.clip[1] <= 1.0), "clip",
+                 f"expected two quantiles [lower, upper] with 0 <= lower < upper <= 1, got {self.clip!r}")
+
+    def features(self) -> list[NumericFeature]:
+        clip = (self.clip[0], self.clip[1]) if self.clip else None
+        return [NumericFeature(c, self.transform, self.missing.kind, self.missing.value, self.indicator, clip)
+                for c in self.columns]
+
+
+@dataclass(frozen=True)
+class CategoricalColumns:
+    """One entry of ``featurize.categorical``: columns that share an encoding. A bare name takes the defaults."""
+
+    columns: tuple[str, ...] = ()
+    encoding: Literal["index", "onehot"] = "index"
+    min_count: int = 1  # values seen fewer times in training fold into the reserved id 0
+    top_k: int | None = None  # keep at most this many values (required for onehot)
+    missing: Literal["fold", "value"] = "fold"  # nulls and empty strings: fold into id 0, or a value of their own
+
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        return {"columns": [value]} if isinstance(value, str) else value
+
+    def __post_init__(self) -> None:
+        _require(bool(self.columns), "columns", "name at least one column")
+        _positive(self, "min_count", "top_k")
+        _require(self.encoding != "onehot" or self.top_k is not None, "top_k",
+                 "onehot needs top_k: the vector gets top_k + 1 slots (slot 0 for other values)")
+
+    def features(self) -> list[CategoricalFeature]:
+        return [CategoricalFeature(c, self.encoding, self.min_count, self.top_k, self.missing) for c in self.columns]
+
+
+@dataclass(frozen=True)
 class FeaturizeConfig:
-    """What the featurize stage reads, which columns it encodes and where it writes."""
+    """What the featurize stage reads, how each column is encoded and where it writes."""
 
     input: TableSource = field(default_factory=lambda: TableSource(table="raw_events"))
     output_table: str = "features"
-    label: str = "label"
+    label: LabelConfig = field(default_factory=LabelConfig)
     key: str | None = "row_id"
-    numeric: tuple[str, ...] = ()
-    categorical: tuple[str, ...] = ()
+    numeric: tuple[NumericColumns, ...] = ()
+    categorical: tuple[CategoricalColumns, ...] = ()
     passthrough: tuple[str, ...] = ()
-    min_count: int = 1
+    quantile_error: float = 0.001  # rank error of the approximate quantiles (median, quartiles, clip bounds)
     split: SplitConfig = field(default_factory=SplitConfig)
 
     def __post_init__(self) -> None:
         _identifier(self, "output_table")
-        _positive(self, "min_count")
-        seen: set[str] = set()
-        for key in ("numeric", "categorical"):
-            for column in getattr(self, key):
-                _require(column not in seen, key, f"column {column!r} is listed twice")
-                _require(column != self.label, key, f"the label column {column!r} cannot also be a feature")
-                seen.add(column)
+        _require(0.0 < self.quantile_error < 0.5, "quantile_error", f"must be in (0, 0.5), got {self.quantile_error!r}")
+        try:
+            self.feature_spec().check_output_names(reserved=(SPLIT_COLUMN,))
+        except FeatureError as err:
+            raise _FieldError("numeric" if self.numeric else "categorical", str(err)) from None
+
+    def feature_spec(self) -> FeatureSpec:
+        """The per-column feature spec these settings describe (the key column is always passed through)."""
+        passthrough = tuple(dict.fromkeys(((self.key,) if self.key else ()) + self.passthrough))
+        return FeatureSpec(
+            label=LabelSpec(self.label.column, self.label.kind, self.label.positive, self.label.negative),
+            numeric=tuple(f for entry in self.numeric for f in entry.features()),
+            categorical=tuple(f for entry in self.categorical for f in entry.features()),
+            passthrough=passthrough,
+        )
 
 
 @dataclass(frozen=True)
@@ -346,7 +446,7 @@ def _build(cls: type, data: Any, origins: Mapping[str, str], prefix: str) -> Any
     try:
         return cls(**kwargs)
     except _FieldError as err:
-        dotted = f"{prefix}{err.key}"
+        dotted = f"{prefix}{err.key}" if err.key else label
         raise ConfigError(f"{_origin(origins, dotted)}: {dotted}: {err.message}") from None
 
 
@@ -358,7 +458,9 @@ def _coerce(hint: Any, value: Any, origins: Mapping[str, str], dotted: str) -> A
         raise ConfigError(f"{_origin(origins, dotted)}: {dotted}: expected {expected}, got {_type_name(value)} {value!r}")
 
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, origins, f"{dotted}.")
+        # A dataclass may accept a shorter spelling (a bare column name, `missing: mean`): see its ``shorthand``.
+        shorthand = getattr(hint, "shorthand", None)
+        return _build(hint, shorthand(value) if shorthand else value, origins, f"{dotted}.")
     if origin in (typing.Union, types.UnionType):
         if value is None:
             if type(None) in args:

@@ -13,6 +13,8 @@ from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from features.expressions import encoded_label
+from features.spec import FeatureSpec
 from features.split import assign_split
 from pipelines.config import Config
 from pipelines.errors import PipelineError
@@ -21,6 +23,7 @@ from pipelines.store import load_artifact
 from pipelines.tables import read_source
 
 EPSILON = 1e-7
+LABEL = "__label"  # the encoded 0/1 label the metrics compare scores with
 
 
 @dataclass(frozen=True)
@@ -60,24 +63,29 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
     first = predictions.select("model_name", "model_version", "feature_version").first()
     if first is None:
         raise PipelineError(f"predictions table {predictions_table} has no rows for run {run_id}")
-    split_cfg = load_artifact(cfg, fc.output_table, first["feature_version"])["split"]
+    artifact = load_artifact(cfg, fc.output_table, first["feature_version"])
+    split_cfg = artifact["split"]
+    label_spec = FeatureSpec.from_json(artifact["spec"]).label
     key = split_cfg["key"]
     if key is None:
         raise PipelineError("evaluate joins predictions to labels by featurize.key: set featurize.key to an id column")
 
     raw = read_source(spark, cfg, cfg.infer.input)
-    label_columns = [key, fc.label] + ([ec.reference_column] if ec.reference_column else [])
+    label_columns = [key, label_spec.column] + ([ec.reference_column] if ec.reference_column else [])
     missing = [c for c in label_columns if c not in raw.columns]
     if missing:
         raise PipelineError(f"evaluate needs column {missing[0]!r} in {cfg.infer.input.describe()}; it has no labels to compare with")
     labelled = assign_split(raw.select(*label_columns), key, split_cfg["train"], split_cfg["validation"], split_cfg["seed"])
+    labelled = labelled.withColumn(
+        LABEL, encoded_label(label_spec, raw.schema[label_spec.column].dataType).cast("double")
+    ).where(F.col(LABEL).isNotNull())
     joined = (
         predictions.select(key, "score", "predicted_label")
         .join(labelled.where(F.col("split") == ec.split), key)
         .cache()
     )
     try:
-        label = F.col(fc.label).cast("double")
+        label = F.col(LABEL)
         p = F.least(F.greatest(F.col("score").cast("double"), F.lit(EPSILON)), F.lit(1 - EPSILON))
         stats = joined.agg(
             F.count(F.lit(1)).alias("rows"),
@@ -87,8 +95,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
         rows = int(stats["rows"])
         if rows == 0:
             raise PipelineError(f"run {run_id} has no predictions in the {ec.split} split to evaluate")
-        model_auc = auc(joined, "score", fc.label)
-        reference_auc = auc(joined, ec.reference_column, fc.label) if ec.reference_column else None
+        model_auc = auc(joined, "score", LABEL)
+        reference_auc = auc(joined, ec.reference_column, LABEL) if ec.reference_column else None
     finally:
         joined.unpersist()
 

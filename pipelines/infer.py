@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 from pyspark.ml.functions import predict_batch_udf
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.schema import NUMERIC_INPUT, FeatureSchema
-from features.transform import FittedFeatures, apply_features
+from features.apply import apply_features
+from features.fitted import FittedFeatures
+from features.schema import DENSE_INPUT, FeatureSchema
 from pipelines.config import Config
 from pipelines.run_id import check_run_id, new_run_id
 from pipelines.store import load_artifact, load_model_metadata
@@ -34,10 +35,17 @@ class InferResult:
     seconds: float
 
 
-def make_scorer(model_path: str, schema: FeatureSchema, batch_size: int):
-    """A ``predict_batch_udf`` over (numeric array column, index columns...) that loads the model once per worker."""
+def dense_vector(schema: FeatureSchema) -> Column:
+    """Every dense feature of a featurized row in one float array, in the model's order."""
+    parts = [F.col(c.name) if c.shape else F.array(F.col(c.name)) for c in schema.dense]
+    return parts[0] if len(parts) == 1 else F.concat(*parts)
 
-    n_columns = (1 if schema.numeric else 0) + len(schema.index_columns)
+
+def make_scorer(model_path: str, schema: FeatureSchema, batch_size: int):
+    """A ``predict_batch_udf`` over (dense array column, index columns...) that loads the model once per worker."""
+
+    index_names = [c.name for c in schema.index]
+    n_columns = (1 if schema.dense else 0) + len(index_names)
 
     def make_predict_fn():
         import tensorflow as tf
@@ -45,9 +53,9 @@ def make_scorer(model_path: str, schema: FeatureSchema, batch_size: int):
         model = tf.keras.models.load_model(model_path, compile=False)
 
         def predict(*columns: np.ndarray) -> np.ndarray:
-            inputs = {NUMERIC_INPUT: columns[0].astype(np.float32)} if schema.numeric else {}
-            indices = columns[1:] if schema.numeric else columns
-            inputs.update({name: idx.astype(np.int32) for name, idx in zip(schema.index_columns, indices)})
+            inputs = {DENSE_INPUT: columns[0].astype(np.float32)} if schema.dense else {}
+            indices = columns[1:] if schema.dense else columns
+            inputs.update({name: idx.astype(np.int32) for name, idx in zip(index_names, indices)})
             return model.predict_on_batch(inputs)[:, 0]
 
         # predict_batch_udf counts the function's parameters to know how many input columns it takes.
@@ -56,7 +64,7 @@ def make_scorer(model_path: str, schema: FeatureSchema, batch_size: int):
         )
         return predict
 
-    shapes = {0: [len(schema.numeric)]} if schema.numeric else None  # index columns are scalars
+    shapes = {0: [schema.dense_width]} if schema.dense else None  # index columns are scalars
     return predict_batch_udf(make_predict_fn, return_type=T.FloatType(), batch_size=batch_size, input_tensor_shapes=shapes)
 
 
@@ -71,11 +79,10 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> InferRes
     schema = fitted.schema
 
     raw = read_source(spark, cfg, ic.input)
-    features = apply_features(raw, fitted)
+    features = apply_features(raw, fitted, source=ic.input.describe(),
+                              artifact=f"feature artifact {artifact_ref['table']}/{artifact['version']}")
     scorer = make_scorer(str(Path(model_dir) / model_meta["model_file"]), schema, ic.batch_size)
-    score_inputs = ([F.array(*[F.col(c) for c in schema.numeric])] if schema.numeric else []) + [
-        F.col(c) for c in schema.index_columns
-    ]
+    score_inputs = ([dense_vector(schema)] if schema.dense else []) + [F.col(c.name) for c in schema.index]
     scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     predictions = features.select(
         *[F.col(c) for c in schema.passthrough],

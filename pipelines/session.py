@@ -73,6 +73,8 @@ def spark_settings(cfg: Config) -> dict[str, str]:
         "spark.driver.extraJavaOptions": java_opts,
         "spark.executor.extraJavaOptions": java_opts,
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
+        # Delta rebuilds a table's state from its log in this many tasks (default 50: slow on small tables).
+        "spark.databricks.delta.snapshotPartitions": str(cfg.spark.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "true",
@@ -138,4 +140,10 @@ logger.metastore.level = error
 # Delta tables are stored in the metastore in Spark's own format; Hive's compatibility warning is noise.
 logger.hivecatalog.name = org.apache.spark.sql.hive.HiveExternalCatalog
 logger.hivecatalog.level = error
+# Overwriting a Delta table with a new schema: Hive refuses the Hive-compatible schema change and logs a stack
+# trace, then Spark stores the schema in its own format, as it does for every Delta table. Noise as well.
+logger.hivealter.name = org.apache.hadoop.hive.metastore.HiveAlterHandler
+logger.hivealter.level = off
+logger.hmshandler.name = org.apache.hadoop.hive.metastore.RetryingHMSHandler
+logger.hmshandler.level = fatal
 """

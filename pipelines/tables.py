@@ -43,3 +43,18 @@ def last_commit(spark: SparkSession, qualified_name: str) -> tuple[int, dict[str
 
 def delta_version(spark: SparkSession, qualified_name: str) -> int:
     return last_commit(spark, qualified_name)[0]
+
+
+def input_identity(spark: SparkSession, cfg: Config, source: TableSource, df: DataFrame) -> dict:
+    """What exactly was read: the Delta version of a Delta input, or the file list and sizes of a Parquet input."""
+    identity: dict = {"source": source.describe()}
+    version = table_version(spark, cfg, source)
+    if version is not None:
+        return {**identity, "format": "delta", "delta_version": version}
+    jvm = spark.sparkContext._jvm
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
+    files = []
+    for name in sorted(df.inputFiles()):
+        path = jvm.org.apache.hadoop.fs.Path(name)
+        files.append({"path": name, "bytes": int(path.getFileSystem(hadoop_conf).getFileStatus(path).getLen())})
+    return {**identity, "format": "parquet", "files": files, "bytes": sum(f["bytes"] for f in files)}

@@ -21,9 +21,10 @@ def conf_dir(tmp_path):
 
 def test_demo_config_loads_with_base_layer():
     cfg = load_config(REPO / "conf" / "demo.yaml")
-    assert cfg.featurize.numeric[:2] == ("lepton_pt", "lepton_eta")
-    assert len(cfg.featurize.numeric) == 28
-    assert cfg.featurize.categorical == ("detector_region", "run_period", "trigger_id")
+    spec = cfg.featurize.feature_spec()
+    assert len(spec.numeric) == 28
+    assert [f.column for f in spec.categorical] == ["detector_region", "run_period", "trigger_id"]
+    assert spec.passthrough == ("row_id",)  # the key is always passed through
     assert cfg.train.num_proc == 2  # from base.yaml
     assert cfg.stages == ("generate", "featurize", "train", "infer", "evaluate")
     assert cfg.source_files[-1].endswith("demo.yaml")
@@ -72,6 +73,35 @@ def test_config_objects_are_frozen(conf_dir):
         ("stages: [featurize, tran]\n",
          "{p}: stages[1]: expected one of 'generate', 'featurize', 'train', 'infer', 'evaluate', got str 'tran'"),
         ("train: 5\n", "{p}: train: must be a mapping, got int"),
+        ("featurize:\n  numeric: [{columns: [a], transform: zscore}]\n",
+         "{p}: featurize.numeric[0].transform: expected one of 'standard', 'minmax', 'robust', 'log', 'none', "
+         "got str 'zscore'"),
+        ("featurize:\n  numeric: [a, {columns: [b], missing: zero}]\n",
+         "{p}: featurize.numeric[1].missing.kind: expected one of 'mean', 'median', 'constant', 'reject', got str 'zero'"),
+        ("featurize:\n  numeric: [{columns: [a], missing: {kind: constant}}]\n",
+         "{p}: featurize.numeric[0].missing.kind: write the constant policy as {{constant: <fill value>}}; "
+         "other policies take no value"),
+        ("featurize:\n  numeric: [{columns: [a], clip: [0.99, 0.01]}]\n",
+         "{p}: featurize.numeric[0].clip: expected two quantiles [lower, upper] with 0 <= lower < upper <= 1, "
+         "got (0.99, 0.01)"),
+        ("featurize:\n  categorical: [{columns: [c], encoding: onehot}]\n",
+         "{p}: featurize.categorical[0].top_k: onehot needs top_k: the vector gets top_k + 1 slots (slot 0 for other "
+         "values)"),
+        ("featurize:\n  categorical: [{columns: [c], encoding: hash}]\n",
+         "{p}: featurize.categorical[0].encoding: expected one of 'index', 'onehot', got str 'hash'"),
+        ("featurize:\n  numeric: [a, {columns: [a_missing, b]}, {columns: [a], indicator: true}]\n",
+         "{p}: featurize.numeric: column 'a' is listed twice in the feature spec: keep one entry"),
+        ("featurize:\n  numeric: [{columns: [a], indicator: true}, a_missing]\n",
+         "{p}: featurize.numeric: two feature table columns would be named 'a_missing': numeric column 'a_missing' "
+         "and the missing indicator of 'a'; rename the input column or drop one of them from the spec"),
+        ("featurize:\n  numeric: [split]\n",
+         "{p}: featurize.numeric: two feature table columns would be named 'split': the reserved column 'split' and "
+         "numeric column 'split'; rename the input column or drop one of them from the spec"),
+        ("featurize:\n  categorical: [c]\n  numeric: [c_index]\n",
+         "{p}: featurize.numeric: two feature table columns would be named 'c_index': numeric column 'c_index' and "
+         "the index encoding of 'c'; rename the input column or drop one of them from the spec"),
+        ("featurize:\n  label: y\n  numeric: [y]\n",
+         "{p}: featurize.numeric: the label column 'y' cannot also be a feature"),
     ],
 )
 def test_bad_values_name_key_and_file(conf_dir, text, message):
@@ -124,3 +154,35 @@ def test_table_source_is_replaced_whole_not_merged(conf_dir):
     path = write(conf_dir, "p.yaml", "featurize:\n  input: {table: raw_events}\n")
     cfg = load_config(path, ["featurize.input={path: /data/x, format: parquet}"])
     assert (cfg.featurize.input.table, cfg.featurize.input.path, cfg.featurize.input.format) == (None, "/data/x", "parquet")
+
+
+def test_feature_spec_shorthands(conf_dir):
+    path = write(conf_dir, "p.yaml", """
+featurize:
+  label: {column: Label, positive: s, negative: b}
+  key: null
+  passthrough: [EventId]
+  numeric:
+    - a
+    - {columns: [b, c], transform: log, missing: {constant: 0}, indicator: true, clip: [0.001, 0.999]}
+  categorical:
+    - {columns: [region], encoding: onehot, top_k: 5, missing: value}
+    - {columns: [trigger], min_count: 10}
+""")
+    spec = load_config(path).featurize.feature_spec()
+    assert (spec.label.column, spec.label.positive, spec.label.negative) == ("Label", "s", "b")
+    assert spec.passthrough == ("EventId",)
+    a, b, c = spec.numeric
+    assert (a.column, a.transform, a.missing, a.indicator, a.clip) == ("a", "standard", "mean", False, None)
+    assert (b.transform, b.missing, b.fill_value, b.indicator, b.clip) == ("log", "constant", 0.0, True, (0.001, 0.999))
+    assert c.column == "c" and c.transform == "log"
+    region, trigger = spec.categorical
+    assert (region.encoding, region.top_k, region.missing, region.output_column) == ("onehot", 5, "value", "region_onehot")
+    assert (trigger.encoding, trigger.min_count, trigger.output_column) == ("index", 10, "trigger_index")
+    assert [name for name, _ in spec.output_columns()] == [
+        "EventId", "Label", "a", "b", "c", "b_missing", "c_missing", "region_onehot", "trigger_index"]
+
+
+def test_numeric_label_classes_may_be_numbers(conf_dir):
+    path = write(conf_dir, "p.yaml", "featurize:\n  label: {column: y, positive: 1, negative: -1}\n  numeric: [a]\n")
+    assert load_config(path).featurize.label.positive == "1"

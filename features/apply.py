@@ -1,0 +1,91 @@
+"""Applying fitted features: the one code path that turns raw rows into model inputs, for training and scoring.
+
+Everything is a Spark column expression (plus one broadcast join per categorical column for the vocabulary
+lookup): no Python UDF on the hot path. Given the same fitted state and the same row, the output is the same, bit
+for bit, whether it runs in the featurize stage or at scoring time.
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from features.errors import FeatureError
+from features.expressions import categorical_value, encoded_label, numeric_value
+from features.fit import check_input, clip_expression
+from features.fitted import FittedFeatures, NumericStats
+from features.schema import UNSEEN_INDEX
+from features.spec import NumericFeature
+
+
+def check_fitted_schema(df: DataFrame, fitted: FittedFeatures, source: str = "the input",
+                        artifact: str = "the feature artifact") -> None:
+    """Fail, naming the columns, if ``df``'s spec columns differ in type from those the artifact was fitted on."""
+    check_input(df, fitted.spec, source, require_label=False)
+    actual = {f.name: f.dataType.simpleString() for f in df.schema.fields}
+    differing = [
+        f"{c} is {actual[c]}, was {fitted.input_schema[c]}"
+        for c in fitted.spec.input_columns
+        if c in actual and fitted.input_schema.get(c) != actual[c]
+    ]
+    if differing:
+        raise FeatureError(
+            f"the schema of {source} differs from the one {artifact} was fitted on: " + "; ".join(differing)
+            + "; cast the input back or fit a new artifact with `dlpipe featurize`"
+        )
+
+
+def numeric_feature(f: NumericFeature, stats: NumericStats) -> Column:
+    """The float32 feature of a numeric column (see ``features.spec.NumericFeature`` for the order of operations)."""
+    present = clip_expression(numeric_value(f), stats.clip_bounds)
+    value = F.log1p(present) if f.transform == "log" else present
+    if f.missing == "reject":
+        # fit_features refused missing values up front; this guards scoring inputs row by row.
+        value = F.when(present.isNull(), F.raise_error(F.lit(
+            f"column {f.column!r} has a missing value and its missing-value policy is reject"
+        ))).otherwise(value)
+    filled = F.coalesce(value, F.lit(stats.fill))
+    return ((filled - F.lit(stats.center)) / F.lit(stats.scale)).cast("float")
+
+
+def one_hot(index: Column, size: int) -> Column:
+    """A float32 vector of ``size`` slots, 1 at ``index``."""
+    slots = F.sequence(F.lit(0), F.lit(size - 1))
+    # One parameter: F.transform passes the element (a two-parameter function would get its position as well).
+    return F.transform(slots, lambda slot: F.when(slot == index, F.lit(1.0)).otherwise(F.lit(0.0)).cast("float"))
+
+
+def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] = (), source: str = "the input",
+                   artifact: str = "the feature artifact") -> DataFrame:
+    """The feature table's columns for ``df``, in schema order: passthrough and ``keep`` columns, the label (int,
+    when ``df`` has it), then every feature column of ``fitted.schema``."""
+    check_fitted_schema(df, fitted, source, artifact)
+    spec = fitted.spec
+    spark = df.sparkSession
+    out = df
+    ids: dict[str, Column] = {}
+    for i, f in enumerate(spec.categorical):
+        value_name, id_name = f"__vocabulary_value_{i}", f"__vocabulary_id_{i}"
+        lookup = spark.createDataFrame(
+            [(value, n + 1) for n, value in enumerate(fitted.vocabularies[f.column].values)],
+            schema=T.StructType([T.StructField(value_name, T.StringType(), True),
+                                 T.StructField(id_name, T.IntegerType(), False)]),
+        )
+        out = out.join(F.broadcast(lookup), categorical_value(f.column).eqNullSafe(F.col(value_name)), "left")
+        ids[f.column] = F.coalesce(F.col(id_name), F.lit(UNSEEN_INDEX)).cast("int")
+
+    selected = [F.col(c) for c in dict.fromkeys((*spec.passthrough, *keep))]
+    if spec.label.column in df.columns and spec.label.column not in spec.passthrough:
+        label_type = df.schema[spec.label.column].dataType
+        selected.append(encoded_label(spec.label, label_type).cast("int").alias(spec.label.column))
+    for f in spec.numeric:
+        selected.append(numeric_feature(f, fitted.numeric[f.column]).alias(f.column))
+    for f in spec.numeric:
+        if f.indicator:
+            selected.append(numeric_value(f).isNull().cast("float").alias(f.indicator_column))
+    for f in spec.categorical:
+        if f.encoding == "onehot":
+            selected.append(one_hot(ids[f.column], fitted.vocabularies[f.column].size).alias(f.output_column))
+        else:
+            selected.append(ids[f.column].alias(f.output_column))
+    return out.select(*selected)

@@ -1,0 +1,75 @@
+"""Spark column expressions shared by fitting and applying, so both see a value the same way: what counts as
+missing, how a categorical value is normalised, how the label is encoded."""
+from __future__ import annotations
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from features.errors import FeatureError
+from features.spec import LabelSpec, NumericFeature
+
+
+def numeric_value(feature: NumericFeature) -> Column:
+    """The column as double, null where it is missing: null, NaN, +/-inf, and for ``log`` values <= -1."""
+    value = F.col(feature.column).cast("double")
+    present = value.isNotNull() & ~F.isnan(value) & (F.abs(value) != float("inf"))
+    if feature.transform == "log":
+        present = present & (value > -1.0)
+    return F.when(present, value)
+
+
+def out_of_log_domain(feature: NumericFeature) -> Column:
+    """True where a finite value is <= -1 (log1p is undefined there)."""
+    value = F.col(feature.column).cast("double")
+    return ~F.isnan(value) & (value > float("-inf")) & (value <= -1.0)
+
+
+def categorical_value(column: str) -> Column:
+    """The column as a string; empty strings become null (missing)."""
+    value = F.col(column).cast("string")
+    return F.when(value != "", value)
+
+
+def check_label_type(label: LabelSpec, dtype: T.DataType) -> None:
+    if isinstance(dtype, T.StringType) and label.positive is None:
+        raise FeatureError(
+            f"label column {label.column!r} holds strings: set featurize.label.positive (and optionally negative) "
+            "to name its classes"
+        )
+    if not isinstance(dtype, (T.StringType, T.NumericType, T.BooleanType)):
+        raise FeatureError(f"label column {label.column!r} is {dtype.simpleString()}: a binary label must be numeric, "
+                           "boolean or string")
+
+
+def encoded_label(label: LabelSpec, dtype: T.DataType) -> Column:
+    """The label as int 1 / 0, null where the value is outside the declared classes (or null)."""
+    check_label_type(label, dtype)
+    if isinstance(dtype, T.BooleanType):
+        value = F.col(label.column).cast("int").cast("string")
+    elif isinstance(dtype, T.NumericType):
+        value = F.col(label.column).cast("double")
+    else:
+        value = F.col(label.column).cast("string")
+    if label.positive is None:
+        positive, negative = "1", "0"
+    else:
+        positive, negative = label.positive, label.negative
+    numeric = isinstance(dtype, T.NumericType)
+    if numeric:
+        try:
+            positive, negative = float(positive), None if negative is None else float(negative)
+        except ValueError:
+            raise FeatureError(f"label column {label.column!r} is {dtype.simpleString()}, but its classes "
+                               f"{label.positive!r} / {label.negative!r} are not numbers: fix featurize.label") from None
+    pos = F.lit(positive)
+    is_negative = value.isNotNull() if negative is None else value == F.lit(negative)
+    return F.when(value == pos, F.lit(1)).when(is_negative, F.lit(0))
+
+
+def describe_classes(label: LabelSpec) -> str:
+    if label.positive is None:
+        return "the binary classes 0 and 1"
+    if label.negative is None:
+        return f"the classes {label.positive!r} (positive) and any other non-null value (negative)"
+    return f"the classes {label.positive!r} (positive) and {label.negative!r} (negative)"

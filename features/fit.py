@@ -1,0 +1,407 @@
+"""Fitting a feature spec on the training split, in as few distributed passes as the spec allows.
+
+1. One aggregation over all rows: rows, label classes and missing values per split; for every numeric column the
+   training count, min, max, mean and standard deviation, plus the moments of log1p(value) for ``log`` columns.
+2. Only when some column needs quantiles (``robust``, ``missing: median``, ``clip``): one aggregation of
+   approximate quantiles over the training rows (``percentile_approx``, rank error ``quantile_error``).
+3. Only when some column clips and needs moments: one aggregation of the clipped values' mean and deviation
+   (quantiles, min and max of clipped values follow from the unclipped ones, since clipping is monotone).
+4. One ``groupBy`` over the exploded categorical values of all categorical columns: counts per value and split.
+   Ranking, ``min_count`` and ``top_k`` run in Spark; only the kept values (and per-column totals) reach the driver.
+
+Only small statistics are collected to the driver; no input row ever is.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from features.errors import FeatureError
+from features.expressions import (
+    categorical_value, check_label_type, describe_classes, encoded_label, numeric_value, out_of_log_domain,
+)
+from features.fitted import DEFAULT_QUANTILE_ERROR, FittedFeatures, NumericStats, Vocabulary
+from features.spec import CategoricalFeature, FeatureSpec, NumericFeature
+
+SPLITS = ("train", "validation", "test")
+# A vocabulary beyond this many values is almost certainly an id column: refuse rather than collect it.
+MAX_VOCABULARY = 1_000_000
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What fitting saw, per split: rows, positive labels, missing values per column, and per categorical column
+    the rows that map to the reserved id 0 (``other``) and, of those, values never seen in training (``unseen``)."""
+
+    rows: dict[str, int]
+    positives: dict[str, int]
+    missing: dict[str, dict[str, int]]
+    other: dict[str, dict[str, int]] = field(default_factory=dict)
+    unseen: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"rows": self.rows, "positives": self.positives, "missing": self.missing,
+                "other": self.other, "unseen": self.unseen}
+
+
+def check_input(df: DataFrame, spec: FeatureSpec, source: str = "the input", require_label: bool = True) -> None:
+    """Fail, naming the column, if the spec's columns are missing from ``df`` or of the wrong kind."""
+    types = {f.name: f.dataType for f in df.schema.fields}
+    wanted = [c for c in spec.input_columns if require_label or c != spec.label.column]
+    missing = [c for c in wanted if c not in types]
+    if missing:
+        raise FeatureError(
+            f"column {missing[0]!r} from the feature spec is not in {source} "
+            f"(its columns: {', '.join(df.columns)}); fix the spec or the input"
+        )
+    for f in spec.numeric:
+        dtype = types[f.column]
+        if not isinstance(dtype, T.NumericType):
+            raise FeatureError(
+                f"column {f.column!r} is declared numeric but is {dtype.simpleString()} in {source}; "
+                "list it under categorical or cast it in the input"
+            )
+    for f in spec.categorical:
+        dtype = types[f.column]
+        if not isinstance(dtype, (T.StringType, T.IntegralType, T.BooleanType, T.DateType)):
+            raise FeatureError(
+                f"column {f.column!r} is declared categorical but is {dtype.simpleString()} in {source}; "
+                "a categorical column must be string, integer, boolean or date"
+            )
+    if require_label:
+        check_label_type(spec.label, types[spec.label.column])
+
+
+class _Aggregates:
+    """Named aggregate expressions evaluated in one ``agg``; results looked up by key after ``run``."""
+
+    def __init__(self) -> None:
+        self._columns: list[Column] = []
+        self._keys: dict[tuple, int] = {}
+        self._row = None
+
+    def add(self, key: tuple, column: Column) -> None:
+        self._keys[key] = len(self._columns)
+        self._columns.append(column.alias(f"a{len(self._columns)}"))
+
+    def run(self, df: DataFrame) -> "_Aggregates":
+        if self._columns:
+            with _wide_codegen(df.sparkSession):
+                self._row = df.agg(*self._columns).first()
+        return self
+
+    def __getitem__(self, key: tuple):
+        return self._row[self._keys[key]]
+
+
+# Spark compiles a plan stage to Java only while its rows have at most spark.sql.codegen.maxFields (100) fields and
+# its generated methods stay under spark.sql.codegen.hugeMethodLimit; a wide aggregation (hundreds of counts and
+# moments) silently falls back to interpreted evaluation, 3-5x slower here (1M rows, 279 aggregates: 10.7 s -> 3.2 s).
+# Both limits are raised for our own aggregations only; Spark still falls back by itself if compilation fails.
+WIDE_CODEGEN = {"spark.sql.codegen.maxFields": "100000", "spark.sql.codegen.hugeMethodLimit": "100000000"}
+
+
+@contextmanager
+def _wide_codegen(spark):
+    before = {key: spark.conf.get(key) for key in WIDE_CODEGEN}
+    for key, value in WIDE_CODEGEN.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            spark.conf.set(key, value)
+
+
+def fit_features(
+    df: DataFrame,
+    spec: FeatureSpec,
+    split_column: str | None = None,
+    quantile_error: float = DEFAULT_QUANTILE_ERROR,
+    source: str = "the input",
+) -> tuple[FittedFeatures, FitReport]:
+    """Fit ``spec`` on the rows of ``df`` whose ``split_column`` is 'train' (all rows when it is None).
+
+    Fails before anything is written on: an empty input, labels outside the declared classes, missing values in
+    a ``reject`` column, an empty training split, values <= -1 in a ``log`` column, oversized vocabularies.
+    """
+    check_input(df, spec, source)
+    types = {f.name: f.dataType for f in df.schema.fields}
+    splits = SPLITS if split_column else ("train",)
+    in_split = {s: (F.col(split_column) == s) if split_column else F.lit(True) for s in splits}
+    is_train = in_split["train"]
+    label = encoded_label(spec.label, types[spec.label.column])
+    accuracy = max(1, int(round(1.0 / quantile_error)))
+
+    first = _Aggregates()
+    for s in splits:
+        first.add(("rows", s), F.count(F.when(in_split[s], 1)))
+        first.add(("positives", s), F.count(F.when(in_split[s] & (label == 1), 1)))
+    first.add(("bad_labels",), F.count(F.when(label.isNull(), 1)))
+    for f in spec.numeric:
+        value = numeric_value(f)
+        for s in splits:
+            first.add(("missing", f.column, s), F.count(F.when(in_split[s] & value.isNull(), 1)))
+        train_value = F.when(is_train, value)
+        first.add(("count", f.column), F.count(train_value))
+        first.add(("min", f.column), F.min(train_value))
+        first.add(("max", f.column), F.max(train_value))
+        first.add(("mean", f.column), F.avg(train_value))
+        first.add(("std", f.column), F.stddev_pop(train_value))
+        if f.transform == "log":
+            first.add(("below_log", f.column), F.count(F.when(is_train & out_of_log_domain(f), 1)))
+            first.add(("log_mean", f.column), F.avg(F.log1p(train_value)))
+            first.add(("log_std", f.column), F.stddev_pop(F.log1p(train_value)))
+    for f in spec.categorical:
+        value = categorical_value(f.column)
+        for s in splits:
+            first.add(("missing", f.column, s), F.count(F.when(in_split[s] & value.isNull(), 1)))
+    first.run(df)
+
+    rows = {s: int(first["rows", s]) for s in splits}
+    if sum(rows.values()) == 0:
+        raise FeatureError(f"{source} has no rows: nothing to featurize (check the input)")
+    bad_labels = int(first["bad_labels",])
+    if bad_labels:
+        examples = [r[0] for r in df.where(label.isNull()).select(spec.label.column).distinct().limit(5).collect()]
+        raise FeatureError(
+            f"label column {spec.label.column!r} has {bad_labels:,} rows outside {describe_classes(spec.label)} "
+            f"(for example {sorted(examples, key=repr)}); fix the input or featurize.label"
+        )
+    missing = {f.column: {s: int(first["missing", f.column, s]) for s in splits} for f in (*spec.numeric, *spec.categorical)}
+    for f in spec.numeric:
+        total = sum(missing[f.column].values())
+        if f.missing == "reject" and total:
+            raise FeatureError(
+                f"column {f.column!r} has {total:,} rows with a missing value (null, NaN or infinite"
+                f"{', or <= -1 for log' if f.transform == 'log' else ''}) and its missing-value policy is reject; "
+                "clean the input or choose mean, median or constant"
+            )
+    if rows["train"] == 0:
+        raise FeatureError(
+            f"the training split of {source} is empty: nothing to fit the features on (check the split fractions)"
+        )
+    for f in spec.numeric:
+        if f.transform == "log" and first["below_log", f.column]:
+            raise FeatureError(
+                f"column {f.column!r} has {first['below_log', f.column]:,} training values <= -1, where log1p is "
+                "undefined; choose another transform or shift the column"
+            )
+        if f.transform == "log" and f.missing == "constant" and f.fill_value <= -1:
+            raise FeatureError(f"column {f.column!r}: the fill value {f.fill_value} is <= -1, outside log1p's domain")
+
+    quantiles = _quantiles(df, spec, is_train, accuracy)
+    clipped = _clipped_moments(df, spec, first, quantiles, is_train)
+    numeric = {f.column: _numeric_stats(f, first, quantiles.get(f.column), clipped.get(f.column), missing[f.column]["train"])
+               for f in spec.numeric}
+    vocabularies, other, unseen = _fit_vocabularies(df, spec.categorical, split_column, splits)
+    fitted = FittedFeatures(
+        spec=spec,
+        numeric=numeric,
+        vocabularies=vocabularies,
+        input_schema={c: types[c].simpleString() for c in spec.input_columns},
+        train_rows=rows["train"],
+        quantile_error=quantile_error,
+    )
+    report = FitReport(rows, {s: int(first["positives", s]) for s in splits}, missing, other, unseen)
+    return fitted, report
+
+
+# ------------------------------------------------------------------------------------------------ numeric
+
+
+def _bounds(f: NumericFeature, quantiles: list[float] | None) -> tuple[float, float] | None:
+    if f.clip is None or quantiles is None:
+        return None
+    by_q = dict(zip(f.quantiles(), quantiles))
+    return float(by_q[f.clip[0]]), float(by_q[f.clip[1]])
+
+
+def _clamp(value: float | None, bounds: tuple[float, float] | None) -> float | None:
+    if value is None or bounds is None:
+        return value
+    return min(max(value, bounds[0]), bounds[1])
+
+
+def clip_expression(value: Column, bounds: tuple[float, float] | None) -> Column:
+    if bounds is None:
+        return value
+    return F.when(value < bounds[0], F.lit(bounds[0])).when(value > bounds[1], F.lit(bounds[1])).otherwise(value)
+
+
+def _needs_moments(f: NumericFeature) -> bool:
+    return f.transform in ("standard", "log") or f.missing == "mean"
+
+
+def _quantiles(df: DataFrame, spec: FeatureSpec, is_train: Column, accuracy: int) -> dict[str, list[float] | None]:
+    """The quantiles each column needs (``NumericFeature.quantiles``), in one pass over the training rows.
+
+    A pass of its own: ``percentile_approx`` is an object aggregate, and one in an ``agg`` takes the whole
+    aggregation off Spark's generated code (several times slower for the simple aggregates beside it).
+    """
+    columns = [f for f in spec.numeric if f.quantiles()]
+    if not columns:
+        return {}
+    aggs = _Aggregates()
+    for f in columns:
+        aggs.add((f.column,), F.percentile_approx(numeric_value(f), list(f.quantiles()), accuracy))
+    aggs.run(df.where(is_train))
+    return {f.column: aggs[f.column,] for f in columns}
+
+
+def _clipped_moments(df: DataFrame, spec: FeatureSpec, first: _Aggregates, quantiles: dict, is_train: Column) -> dict[str, dict]:
+    """Mean and deviation (and their log1p versions) of the clipped training values: one more pass, only for
+    columns that clip and use moments."""
+    columns = [f for f in spec.numeric if f.clip is not None and _needs_moments(f) and first["count", f.column]]
+    if not columns:
+        return {}
+    aggs = _Aggregates()
+    for f in columns:
+        value = clip_expression(numeric_value(f), _bounds(f, quantiles[f.column]))
+        train_value = F.when(is_train, value)
+        aggs.add(("mean", f.column), F.avg(train_value))
+        aggs.add(("std", f.column), F.stddev_pop(train_value))
+        if f.transform == "log":
+            aggs.add(("log_mean", f.column), F.avg(F.log1p(train_value)))
+            aggs.add(("log_std", f.column), F.stddev_pop(F.log1p(train_value)))
+    aggs.run(df)
+    return {f.column: {k: aggs[k, f.column] for k in ("mean", "std", "log_mean", "log_std")
+                       if k in ("mean", "std") or f.transform == "log"} for f in columns}
+
+
+def _finite_or_none(value) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _scale(value: float | None) -> float:
+    """A divisor: a zero, missing or non-finite spread (a constant or all-missing column) divides by 1."""
+    return value if value is not None and math.isfinite(value) and value > 0 else 1.0
+
+
+def _numeric_stats(f: NumericFeature, first: _Aggregates, raw_quantiles: list[float] | None, clipped: dict | None,
+                   train_missing: int) -> NumericStats:
+    c = f.column
+    count = int(first["count", c])
+    bounds = _bounds(f, raw_quantiles)
+    quantiles = {repr(q): _clamp(float(v), bounds) for q, v in zip(f.quantiles(), raw_quantiles or [])}
+    moments = clipped or {k: first[k, c] for k in ("mean", "std")}
+    if f.transform == "log" and not clipped:
+        moments.update(log_mean=first["log_mean", c], log_std=first["log_std", c])
+    mean, std = _finite_or_none(moments["mean"]), _finite_or_none(moments["std"])
+    log_mean, log_std = _finite_or_none(moments.get("log_mean")), _finite_or_none(moments.get("log_std"))
+    median = quantiles.get("0.5")
+
+    if f.transform == "standard":
+        center, scale = mean or 0.0, _scale(std)
+    elif f.transform == "log":
+        center, scale = log_mean or 0.0, _scale(log_std)
+    elif f.transform == "minmax":
+        lo, hi = _clamp(_finite_or_none(first["min", c]), bounds), _clamp(_finite_or_none(first["max", c]), bounds)
+        center, scale = lo or 0.0, _scale(None if lo is None else hi - lo)
+    elif f.transform == "robust":
+        center = median or 0.0
+        scale = _scale(None if median is None else quantiles["0.75"] - quantiles["0.25"])
+    else:
+        center, scale = 0.0, 1.0
+
+    # The fill value lives in the space before scaling (log1p space for log columns); a column with no training
+    # values at all is filled with the centre, so its feature is constant 0.
+    to_space = math.log1p if f.transform == "log" else (lambda x: x)
+    if f.missing == "mean":
+        fill = (log_mean if f.transform == "log" else mean)
+    elif f.missing == "median":
+        fill = None if median is None else to_space(median)
+    elif f.missing == "constant":
+        fill = to_space(f.fill_value)
+    else:
+        fill = None
+    return NumericStats(
+        count=count,
+        missing=int(train_missing),
+        min=_clamp(_finite_or_none(first["min", c]), bounds),
+        max=_clamp(_finite_or_none(first["max", c]), bounds),
+        mean=mean,
+        std=std,
+        quantiles=quantiles,
+        clip_bounds=bounds,
+        log_mean=log_mean,
+        log_std=log_std,
+        fill=center if fill is None else float(fill),
+        center=float(center),
+        scale=float(scale),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ categorical
+
+
+def _per_column(features: tuple[CategoricalFeature, ...], values: list) -> Column:
+    """The per-column setting ``values[i]`` for the exploded row's column id."""
+    return F.element_at(F.array(*[F.lit(v) for v in values]), F.col("column") + 1)
+
+
+def _fit_vocabularies(
+    df: DataFrame, features: tuple[CategoricalFeature, ...], split_column: str | None, splits: tuple[str, ...]
+) -> tuple[dict[str, Vocabulary], dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    if not features:
+        return {}, {}, {}
+    entries = F.array(*[
+        F.struct(F.lit(i).alias("column"), categorical_value(f.column).alias("value")) for i, f in enumerate(features)
+    ])
+    split_value = F.col(split_column) if split_column else F.lit("train")
+    counts = (
+        df.select(split_value.alias("__split"), F.explode(entries).alias("entry"))
+        .groupBy(F.col("entry.column").alias("column"), F.col("entry.value").alias("value"))
+        .agg(*[F.count(F.when(F.col("__split") == s, 1)).alias(s) for s in splits])
+    )
+    value_allowed = F.col("value").isNotNull() | _per_column(features, [f.missing == "value" for f in features])
+    eligible = (F.col("train") >= _per_column(features, [f.min_count for f in features])) & value_allowed
+    order = Window.partitionBy("column").orderBy(eligible.desc(), F.col("train").desc(), F.col("value").asc_nulls_first())
+    top_k = _per_column(features, [f.top_k or 2**31 - 1 for f in features])
+    ranked = counts.select("*", F.row_number().over(order).alias("rank"), eligible.alias("eligible"))
+    ranked = ranked.select("*", (F.col("eligible") & (F.col("rank") <= top_k)).alias("kept"))
+    ranked.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        folded = ~F.col("kept")
+        unseen = (F.col("train") == 0) & F.col("value").isNotNull()
+        summary_aggs = [
+            F.count(F.when((F.col("train") > 0) & value_allowed, 1)).alias("distinct"),
+            F.count(F.when(F.col("kept"), 1)).alias("kept"),
+        ]
+        for s in splits:
+            summary_aggs.append(F.sum(F.when(folded, F.col(s)).otherwise(0)).alias(f"other_{s}"))
+            summary_aggs.append(F.sum(F.when(unseen, F.col(s)).otherwise(0)).alias(f"unseen_{s}"))
+        summary = {r["column"]: r for r in ranked.groupBy("column").agg(*summary_aggs).collect()}
+        for i, f in enumerate(features):
+            kept = summary[i]["kept"] if i in summary else 0
+            if kept > MAX_VOCABULARY:
+                raise FeatureError(
+                    f"categorical column {f.column!r} would keep {kept:,} values (min_count {f.min_count}): more than "
+                    f"{MAX_VOCABULARY:,}; set top_k or a higher min_count, or list it under passthrough if it is an id"
+                )
+        kept_rows = ranked.where("kept").select("column", "rank", "value", "train").collect()
+    finally:
+        ranked.unpersist()
+
+    by_column: dict[int, list] = {i: [] for i in range(len(features))}
+    for r in sorted(kept_rows, key=lambda r: (r["column"], r["rank"])):
+        by_column[r["column"]].append((r["value"], int(r["train"])))
+    vocabularies, other, unseen_rows = {}, {}, {}
+    for i, f in enumerate(features):
+        row = summary.get(i)
+        values = by_column[i]
+        vocabularies[f.column] = Vocabulary(
+            values=tuple(v for v, _ in values),
+            counts=tuple(n for _, n in values),
+            distinct=int(row["distinct"]) if row else 0,
+            folded_rows=int(row["other_train"] or 0) if row else 0,
+        )
+        other[f.column] = {s: int(row[f"other_{s}"] or 0) if row else 0 for s in splits}
+        unseen_rows[f.column] = {s: int(row[f"unseen_{s}"] or 0) if row else 0 for s in splits}
+    return vocabularies, other, unseen_rows

@@ -1,0 +1,179 @@
+"""The feature spec: per input column, what the featurize stage does with it.
+
+These are the resolved, per-column settings that fitting and applying work from; ``pipelines.config`` parses them
+from the pipeline YAML (where several columns can share one entry). They are stored in every feature artifact, so
+an artifact says exactly how its features were made.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from features.errors import FeatureError
+
+SPLIT_COLUMN = "split"  # the feature table's partition column: train, validation or test
+
+NumericTransform = Literal["standard", "minmax", "robust", "log", "none"]
+MissingKind = Literal["mean", "median", "constant", "reject"]
+CategoricalEncoding = Literal["index", "onehot"]
+CategoricalMissing = Literal["fold", "value"]
+LabelKind = Literal["binary"]
+
+NUMERIC_TRANSFORMS: tuple[str, ...] = NumericTransform.__args__
+MISSING_KINDS: tuple[str, ...] = MissingKind.__args__
+
+
+@dataclass(frozen=True)
+class NumericFeature:
+    """A numeric input column -> one float32 feature (plus a float32 ``<column>_missing`` indicator if asked).
+
+    Order of operations: null, NaN and +/-inf are missing (for ``log``, so are values <= -1); present values are
+    clipped to the training quantiles ``clip`` (if set); missing values are filled per ``missing`` (``reject``
+    refuses them); then the transform scales the value with statistics of the training split.
+    """
+
+    column: str
+    transform: NumericTransform = "standard"
+    missing: MissingKind = "mean"
+    fill_value: float | None = None  # the constant for missing == "constant"
+    indicator: bool = False
+    clip: tuple[float, float] | None = None  # lower and upper quantile of the training values
+
+    def __post_init__(self) -> None:
+        if self.transform not in NUMERIC_TRANSFORMS:
+            raise FeatureError(f"column {self.column!r}: unknown transform {self.transform!r} "
+                               f"(choose one of {', '.join(NUMERIC_TRANSFORMS)})")
+        if self.missing not in MISSING_KINDS:
+            raise FeatureError(f"column {self.column!r}: unknown missing-value policy {self.missing!r} "
+                               f"(choose one of {', '.join(MISSING_KINDS)})")
+        if (self.missing == "constant") != (self.fill_value is not None):
+            raise FeatureError(f"column {self.column!r}: a fill value goes with the 'constant' missing-value policy only")
+        if self.clip is not None and not (0.0 <= self.clip[0] < self.clip[1] <= 1.0):
+            raise FeatureError(f"column {self.column!r}: clip needs two quantiles 0 <= lower < upper <= 1, got {list(self.clip)}")
+
+    @property
+    def indicator_column(self) -> str | None:
+        return f"{self.column}_missing" if self.indicator else None
+
+    def quantiles(self) -> tuple[float, ...]:
+        """The quantiles of the training values this column's fit needs: the quartiles for ``robust``, the median
+        for ``missing: median``, the clip bounds. Computed only when needed: they cost a pass of their own."""
+        needed = set(self.clip or ())
+        if self.transform == "robust":
+            needed |= {0.25, 0.5, 0.75}
+        if self.missing == "median":
+            needed.add(0.5)
+        return tuple(sorted(needed))
+
+
+@dataclass(frozen=True)
+class CategoricalFeature:
+    """A categorical input column -> an int32 ``<column>_index`` (``index``) or a float32 vector
+    ``<column>_onehot`` (``onehot``).
+
+    Values are ranked by their training count (ties by value); those seen at least ``min_count`` times, at most
+    ``top_k`` of them, get ids 1..n. Id 0 is reserved for everything else: rare values, values never seen in
+    training and, with ``missing: fold``, nulls and empty strings. With ``missing: value`` nulls and empty strings
+    are one category of their own, ranked like any other value. A one-hot vector has n + 1 slots, slot 0 the
+    "other" slot.
+    """
+
+    column: str
+    encoding: CategoricalEncoding = "index"
+    min_count: int = 1
+    top_k: int | None = None
+    missing: CategoricalMissing = "fold"
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ("index", "onehot"):
+            raise FeatureError(f"column {self.column!r}: unknown encoding {self.encoding!r} (choose index or onehot)")
+        if self.missing not in ("fold", "value"):
+            raise FeatureError(f"column {self.column!r}: unknown missing policy {self.missing!r} (choose fold or value)")
+        if self.min_count < 1 or (self.top_k is not None and self.top_k < 1):
+            raise FeatureError(f"column {self.column!r}: min_count and top_k must be at least 1")
+        if self.encoding == "onehot" and self.top_k is None:
+            raise FeatureError(f"column {self.column!r}: onehot needs top_k (the vector gets top_k + 1 slots)")
+
+    @property
+    def output_column(self) -> str:
+        return f"{self.column}_{self.encoding}"
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """The label column. ``binary``: 0/1 (or false/true) numeric labels as they are, or, for a string label, the
+    ``positive`` class -> 1 and every other value (only ``negative``, when given) -> 0. Regression and multi-class
+    are further kinds with their own encoding and dtype."""
+
+    column: str
+    kind: LabelKind = "binary"
+    positive: str | None = None
+    negative: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind != "binary":
+            raise FeatureError(f"label {self.column!r}: kind {self.kind!r} is not supported yet (binary is)")
+        if self.negative is not None and self.positive is None:
+            raise FeatureError(f"label {self.column!r}: set positive as well as negative")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """All columns of one feature table."""
+
+    label: LabelSpec
+    numeric: tuple[NumericFeature, ...] = ()
+    categorical: tuple[CategoricalFeature, ...] = ()
+    passthrough: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        inputs = [f.column for f in (*self.numeric, *self.categorical)]
+        for column in inputs:
+            if inputs.count(column) > 1:
+                raise FeatureError(f"column {column!r} is listed twice in the feature spec: keep one entry")
+        if self.label.column in inputs:
+            raise FeatureError(f"the label column {self.label.column!r} cannot also be a feature")
+        self.check_output_names()
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*self.passthrough, self.label.column,
+                                    *(f.column for f in self.numeric), *(f.column for f in self.categorical)]))
+
+    def output_columns(self) -> list[tuple[str, str]]:
+        """(output column, where it comes from) for every column the feature table gets, in order."""
+        out = [(c, f"passthrough column {c!r}") for c in self.passthrough]
+        if self.label.column not in self.passthrough:
+            out.append((self.label.column, "the label"))
+        out += [(f.column, f"numeric column {f.column!r}") for f in self.numeric]
+        out += [(f.indicator_column, f"the missing indicator of {f.column!r}") for f in self.numeric if f.indicator]
+        out += [(f.output_column, f"the {f.encoding} encoding of {f.column!r}") for f in self.categorical]
+        return out
+
+    def check_output_names(self, reserved: tuple[str, ...] = ()) -> None:
+        """Fail if two output columns (or one and a ``reserved`` name such as the split column) share a name."""
+        seen = {name: f"the reserved column {name!r}" for name in reserved}
+        for name, origin in self.output_columns():
+            if name in seen:
+                raise FeatureError(
+                    f"two feature table columns would be named {name!r}: {seen[name]} and {origin}; "
+                    "rename the input column or drop one of them from the spec"
+                )
+            seen[name] = origin
+
+    def to_json(self) -> dict:
+        return {
+            "label": asdict(self.label),
+            "numeric": [{**asdict(f), "clip": list(f.clip) if f.clip else None} for f in self.numeric],
+            "categorical": [asdict(f) for f in self.categorical],
+            "passthrough": list(self.passthrough),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "FeatureSpec":
+        return cls(
+            label=LabelSpec(**data["label"]),
+            numeric=tuple(NumericFeature(**{**f, "clip": tuple(f["clip"]) if f["clip"] else None}) for f in data["numeric"]),
+            categorical=tuple(CategoricalFeature(**f) for f in data["categorical"]),
+            passthrough=tuple(data["passthrough"]),
+        )
