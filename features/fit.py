@@ -1,7 +1,8 @@
 """Fitting a feature spec on the training split, in as few distributed passes as the spec allows.
 
-1. One aggregation over all rows: rows, label classes and missing values per split; for every numeric column the
-   training count, min, max, mean and standard deviation, plus the moments of log1p(value) for ``log`` columns.
+1. One aggregation over all rows, grouped by split: rows, label classes and missing values; for every numeric
+   column the count, min, max, mean and standard deviation, plus the moments of log1p(value) for ``log`` columns
+   (only the training split's statistics are used).
 2. Only when some column needs quantiles (``robust``, ``missing: median``, ``clip``): one aggregation of
    approximate quantiles over the training rows (``percentile_approx``, rank error ``quantile_error``).
 3. Only when some column clips and needs moments: one aggregation of the clipped values' mean and deviation
@@ -17,7 +18,6 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -79,25 +79,36 @@ def check_input(df: DataFrame, spec: FeatureSpec, source: str = "the input", req
 
 
 class _Aggregates:
-    """Named aggregate expressions evaluated in one ``agg``; results looked up by key after ``run``."""
+    """Named aggregate expressions evaluated in one ``agg`` (per group of ``by``, if given); results looked up by
+    key (and group) after ``run``."""
 
     def __init__(self) -> None:
         self._columns: list[Column] = []
         self._keys: dict[tuple, int] = {}
-        self._row = None
+        self._rows: dict = {}
 
     def add(self, key: tuple, column: Column) -> None:
         self._keys[key] = len(self._columns)
         self._columns.append(column.alias(f"a{len(self._columns)}"))
 
-    def run(self, df: DataFrame) -> "_Aggregates":
+    def run(self, df: DataFrame, by: str | None = None) -> "_Aggregates":
         if self._columns:
             with _wide_codegen(df.sparkSession):
-                self._row = df.agg(*self._columns).first()
+                if by is None:
+                    self._rows = {None: df.agg(*self._columns).first()}
+                else:  # each row starts with its group's value
+                    self._rows = {r[by]: r[1:] for r in df.groupBy(by).agg(*self._columns).collect()}
         return self
 
+    def keys(self) -> list[tuple]:
+        return list(self._keys)
+
+    def get(self, key: tuple, group=None, default=None):
+        row = self._rows.get(group)
+        return default if row is None else row[self._keys[key]]
+
     def __getitem__(self, key: tuple):
-        return self._row[self._keys[key]]
+        return self.get(key)
 
 
 # Spark compiles a plan stage to Java only while its rows have at most spark.sql.codegen.maxFields (100) fields and
@@ -134,47 +145,24 @@ def fit_features(
     check_input(df, spec, source)
     types = {f.name: f.dataType for f in df.schema.fields}
     splits = SPLITS if split_column else ("train",)
-    in_split = {s: (F.col(split_column) == s) if split_column else F.lit(True) for s in splits}
-    is_train = in_split["train"]
+    is_train = (F.col(split_column) == "train") if split_column else F.lit(True)
     label = encoded_label(spec.label, types[spec.label.column])
     accuracy = max(1, int(round(1.0 / quantile_error)))
 
-    first = _Aggregates()
-    for s in splits:
-        first.add(("rows", s), F.count(F.when(in_split[s], 1)))
-        first.add(("positives", s), F.count(F.when(in_split[s] & (label == 1), 1)))
-    first.add(("bad_labels",), F.count(F.when(label.isNull(), 1)))
-    for f in spec.numeric:
-        value = numeric_value(f)
-        for s in splits:
-            first.add(("missing", f.column, s), F.count(F.when(in_split[s] & value.isNull(), 1)))
-        train_value = F.when(is_train, value)
-        first.add(("count", f.column), F.count(train_value))
-        first.add(("min", f.column), F.min(train_value))
-        first.add(("max", f.column), F.max(train_value))
-        first.add(("mean", f.column), F.avg(train_value))
-        first.add(("std", f.column), F.stddev_pop(train_value))
-        if f.transform == "log":
-            first.add(("below_log", f.column), F.count(F.when(is_train & out_of_log_domain(f), 1)))
-            first.add(("log_mean", f.column), F.avg(F.log1p(train_value)))
-            first.add(("log_std", f.column), F.stddev_pop(F.log1p(train_value)))
-    for f in spec.categorical:
-        value = categorical_value(f.column)
-        for s in splits:
-            first.add(("missing", f.column, s), F.count(F.when(in_split[s] & value.isNull(), 1)))
-    first.run(df)
-
-    rows = {s: int(first["rows", s]) for s in splits}
+    first = _profile(df, spec, split_column, label)
+    rows = {s: int(first.get(("rows",), s, 0)) for s in splits}
     if sum(rows.values()) == 0:
         raise FeatureError(f"{source} has no rows: nothing to featurize (check the input)")
-    bad_labels = int(first["bad_labels",])
+    bad_labels = sum(int(first.get(("bad_labels",), s, 0)) for s in splits)
     if bad_labels:
         examples = [r[0] for r in df.where(label.isNull()).select(spec.label.column).distinct().limit(5).collect()]
         raise FeatureError(
             f"label column {spec.label.column!r} has {bad_labels:,} rows outside {describe_classes(spec.label)} "
             f"(for example {sorted(examples, key=repr)}); fix the input or featurize.label"
         )
-    missing = {f.column: {s: int(first["missing", f.column, s]) for s in splits} for f in (*spec.numeric, *spec.categorical)}
+    missing = {f.column: {s: rows[s] - int(first.get(("present", f.column), s, 0)) for s in splits} for f in spec.numeric}
+    missing.update({f.column: {s: int(first.get(("missing", f.column), s, 0)) for s in splits} for f in spec.categorical})
+    present = {f.column: rows["train"] - missing[f.column]["train"] for f in spec.numeric}  # training values per column
     for f in spec.numeric:
         total = sum(missing[f.column].values())
         if f.missing == "reject" and total:
@@ -188,17 +176,20 @@ def fit_features(
             f"the training split of {source} is empty: nothing to fit the features on (check the split fractions)"
         )
     for f in spec.numeric:
-        if f.transform == "log" and first["below_log", f.column]:
+        below = first.get(("below_log", f.column), "train", 0) if f.transform == "log" else 0
+        if below:
             raise FeatureError(
-                f"column {f.column!r} has {first['below_log', f.column]:,} training values <= -1, where log1p is "
+                f"column {f.column!r} has {below:,} training values <= -1, where log1p is "
                 "undefined; choose another transform or shift the column"
             )
         if f.transform == "log" and f.missing == "constant" and f.fill_value <= -1:
             raise FeatureError(f"column {f.column!r}: the fill value {f.fill_value} is <= -1, outside log1p's domain")
 
     quantiles = _quantiles(df, spec, is_train, accuracy)
-    clipped = _clipped_moments(df, spec, first, quantiles, is_train)
-    numeric = {f.column: _numeric_stats(f, first, quantiles.get(f.column), clipped.get(f.column), missing[f.column]["train"])
+    clipped = _clipped_moments(df, spec, present, quantiles, is_train)
+    train = {key: first.get(key, "train") for key in first.keys()}  # training-split statistics
+    numeric = {f.column: _numeric_stats(f, train, quantiles.get(f.column), clipped.get(f.column), present[f.column],
+                                        missing[f.column]["train"])
                for f in spec.numeric}
     vocabularies, other, unseen = _fit_vocabularies(df, spec.categorical, split_column, splits)
     fitted = FittedFeatures(
@@ -209,8 +200,38 @@ def fit_features(
         train_rows=rows["train"],
         quantile_error=quantile_error,
     )
-    report = FitReport(rows, {s: int(first["positives", s]) for s in splits}, missing, other, unseen)
+    report = FitReport(rows, {s: int(first.get(("positives",), s, 0)) for s in splits}, missing, other, unseen)
     return fitted, report
+
+
+def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: Column) -> _Aggregates:
+    """Pass 1, per split: rows, positive and invalid labels, present values and moments of every numeric column,
+    missing values of every categorical column. Each value is cleaned once, in a projection below the aggregate."""
+    projected = [(F.col(split_column) if split_column else F.lit("train")).alias("__split"), label.alias("__label")]
+    for i, f in enumerate(spec.numeric):
+        projected.append(numeric_value(f).alias(f"__n{i}"))
+        if f.transform == "log":
+            projected.append(out_of_log_domain(f).alias(f"__d{i}"))
+    for i, f in enumerate(spec.categorical):
+        projected.append(categorical_value(f.column).isNull().alias(f"__c{i}"))
+    aggs = _Aggregates()
+    aggs.add(("rows",), F.count(F.lit(1)))
+    aggs.add(("positives",), F.count(F.when(F.col("__label") == 1, 1)))
+    aggs.add(("bad_labels",), F.count(F.when(F.col("__label").isNull(), 1)))
+    for i, f in enumerate(spec.numeric):
+        value = F.col(f"__n{i}")
+        aggs.add(("present", f.column), F.count(value))
+        aggs.add(("min", f.column), F.min(value))
+        aggs.add(("max", f.column), F.max(value))
+        aggs.add(("mean", f.column), F.avg(value))
+        aggs.add(("std", f.column), F.stddev_pop(value))
+        if f.transform == "log":
+            aggs.add(("below_log", f.column), F.count(F.when(F.col(f"__d{i}"), 1)))
+            aggs.add(("log_mean", f.column), F.avg(F.log1p(value)))
+            aggs.add(("log_std", f.column), F.stddev_pop(F.log1p(value)))
+    for i, f in enumerate(spec.categorical):
+        aggs.add(("missing", f.column), F.count(F.when(F.col(f"__c{i}"), 1)))
+    return aggs.run(df.select(*projected), by="__split")
 
 
 # ------------------------------------------------------------------------------------------------ numeric
@@ -255,10 +276,11 @@ def _quantiles(df: DataFrame, spec: FeatureSpec, is_train: Column, accuracy: int
     return {f.column: aggs[f.column,] for f in columns}
 
 
-def _clipped_moments(df: DataFrame, spec: FeatureSpec, first: _Aggregates, quantiles: dict, is_train: Column) -> dict[str, dict]:
+def _clipped_moments(df: DataFrame, spec: FeatureSpec, present: dict[str, int], quantiles: dict,
+                     is_train: Column) -> dict[str, dict]:
     """Mean and deviation (and their log1p versions) of the clipped training values: one more pass, only for
     columns that clip and use moments."""
-    columns = [f for f in spec.numeric if f.clip is not None and _needs_moments(f) and first["count", f.column]]
+    columns = [f for f in spec.numeric if f.clip is not None and _needs_moments(f) and present[f.column]]
     if not columns:
         return {}
     aggs = _Aggregates()
@@ -284,10 +306,9 @@ def _scale(value: float | None) -> float:
     return value if value is not None and math.isfinite(value) and value > 0 else 1.0
 
 
-def _numeric_stats(f: NumericFeature, first: _Aggregates, raw_quantiles: list[float] | None, clipped: dict | None,
-                   train_missing: int) -> NumericStats:
+def _numeric_stats(f: NumericFeature, first: dict[tuple, float], raw_quantiles: list[float] | None, clipped: dict | None,
+                   count: int, train_missing: int) -> NumericStats:
     c = f.column
-    count = int(first["count", c])
     bounds = _bounds(f, raw_quantiles)
     quantiles = {repr(q): _clamp(float(v), bounds) for q, v in zip(f.quantiles(), raw_quantiles or [])}
     moments = clipped or {k: first[k, c] for k in ("mean", "std")}
@@ -366,28 +387,32 @@ def _fit_vocabularies(
     top_k = _per_column(features, [f.top_k or 2**31 - 1 for f in features])
     ranked = counts.select("*", F.row_number().over(order).alias("rank"), eligible.alias("eligible"))
     ranked = ranked.select("*", (F.col("eligible") & (F.col("rank") <= top_k)).alias("kept"))
-    ranked.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        folded = ~F.col("kept")
-        unseen = (F.col("train") == 0) & F.col("value").isNotNull()
-        summary_aggs = [
-            F.count(F.when((F.col("train") > 0) & value_allowed, 1)).alias("distinct"),
-            F.count(F.when(F.col("kept"), 1)).alias("kept"),
-        ]
-        for s in splits:
-            summary_aggs.append(F.sum(F.when(folded, F.col(s)).otherwise(0)).alias(f"other_{s}"))
-            summary_aggs.append(F.sum(F.when(unseen, F.col(s)).otherwise(0)).alias(f"unseen_{s}"))
-        summary = {r["column"]: r for r in ranked.groupBy("column").agg(*summary_aggs).collect()}
-        for i, f in enumerate(features):
-            kept = summary[i]["kept"] if i in summary else 0
-            if kept > MAX_VOCABULARY:
-                raise FeatureError(
-                    f"categorical column {f.column!r} would keep {kept:,} values (min_count {f.min_count}): more than "
-                    f"{MAX_VOCABULARY:,}; set top_k or a higher min_count, or list it under passthrough if it is an id"
-                )
-        kept_rows = ranked.where("kept").select("column", "rank", "value", "train").collect()
-    finally:
-        ranked.unpersist()
+    # Per-column totals ride along on the collected rows (window sums), so one job returns everything: the kept
+    # values, plus the top-ranked row of every column to carry the totals of a column that keeps none.
+    column = Window.partitionBy("column")
+    folded = ~F.col("kept")
+    unseen = (F.col("train") == 0) & F.col("value").isNotNull()
+    totals = [
+        F.count(F.when((F.col("train") > 0) & value_allowed, 1)).over(column).alias("distinct"),
+        F.count(F.when(F.col("kept"), 1)).over(column).alias("kept_values"),
+    ]
+    for s in splits:
+        totals.append(F.sum(F.when(folded, F.col(s)).otherwise(0)).over(column).alias(f"other_{s}"))
+        totals.append(F.sum(F.when(unseen, F.col(s)).otherwise(0)).over(column).alias(f"unseen_{s}"))
+    collected = (
+        ranked.select("column", "rank", "value", "train", "kept", *totals)
+        .where((F.col("kept") & (F.col("rank") <= MAX_VOCABULARY)) | (F.col("rank") == 1))
+        .collect()
+    )
+    summary = {r["column"]: r for r in collected if r["rank"] == 1}
+    for i, f in enumerate(features):
+        kept = summary[i]["kept_values"] if i in summary else 0
+        if kept > MAX_VOCABULARY:
+            raise FeatureError(
+                f"categorical column {f.column!r} would keep {kept:,} values (min_count {f.min_count}): more than "
+                f"{MAX_VOCABULARY:,}; set top_k or a higher min_count, or list it under passthrough if it is an id"
+            )
+    kept_rows = [r for r in collected if r["kept"]]
 
     by_column: dict[int, list] = {i: [] for i in range(len(features))}
     for r in sorted(kept_rows, key=lambda r: (r["column"], r["rank"])):

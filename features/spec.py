@@ -19,6 +19,8 @@ CategoricalEncoding = Literal["index", "onehot"]
 CategoricalMissing = Literal["fold", "value"]
 LabelKind = Literal["binary"]
 
+MAX_ONEHOT = 1000  # beyond this a dense one-hot vector is the wrong tool: index the column for an embedding
+
 NUMERIC_TRANSFORMS: tuple[str, ...] = NumericTransform.__args__
 MISSING_KINDS: tuple[str, ...] = MissingKind.__args__
 
@@ -91,8 +93,9 @@ class CategoricalFeature:
             raise FeatureError(f"column {self.column!r}: unknown missing policy {self.missing!r} (choose fold or value)")
         if self.min_count < 1 or (self.top_k is not None and self.top_k < 1):
             raise FeatureError(f"column {self.column!r}: min_count and top_k must be at least 1")
-        if self.encoding == "onehot" and self.top_k is None:
-            raise FeatureError(f"column {self.column!r}: onehot needs top_k (the vector gets top_k + 1 slots)")
+        if self.encoding == "onehot" and (self.top_k is None or self.top_k > MAX_ONEHOT):
+            raise FeatureError(f"column {self.column!r}: onehot needs top_k of at most {MAX_ONEHOT} (the vector gets "
+                               "top_k + 1 slots); index more values for an embedding instead")
 
     @property
     def output_column(self) -> str:

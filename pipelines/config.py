@@ -23,7 +23,7 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 
 from features.errors import FeatureError
-from features.spec import SPLIT_COLUMN, CategoricalFeature, FeatureSpec, LabelSpec, NumericFeature
+from features.spec import MAX_ONEHOT, SPLIT_COLUMN, CategoricalFeature, FeatureSpec, LabelSpec, NumericFeature
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULTS = "built-in defaults"
@@ -210,8 +210,9 @@ class CategoricalColumns:
     def __post_init__(self) -> None:
         _require(bool(self.columns), "columns", "name at least one column")
         _positive(self, "min_count", "top_k")
-        _require(self.encoding != "onehot" or self.top_k is not None, "top_k",
-                 "onehot needs top_k: the vector gets top_k + 1 slots (slot 0 for other values)")
+        _require(self.encoding != "onehot" or (self.top_k is not None and self.top_k <= MAX_ONEHOT), "top_k",
+                 f"onehot needs top_k of at most {MAX_ONEHOT}: the vector gets top_k + 1 slots (slot 0 for other "
+                 "values); index more values for an embedding instead")
 
     def features(self) -> list[CategoricalFeature]:
         return [CategoricalFeature(c, self.encoding, self.min_count, self.top_k, self.missing) for c in self.columns]

@@ -85,8 +85,8 @@ def test_config_objects_are_frozen(conf_dir):
          "{p}: featurize.numeric[0].clip: expected two quantiles [lower, upper] with 0 <= lower < upper <= 1, "
          "got (0.99, 0.01)"),
         ("featurize:\n  categorical: [{columns: [c], encoding: onehot}]\n",
-         "{p}: featurize.categorical[0].top_k: onehot needs top_k: the vector gets top_k + 1 slots (slot 0 for other "
-         "values)"),
+         "{p}: featurize.categorical[0].top_k: onehot needs top_k of at most 1000: the vector gets top_k + 1 slots "
+         "(slot 0 for other values); index more values for an embedding instead"),
         ("featurize:\n  categorical: [{columns: [c], encoding: hash}]\n",
          "{p}: featurize.categorical[0].encoding: expected one of 'index', 'onehot', got str 'hash'"),
         ("featurize:\n  numeric: [a, {columns: [a_missing, b]}, {columns: [a], indicator: true}]\n",

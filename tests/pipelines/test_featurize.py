@@ -63,6 +63,10 @@ def test_files_are_laid_out_for_petastorm(spark, featurized):
         assert row_groups == [1] * expected  # one row group per file: Petastorm's unit of sharding
         sizes = [pq.ParquetFile(local_path(f)).metadata.num_rows for f in files]
         assert min(sizes) > 0.5 * max(sizes)  # hashed assignment: no tiny files
+    first = pq.ParquetFile(local_path(spark.table(result.table).inputFiles()[0])).metadata.row_group(0)
+    encodings = {first.column(i).path_in_schema: first.column(i).encodings for i in range(first.num_columns)}
+    assert "PLAIN_DICTIONARY" not in encodings["lepton_pt"]  # float features: no dictionary attempt
+    assert "PLAIN_DICTIONARY" in encodings["trigger_id_index"]  # categorical ids: dictionary encoded
 
 
 def test_artifact_records_spec_statistics_input_and_counts(spark, featurized):
