@@ -28,9 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
-
-from benchmarks.measure import timed
+from benchmarks.measure import PeakMemory, timed
 
 DEFAULT_ROWS = 5_000_000
 SMALL_ROWS = 1_000_000
@@ -39,26 +37,19 @@ EXECUTOR_PROCESS = "CoarseGrainedExecutorBackend"
 
 
 class DriverMemory:
-    """Peak heap used by the driver JVM and peak RSS of the driver processes (not the executors)."""
+    """Peak heap used by the driver JVM, and peak RSS of the driver processes (the executors left out)."""
 
     def __init__(self, spark, interval: float = 0.2):
         self._bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getMemoryMXBean()
         self.interval = interval
         self.heap_peak_mb = 0.0
-        self.rss_peak_mb = 0.0
+        self._rss = PeakMemory(interval, exclude=EXECUTOR_PROCESS)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _driver_processes(self) -> list[psutil.Process]:
-        me = psutil.Process(os.getpid())
-        procs = [me]
-        for child in me.children(recursive=True):
-            try:
-                if EXECUTOR_PROCESS not in " ".join(child.cmdline()):
-                    procs.append(child)
-            except psutil.Error:
-                pass
-        return procs
+    @property
+    def rss_peak_mb(self) -> float:
+        return self._rss.peak_mb
 
     def _sample(self) -> None:
         while not self._stop.is_set():
@@ -66,23 +57,18 @@ class DriverMemory:
                 self.heap_peak_mb = max(self.heap_peak_mb, self._bean.getHeapMemoryUsage().getUsed() / 2**20)
             except Exception:  # the gateway may be busy shutting down
                 pass
-            rss = 0
-            for proc in self._driver_processes():
-                try:
-                    rss += proc.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.rss_peak_mb = max(self.rss_peak_mb, rss / 2**20)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "DriverMemory":
         self._bean.gc()
+        self._rss.__enter__()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self._rss.__exit__(*exc)
 
 
 def mllib_featurize(spark, cfg, output: str) -> None:
@@ -174,6 +160,8 @@ def run_size(rows: int) -> None:
         spark.table(f"dlpipe.raw_{rows}").write.format("noop").mode("overwrite").save()  # the page cache, for both
         results = {}
         for name, call in calls.items():
+            # Flush what the previous contender wrote, so its write-back does not slow the next one down.
+            os.sync()
             with DriverMemory(spark) as memory:
                 _, seconds = timed(call)
             results[name] = (seconds, memory.heap_peak_mb, memory.rss_peak_mb)

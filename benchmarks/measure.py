@@ -11,10 +11,12 @@ import psutil
 
 
 class PeakMemory:
-    """Samples the resident memory of this process tree every ``interval`` seconds; ``peak_mb`` is the largest sum."""
+    """Samples the resident memory of this process tree every ``interval`` seconds; ``peak_mb`` is the largest sum.
+    Processes whose command line contains ``exclude`` (for example Spark's executor class) are left out."""
 
-    def __init__(self, interval: float = 0.25):
+    def __init__(self, interval: float = 0.25, exclude: str | None = None):
         self.interval = interval
+        self.exclude = exclude
         self.peak_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -25,6 +27,8 @@ class PeakMemory:
             total = 0
             for proc in [root, *root.children(recursive=True)]:
                 try:
+                    if self.exclude and self.exclude in " ".join(proc.cmdline()):
+                        continue
                     total += proc.memory_info().rss
                 except psutil.Error:
                     pass

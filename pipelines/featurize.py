@@ -19,7 +19,7 @@ from features.fitted import FittedFeatures
 from features.schema import SPLIT_COLUMN, FeatureSchema
 from features.split import assign_split
 from pipelines.config import Config
-from pipelines.layout import files_per_split, keeps_input_partitions, lay_out, row_bytes
+from pipelines.layout import files_per_split, lay_out, row_bytes
 from pipelines.store import save_artifact
 from pipelines.tables import delta_version, input_identity, read_source
 
@@ -55,10 +55,8 @@ def run(spark: SparkSession, cfg: Config) -> FeaturizeResult:
     features = apply_features(split, fitted, keep=(SPLIT_COLUMN,), source=source)
     fitted.schema.check(features, "the featurized rows")
 
-    bytes_per_row = row_bytes(fitted.schema)
-    if not keeps_input_partitions(report.rows, split.rdd.getNumPartitions(), cfg.train.num_proc, bytes_per_row):
-        files = files_per_split(report.rows, cfg.train.num_proc, bytes_per_row)
-        features = lay_out(features, files, fc.key, [c for c in features.columns if c != SPLIT_COLUMN])
+    files = files_per_split(report.rows, cfg.train.num_proc, row_bytes(fitted.schema))
+    features = lay_out(features, files, fc.key, [c for c in features.columns if c != SPLIT_COLUMN])
     table = cfg.qualified(fc.output_table)
     with feature_table_settings(spark, fitted.schema):
         (

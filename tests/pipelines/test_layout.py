@@ -1,9 +1,7 @@
 from pyspark.sql import functions as F
 
 from features.schema import FeatureColumn, FeatureSchema
-from pipelines.layout import (
-    FILES_PER_WORKER, TARGET_FILE_BYTES, files_per_split, keeps_input_partitions, lay_out, partition_keys, row_bytes,
-)
+from pipelines.layout import FILES_PER_WORKER, TARGET_FILE_BYTES, files_per_split, lay_out, partition_keys, row_bytes
 
 
 def test_files_per_split():
@@ -16,14 +14,6 @@ def test_files_per_split():
     # never more files than rows
     assert files_per_split({"train": 5, "validation": 1, "test": 0}, 4, 100) == {"train": 5, "validation": 1, "test": 0}
     assert FILES_PER_WORKER == 4
-
-
-def test_input_partitions_are_kept_only_when_they_suffice():
-    rows = {"train": 4_000_000, "validation": 500_000, "test": 500_000}
-    assert keeps_input_partitions(rows, 10, 2, 160)  # 400,000 training rows a file, 50,000 validation rows
-    assert not keeps_input_partitions(rows, 6, 2, 160)  # fewer than 4 training files per worker
-    assert not keeps_input_partitions(rows, 10, 2, 400)  # training files above the target size
-    assert not keeps_input_partitions({"train": 80_000, "validation": 10_000, "test": 10_000}, 8, 2, 160)  # tiny files
 
 
 def test_row_bytes_counts_vector_widths():
