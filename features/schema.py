@@ -84,13 +84,11 @@ class FeatureSchema:
         types[self.label] = _SPARK_TYPES[self.label_dtype]
         return types
 
-    def check(self, df: DataFrame, where: str, require_label: bool = True) -> None:
+    def check(self, df: DataFrame, where: str) -> None:
         """Fail with the differing columns named if ``df`` does not carry this contract's columns and types."""
         actual = {f.name: f.dataType for f in df.schema.fields}
         problems = []
         for name, expected in self.spark_types().items():
-            if name == self.label and not require_label:
-                continue
             if name not in actual:
                 problems.append(f"{name} is missing")
             elif actual[name] != expected:

@@ -55,8 +55,8 @@ def run(spark: SparkSession, cfg: Config) -> FeaturizeResult:
     features = apply_features(split, fitted, keep=(SPLIT_COLUMN,), source=source)
     fitted.schema.check(features, "the featurized rows")
 
-    files = files_per_split(report.rows, cfg.train.num_proc, row_bytes(fitted.schema))
-    features = lay_out(features, files, fc.key, [c for c in features.columns if c != SPLIT_COLUMN])
+    planned = files_per_split(report.rows, cfg.train.num_proc, row_bytes(fitted.schema))
+    features = lay_out(features, planned, fc.key, [c for c in features.columns if c != SPLIT_COLUMN])
     table = cfg.qualified(fc.output_table)
     with feature_table_settings(spark, fitted.schema):
         (
@@ -64,7 +64,7 @@ def run(spark: SparkSession, cfg: Config) -> FeaturizeResult:
             .partitionBy(SPLIT_COLUMN).saveAsTable(table)
         )
     version = delta_version(spark, table)
-    files = files_by_split(spark, table)
+    files = files_by_split(spark, table)  # counted in the Delta log, not taken from the plan
     artifact_version, artifact_path = save_artifact(cfg, fc.output_table, {
         **fitted.to_json(),
         "input": identity,
