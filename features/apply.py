@@ -49,9 +49,11 @@ def numeric_feature(f: NumericFeature, stats: NumericStats) -> Column:
 
 
 def one_hot(index: Column, size: int) -> Column:
-    """A float32 vector of ``size`` slots, 1 at ``index``. Written out slot by slot: Spark compiles this to Java,
-    where a higher-order function (``transform``) would run interpreted, row by row."""
-    return F.array(*[F.when(index == slot, F.lit(1.0)).otherwise(F.lit(0.0)).cast("float") for slot in range(size)])
+    """A float32 vector of ``size`` slots, 1 at ``index``. (Written out slot by slot as ``F.array`` of ``when``s
+    instead, the featurize stage took ~80 s instead of ~45 s at 5M rows here.)"""
+    slots = F.sequence(F.lit(0), F.lit(size - 1))
+    # One parameter: F.transform passes the element (a two-parameter function would get its position as well).
+    return F.transform(slots, lambda slot: F.when(slot == index, F.lit(1.0)).otherwise(F.lit(0.0)).cast("float"))
 
 
 def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] = (), source: str = "the input",
