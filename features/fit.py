@@ -1,14 +1,14 @@
 """Fitting a feature spec on the training split, in as few distributed passes as the spec allows.
 
-1. One aggregation over all rows, grouped by split: rows, label classes and missing values; for every numeric
-   column the count, min, max, mean and standard deviation, plus the moments of log1p(value) for ``log`` columns
-   (only the training split's statistics are used).
+1. One aggregation over all rows: rows and label classes per split; for every numeric column the present values
+   per split and the training split's min, max, mean and standard deviation, plus the moments of log1p(value)
+   for ``log`` columns.
 2. Only when some column needs quantiles (``robust``, ``missing: median``, ``clip``): one aggregation of
    approximate quantiles over the training rows (``percentile_approx``, rank error ``quantile_error``).
 3. Only when some column clips and needs moments: one aggregation of the clipped values' mean and deviation
    (quantiles, min and max of clipped values follow from the unclipped ones, since clipping is monotone).
-4. One ``groupBy`` over the exploded categorical values of all categorical columns: counts per value and split.
-   Ranking, ``min_count`` and ``top_k`` run in Spark; only the kept values (and per-column totals) reach the driver.
+4. One ``groupBy`` over the exploded categorical values of all categorical columns: counts per value and split
+   (missing values included). Ranking, ``min_count`` and ``top_k`` run in Spark; only the kept values (and per-column totals) reach the driver.
 
 Only small statistics are collected to the driver; no input row ever is.
 """
@@ -79,36 +79,28 @@ def check_input(df: DataFrame, spec: FeatureSpec, source: str = "the input", req
 
 
 class _Aggregates:
-    """Named aggregate expressions evaluated in one ``agg`` (per group of ``by``, if given); results looked up by
-    key (and group) after ``run``."""
+    """Named aggregate expressions evaluated in one global ``agg``; results looked up by key after ``run``."""
 
     def __init__(self) -> None:
         self._columns: list[Column] = []
         self._keys: dict[tuple, int] = {}
-        self._rows: dict = {}
+        self._row = None
 
     def add(self, key: tuple, column: Column) -> None:
         self._keys[key] = len(self._columns)
         self._columns.append(column.alias(f"a{len(self._columns)}"))
 
-    def run(self, df: DataFrame, by: str | None = None) -> "_Aggregates":
+    def run(self, df: DataFrame) -> "_Aggregates":
         if self._columns:
             with _wide_codegen(df.sparkSession):
-                if by is None:
-                    self._rows = {None: df.agg(*self._columns).first()}
-                else:  # each row starts with its group's value
-                    self._rows = {r[by]: r[1:] for r in df.groupBy(by).agg(*self._columns).collect()}
+                self._row = df.agg(*self._columns).first()
         return self
 
-    def keys(self) -> list[tuple]:
-        return list(self._keys)
-
-    def get(self, key: tuple, group=None, default=None):
-        row = self._rows.get(group)
-        return default if row is None else row[self._keys[key]]
-
     def __getitem__(self, key: tuple):
-        return self.get(key)
+        return self._row[self._keys[key]]
+
+    def as_dict(self) -> dict[tuple, object]:
+        return {key: self._row[i] for key, i in self._keys.items()}
 
 
 # Spark compiles a plan stage to Java only while its rows have at most spark.sql.codegen.maxFields (100) fields and
@@ -149,20 +141,19 @@ def fit_features(
     label = encoded_label(spec.label, types[spec.label.column])
     accuracy = max(1, int(round(1.0 / quantile_error)))
 
-    first = _profile(df, spec, split_column, label)
-    rows = {s: int(first.get(("rows",), s, 0)) for s in splits}
+    profile = _profile(df, spec, split_column, label, splits)
+    rows = {s: profile["rows", s] for s in splits}
     if sum(rows.values()) == 0:
         raise FeatureError(f"{source} has no rows: nothing to featurize (check the input)")
-    bad_labels = sum(int(first.get(("bad_labels",), s, 0)) for s in splits)
+    bad_labels = profile["bad_labels",]
     if bad_labels:
         examples = [r[0] for r in df.where(label.isNull()).select(spec.label.column).distinct().limit(5).collect()]
         raise FeatureError(
             f"label column {spec.label.column!r} has {bad_labels:,} rows outside {describe_classes(spec.label)} "
             f"(for example {sorted(examples, key=repr)}); fix the input or featurize.label"
         )
-    missing = {f.column: {s: rows[s] - int(first.get(("present", f.column), s, 0)) for s in splits} for f in spec.numeric}
-    missing.update({f.column: {s: int(first.get(("missing", f.column), s, 0)) for s in splits} for f in spec.categorical})
-    present = {f.column: rows["train"] - missing[f.column]["train"] for f in spec.numeric}  # training values per column
+    missing = {f.column: {s: rows[s] - profile["present", f.column, s] for s in splits} for f in spec.numeric}
+    present = {f.column: profile["present", f.column, "train"] for f in spec.numeric}  # training values per column
     for f in spec.numeric:
         total = sum(missing[f.column].values())
         if f.missing == "reject" and total:
@@ -176,7 +167,7 @@ def fit_features(
             f"the training split of {source} is empty: nothing to fit the features on (check the split fractions)"
         )
     for f in spec.numeric:
-        below = first.get(("below_log", f.column), "train", 0) if f.transform == "log" else 0
+        below = profile["below_log", f.column] if f.transform == "log" else 0
         if below:
             raise FeatureError(
                 f"column {f.column!r} has {below:,} training values <= -1, where log1p is "
@@ -187,11 +178,11 @@ def fit_features(
 
     quantiles = _quantiles(df, spec, is_train, accuracy)
     clipped = _clipped_moments(df, spec, present, quantiles, is_train)
-    train = {key: first.get(key, "train") for key in first.keys()}  # training-split statistics
-    numeric = {f.column: _numeric_stats(f, train, quantiles.get(f.column), clipped.get(f.column), present[f.column],
+    numeric = {f.column: _numeric_stats(f, profile, quantiles.get(f.column), clipped.get(f.column), present[f.column],
                                         missing[f.column]["train"])
                for f in spec.numeric}
-    vocabularies, other, unseen = _fit_vocabularies(df, spec.categorical, split_column, splits)
+    vocabularies, other, unseen, categorical_missing = _fit_vocabularies(df, spec.categorical, split_column, splits)
+    missing.update(categorical_missing)
     fitted = FittedFeatures(
         spec=spec,
         numeric=numeric,
@@ -200,38 +191,57 @@ def fit_features(
         train_rows=rows["train"],
         quantile_error=quantile_error,
     )
-    report = FitReport(rows, {s: int(first.get(("positives",), s, 0)) for s in splits}, missing, other, unseen)
+    report = FitReport(rows, {s: profile["positives", s] for s in splits}, missing, other, unseen)
     return fitted, report
 
 
-def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: Column) -> _Aggregates:
-    """Pass 1, per split: rows, positive and invalid labels, present values and moments of every numeric column,
-    missing values of every categorical column. Each value is cleaned once, in a projection below the aggregate."""
-    projected = [(F.col(split_column) if split_column else F.lit("train")).alias("__split"), label.alias("__label")]
+def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: Column,
+             splits: tuple[str, ...]) -> dict[tuple, object]:
+    """Pass 1, one global aggregation: rows and positive labels per split, invalid labels, present values per
+    split of every numeric column, and the training split's min, max, mean and deviation (and log1p moments).
+
+    Per-split figures are conditional counts in one ungrouped ``agg``, not a ``groupBy(split)``: a grouped
+    aggregation keeps its hundreds of buffers in a hash map row instead of local variables, 1.5x slower here
+    (5M rows, 28 columns: 6.0 s vs 4.0 s). The last split's counts are the total minus the others'. Each value is
+    cleaned once, in a projection below the aggregate. Categorical missing values are counted in pass 4.
+    """
+    split = F.col(split_column) if split_column else F.lit("train")
+    projected = [*[(split == s).alias(f"__in_{s}") for s in splits[:-1]], label.alias("__label")]
     for i, f in enumerate(spec.numeric):
         projected.append(numeric_value(f).alias(f"__n{i}"))
         if f.transform == "log":
             projected.append(out_of_log_domain(f).alias(f"__d{i}"))
-    for i, f in enumerate(spec.categorical):
-        projected.append(categorical_value(f.column).isNull().alias(f"__c{i}"))
+    train = F.col("__in_train") if len(splits) > 1 else F.lit(True)
     aggs = _Aggregates()
     aggs.add(("rows",), F.count(F.lit(1)))
     aggs.add(("positives",), F.count(F.when(F.col("__label") == 1, 1)))
     aggs.add(("bad_labels",), F.count(F.when(F.col("__label").isNull(), 1)))
+    for s in splits[:-1]:
+        inside = train if s == "train" else F.col(f"__in_{s}")
+        aggs.add(("rows", s), F.count(F.when(inside, 1)))
+        aggs.add(("positives", s), F.count(F.when(inside & (F.col("__label") == 1), 1)))
     for i, f in enumerate(spec.numeric):
         value = F.col(f"__n{i}")
+        train_value = F.when(train, value)
         aggs.add(("present", f.column), F.count(value))
-        aggs.add(("min", f.column), F.min(value))
-        aggs.add(("max", f.column), F.max(value))
-        aggs.add(("mean", f.column), F.avg(value))
-        aggs.add(("std", f.column), F.stddev_pop(value))
+        for s in splits[:-1]:
+            aggs.add(("present", f.column, s), F.count(train_value if s == "train" else F.when(F.col(f"__in_{s}"), value)))
+        aggs.add(("min", f.column), F.min(train_value))
+        aggs.add(("max", f.column), F.max(train_value))
+        aggs.add(("mean", f.column), F.avg(train_value))
+        aggs.add(("std", f.column), F.stddev_pop(train_value))
         if f.transform == "log":
-            aggs.add(("below_log", f.column), F.count(F.when(F.col(f"__d{i}"), 1)))
-            aggs.add(("log_mean", f.column), F.avg(F.log1p(value)))
-            aggs.add(("log_std", f.column), F.stddev_pop(F.log1p(value)))
-    for i, f in enumerate(spec.categorical):
-        aggs.add(("missing", f.column), F.count(F.when(F.col(f"__c{i}"), 1)))
-    return aggs.run(df.select(*projected), by="__split")
+            aggs.add(("below_log", f.column), F.count(F.when(train & F.col(f"__d{i}"), 1)))
+            aggs.add(("log_mean", f.column), F.avg(F.log1p(train_value)))
+            aggs.add(("log_std", f.column), F.stddev_pop(F.log1p(train_value)))
+    profile = aggs.run(df.select(*projected)).as_dict()
+    last = splits[-1]
+    profile["rows", last] = profile["rows",] - sum(profile["rows", s] for s in splits[:-1])
+    profile["positives", last] = profile["positives",] - sum(profile["positives", s] for s in splits[:-1])
+    for f in spec.numeric:
+        others = sum(profile["present", f.column, s] for s in splits[:-1])
+        profile["present", f.column, last] = profile["present", f.column] - others
+    return profile
 
 
 # ------------------------------------------------------------------------------------------------ numeric
@@ -369,9 +379,11 @@ def _per_column(features: tuple[CategoricalFeature, ...], values: list) -> Colum
 
 def _fit_vocabularies(
     df: DataFrame, features: tuple[CategoricalFeature, ...], split_column: str | None, splits: tuple[str, ...]
-) -> tuple[dict[str, Vocabulary], dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+) -> tuple[dict[str, Vocabulary], dict[str, dict[str, int]], dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Pass 4: vocabularies, and per split the rows folded into id 0 (``other``), the values never seen in
+    training (``unseen``) and the missing values (null or empty) of every categorical column."""
     if not features:
-        return {}, {}, {}
+        return {}, {}, {}, {}
     entries = F.array(*[
         F.struct(F.lit(i).alias("column"), categorical_value(f.column).alias("value")) for i, f in enumerate(features)
     ])
@@ -397,6 +409,7 @@ def _fit_vocabularies(
         F.count(F.when(F.col("kept"), 1)).over(column).alias("kept_values"),
     ]
     for s in splits:
+        totals.append(F.sum(F.when(F.col("value").isNull(), F.col(s)).otherwise(0)).over(column).alias(f"missing_{s}"))
         totals.append(F.sum(F.when(folded, F.col(s)).otherwise(0)).over(column).alias(f"other_{s}"))
         totals.append(F.sum(F.when(unseen, F.col(s)).otherwise(0)).over(column).alias(f"unseen_{s}"))
     collected = (
@@ -417,7 +430,7 @@ def _fit_vocabularies(
     by_column: dict[int, list] = {i: [] for i in range(len(features))}
     for r in sorted(kept_rows, key=lambda r: (r["column"], r["rank"])):
         by_column[r["column"]].append((r["value"], int(r["train"])))
-    vocabularies, other, unseen_rows = {}, {}, {}
+    vocabularies, other, unseen_rows, missing = {}, {}, {}, {}
     for i, f in enumerate(features):
         row = summary.get(i)
         values = by_column[i]
@@ -429,4 +442,5 @@ def _fit_vocabularies(
         )
         other[f.column] = {s: int(row[f"other_{s}"] or 0) if row else 0 for s in splits}
         unseen_rows[f.column] = {s: int(row[f"unseen_{s}"] or 0) if row else 0 for s in splits}
-    return vocabularies, other, unseen_rows
+        missing[f.column] = {s: int(row[f"missing_{s}"] or 0) if row else 0 for s in splits}
+    return vocabularies, other, unseen_rows, missing

@@ -56,7 +56,8 @@ def run(spark: SparkSession, cfg: Config) -> FeaturizeResult:
     fitted.schema.check(features, "the featurized rows")
 
     planned = files_per_split(report.rows, cfg.train.num_proc, row_bytes(fitted.schema))
-    features = lay_out(features, planned, fc.key, [c for c in features.columns if c != SPLIT_COLUMN])
+    features = lay_out(features, planned, fc.key, [c for c in features.columns if c != SPLIT_COLUMN],
+                       input_partitions=split.rdd.getNumPartitions())
     table = cfg.qualified(fc.output_table)
     with feature_table_settings(spark, fitted.schema):
         (

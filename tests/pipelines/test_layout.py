@@ -35,7 +35,7 @@ def test_lay_out_gives_each_file_one_split(spark):
         F.when(F.col("id") % 10 < 8, "train").when(F.col("id") % 10 == 8, "validation").otherwise("test").alias("split"),
     )
     files = {"train": 5, "validation": 2, "test": 1}
-    laid = lay_out(df, files, "row_id", ["row_id"])
+    laid = lay_out(df, files, "row_id", ["row_id"], input_partitions=df.rdd.getNumPartitions())
     per_partition = laid.groupBy(F.spark_partition_id().alias("p")).agg(
         F.countDistinct("split").alias("splits"), F.first("split").alias("split"), F.count(F.lit(1)).alias("rows"))
     rows = per_partition.collect()
@@ -43,3 +43,17 @@ def test_lay_out_gives_each_file_one_split(spark):
     assert all(r["splits"] == 1 for r in rows)
     assert sorted(r["split"] for r in rows) == ["test"] + ["train"] * 5 + ["validation"] * 2
     assert min(r["rows"] for r in rows if r["split"] == "train") > 350  # ~480 each: hashed, balanced
+
+
+def test_lay_out_coalesces_many_input_partitions_without_a_shuffle(spark):
+    df = spark.range(0, 3000, numPartitions=12).select(
+        F.col("id").alias("row_id"),
+        F.when(F.col("id") % 10 < 8, "train").when(F.col("id") % 10 == 8, "validation").otherwise("test").alias("split"),
+    )
+    laid = lay_out(df, {"train": 4, "validation": 1, "test": 1}, "row_id", ["row_id"], input_partitions=12)
+    assert laid.rdd.getNumPartitions() == 4
+    plan = laid._jdf.queryExecution().executedPlan().toString()
+    assert "Exchange" not in plan and "Coalesce" in plan
+    per_partition = laid.groupBy(F.spark_partition_id().alias("p"), "split").count().collect()
+    train = sorted(r["count"] for r in per_partition if r["split"] == "train")
+    assert train == [600] * 4  # 3 of the 250-row input partitions (200 training rows each) per task
