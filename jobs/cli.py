@@ -52,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
             help="override one config key, e.g. --set train.num_proc=2 (repeatable; values are YAML)",
         )
-        if name in ("infer", "evaluate", "run"):
-            sub.add_argument("--run-id", default=None, help="run id for the predictions (default: a new UTC timestamp; "
-                                                             "evaluate: the latest run)")
+        if name in ("train", "infer", "evaluate", "run"):
+            sub.add_argument("--run-id", default=None, help="run id (default: a new UTC timestamp; evaluate: the latest "
+                                                             "run; train: an unfinished run id resumes from its checkpoint)")
         sub.add_argument("--debug", action="store_true", help="print the full traceback on failure")
     return parser
 
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stage = _stage_function(args.command)
         if args.command == "sql":
             stage(spark, cfg, args.query, max_rows=args.max_rows)
-        elif args.command in ("infer", "evaluate", "run"):
+        elif args.command in ("train", "infer", "evaluate", "run"):
             stage(spark, cfg, run_id=args.run_id)
         else:
             stage(spark, cfg)

@@ -252,26 +252,60 @@ class FeaturizeConfig:
 
 
 @dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop when the validation metric ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    monitor: Literal["val_auc", "val_loss", "val_accuracy"] = "val_auc"
+    patience: int = 3
+    min_delta: float = 0.0
+
+    @property
+    def mode(self) -> str:
+        return "min" if self.monitor == "val_loss" else "max"
+
+    def __post_init__(self) -> None:
+        _positive(self, "patience")
+        _require(self.min_delta >= 0, "min_delta", f"must be >= 0, got {self.min_delta!r}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """The model and the distributed training run."""
 
     model_name: str = "higgs_mlp"
+    model: Literal["mlp", "autoencoder"] = "mlp"
     num_proc: int = 2
     epochs: int = 3
     batch_size: int = 512
-    learning_rate: float = 0.001
+    learning_rate: float = 0.001  # per worker: Horovod scales it by num_proc, after warmup_epochs of warm-up
+    warmup_epochs: int = 1
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = 0.9  # sgd only
+    loss: Literal["bce", "mse"] = "bce"  # the autoencoder always minimises its reconstruction error
     hidden_units: tuple[int, ...] = (128, 64, 32)
     activation: Literal["relu", "tanh", "elu", "leaky_relu"] = "relu"
     dropout: float = 0.0
-    embedding_dim: int = 8
+    l1: float = 0.0
+    l2: float = 0.0
+    batch_norm: bool = False
+    embedding_dim: int | Literal["auto"] = 8  # auto: min(50, round(1.6 * cardinality ** 0.56)) per column
+    sample_weight: str | None = None  # a passthrough column of the feature table weighting the loss and metrics
+    early_stopping: EarlyStoppingConfig | None = field(default_factory=EarlyStoppingConfig)
+    use_gpu: bool = False  # one GPU per rank (hvd.local_rank()); needs the GPU install (README)
     seed: int = 1
     start_timeout_s: int = 120
 
     def __post_init__(self) -> None:
         _identifier(self, "model_name")
-        _positive(self, "num_proc", "epochs", "batch_size", "learning_rate", "embedding_dim", "start_timeout_s")
+        _positive(self, "num_proc", "epochs", "batch_size", "learning_rate", "start_timeout_s")
         _require(all(units > 0 for units in self.hidden_units), "hidden_units", "every layer width must be > 0")
+        _require(len(self.hidden_units) > 0, "hidden_units", "give at least one layer width")
         _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout!r}")
+        _require(self.embedding_dim == "auto" or self.embedding_dim > 0, "embedding_dim",
+                 f"must be a positive integer or auto, got {self.embedding_dim!r}")
+        _require(self.l1 >= 0 and self.l2 >= 0, "l1", "L1 and L2 factors must be >= 0")
+        _require(self.warmup_epochs >= 0, "warmup_epochs", f"must be >= 0, got {self.warmup_epochs!r}")
+        _require(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum!r}")
 
 
 @dataclass(frozen=True)
@@ -468,7 +502,17 @@ def _coerce(hint: Any, value: Any, origins: Mapping[str, str], dotted: str) -> A
                 return None
             fail(" or ".join(_hint_name(a) for a in args))
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, origins, dotted)
+        if len(inner) == 1:  # Optional[X]: X's own error is the useful one
+            return _coerce(inner[0], value, origins, dotted)
+        for hint_ in inner[:-1]:
+            try:
+                return _coerce(hint_, value, origins, dotted)
+            except ConfigError:
+                pass
+        try:
+            return _coerce(inner[-1], value, origins, dotted)
+        except ConfigError:
+            fail(" or ".join(_hint_name(a) for a in args))
     if origin is Literal:
         if value not in args:
             fail("one of " + ", ".join(repr(a) for a in args))
@@ -490,6 +534,11 @@ def _coerce(hint: Any, value: Any, origins: Mapping[str, str], dotted: str) -> A
             fail("an integer")
         return value
     if hint is float:
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string: accept what Python reads as a number
+            try:
+                return float(value)
+            except ValueError:
+                fail("a number")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail("a number")
         return float(value)
@@ -503,6 +552,8 @@ def _coerce(hint: Any, value: Any, origins: Mapping[str, str], dotted: str) -> A
 def _hint_name(hint: Any) -> str:
     if hint is type(None):
         return "null"
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(hint))
     return getattr(hint, "__name__", str(hint))
 
 

@@ -24,7 +24,7 @@ def stage_calls(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Call
     calls = {
         "generate": lambda: generate.run(spark, cfg),
         "featurize": lambda: featurize.run(spark, cfg),
-        "train": lambda: train.run(spark, cfg),
+        "train": lambda: train.run(spark, cfg, run_id=run_id),
         "infer": lambda: infer.run(spark, cfg, run_id=run_id),
         "evaluate": lambda: evaluate.run(spark, cfg, run_id=run_id),
     }

@@ -1,26 +1,38 @@
 """Stage ``train``: data-parallel Keras training with Horovod on Spark, streaming the feature table with Petastorm.
 
-Reads the latest feature artifact and the current files of the feature table's training split; writes the next
-model version under ``<data_dir>/models/<model_name>/`` (model.keras, history.json, metadata.json).
+Reads the latest feature artifact and the current files of the feature table's training and validation splits.
+A run (``--run-id``) keeps its checkpoints and state under ``<data_dir>/models/<model_name>/runs/<run id>/``;
+started again with the same run id after a crash it resumes after the last finished epoch, provided the config,
+the feature artifact and the table version are unchanged. A finished run becomes the next model version under
+``<data_dir>/models/<model_name>/v<N>/`` (model.keras, training_curves.png, metadata.json).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import json
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from features.errors import FeatureError
 from features.schema import SPLIT_COLUMN, FeatureSchema
-from models.mlp import MlpSettings
-from models.trainer import MODEL_FILE, TrainSettings, pin_threads_env, train_on_rank
+from models.epochs import DataFile, PlanError, steps_per_epoch
+from models.networks import NetworkSettings
+from models.trainer import (
+    MODEL_FILE, STATE_FILE, TrainSettings, pin_threads_env, read_state, train_on_rank, write_json_atomically,
+)
 from pipelines.config import Config
 from pipelines.errors import PipelineError
-from pipelines.store import load_artifact, new_model_dir, save_model_metadata
+from pipelines.run_id import check_run_id, new_run_id
+from pipelines.store import load_artifact, model_folder, new_model_dir, save_model_metadata
 
 STACK = ("pyspark", "delta-spark", "tensorflow-cpu", "horovod", "petastorm", "pyarrow", "numpy", "pandas")
 
@@ -32,6 +44,8 @@ class TrainResult:
     model_path: str
     history: dict
     seconds: float
+    run_id: str
+    epochs_done: int
 
 
 def library_versions() -> dict[str, str]:
@@ -62,61 +76,208 @@ def check_task_slots(spark: SparkSession, num_proc: int) -> None:
         )
 
 
-def run(spark: SparkSession, cfg: Config) -> TrainResult:
+def table_files(spark: SparkSession, table: str, split: str) -> tuple[DataFile, ...]:
+    """The files of ``split`` in the table's current Delta version, with their row counts from the Parquet footers.
+
+    ``inputFiles()`` on the Delta table lists the current version's files only: the folder also holds older
+    versions' files until they are vacuumed, and reading it would train on stale rows.
+    """
+    import pyarrow.parquet as pq
+    from pyarrow import fs
+
+    paths = sorted(spark.table(table).where(F.col(SPLIT_COLUMN) == split).inputFiles())
+    files = []
+    for uri in paths:
+        filesystem, path = (fs.LocalFileSystem(), uri.removeprefix("file:")) if uri.startswith("file:") else fs.FileSystem.from_uri(uri)
+        with filesystem.open_input_file(path) as handle:
+            files.append(DataFile(uri, pq.ParquetFile(handle).metadata.num_rows))
+    return tuple(files)
+
+
+def config_fingerprint(cfg: Config, artifact: dict) -> tuple[str, dict]:
+    """What a training run depends on (train settings, feature artifact and table version) and its hash: a run
+    id can only resume with the same."""
+    document = {
+        "train": {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg.train))).items()
+                  if k not in ("start_timeout_s",)},
+        "feature_artifact": artifact["version"],
+        "feature_table_version": artifact["feature_table"]["delta_version"],
+    }
+    text = json.dumps(document, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16], document
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r} -> {b!r}")
+    return out
+
+
+def check_model_inputs(spark: SparkSession, cfg: Config, table: str, schema: FeatureSchema) -> None:
+    """The feature table against the artifact's schema contract and the model config, before any launch."""
+    df = spark.table(table)
+    try:
+        schema.check(df, table)
+    except FeatureError as err:
+        raise PipelineError(f"{err}; re-run `dlpipe featurize` so table and artifact match") from None
+    tc = cfg.train
+    if tc.sample_weight and tc.sample_weight not in schema.passthrough:
+        raise PipelineError(
+            f"train.sample_weight {tc.sample_weight!r} is not a passthrough column of {table} "
+            f"(passthrough: {', '.join(schema.passthrough) or 'none'}): add it to featurize.passthrough"
+        )
+    if tc.model == "autoencoder" and not schema.dense:
+        raise PipelineError(f"an autoencoder reconstructs dense features and {table} has none: use model mlp")
+
+
+def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir: str | None = None) -> TrainResult:
+    """Train ``cfg.train`` on the feature table; ``run_id`` names the run, and a run id with a checkpoint resumes.
+    ``record_dir`` (tests): every rank saves the row ids it trained on, per epoch."""
     started = time.time()
     tc = cfg.train
+    run_id = check_run_id(run_id or new_run_id())
     table = cfg.qualified(cfg.featurize.output_table)
     artifact = load_artifact(cfg, cfg.featurize.output_table)
     schema = FeatureSchema.from_json(artifact["feature_schema"])
     if not spark.catalog.tableExists(table):
         raise PipelineError(f"feature table {table} does not exist: run `dlpipe featurize` first")
+    check_model_inputs(spark, cfg, table, schema)
     check_task_slots(spark, tc.num_proc)
 
-    # inputFiles() on the Delta table lists the files of its current version only, never stale ones.
-    train_files = tuple(sorted(spark.table(table).where(F.col(SPLIT_COLUMN) == "train").inputFiles()))
-    train_rows = int(artifact["rows_per_split"]["train"])
-    steps = train_rows // (tc.num_proc * tc.batch_size)
-    if steps < 1 or len(train_files) < tc.num_proc:
-        raise PipelineError(
-            f"training split of {table} has {train_rows} rows in {len(train_files)} files: need at least "
-            f"num_proc x batch_size = {tc.num_proc * tc.batch_size} rows and {tc.num_proc} files; "
-            "lower train.batch_size or train.num_proc, or featurize more data"
-        )
-    version, out_dir = new_model_dir(cfg, tc.model_name)
+    train_files = table_files(spark, table, "train")
+    validation_files = table_files(spark, table, "validation")
+    train_rows = sum(f.rows for f in train_files)
+    if train_rows == 0:
+        raise PipelineError(f"the training split of {table} is empty: nothing to train on (check featurize.split)")
+    try:
+        steps = steps_per_epoch(train_files, tc.num_proc, tc.batch_size, tc.epochs, tc.seed)
+    except PlanError as err:
+        raise PipelineError(f"cannot train with train.num_proc={tc.num_proc} on {table}: {err}") from None
+
+    fingerprint, document = config_fingerprint(cfg, artifact)
+    run_dir = model_folder(cfg, tc.model_name) / "runs" / run_id
+    state = read_state(run_dir)
+    initial_epoch, history = 0, {}
+    if state is not None:
+        before = json.loads((run_dir / "config.json").read_text())
+        if state["config_hash"] != fingerprint:
+            changed = "; ".join(_differences(before, document)) or "the config hash differs"
+            raise PipelineError(
+                f"run {run_id} of {tc.model_name} was started with a different config ({changed}): "
+                "it cannot resume from its checkpoint; use a new --run-id"
+            )
+        if state.get("finished"):
+            raise PipelineError(f"run {run_id} of {tc.model_name} already finished as model {state['model_version']}: "
+                                "use a new --run-id to train again")
+        initial_epoch, history = int(state["epochs_done"]), state["history"]
+        print(f"train: resuming run {run_id} from its checkpoint after epoch {initial_epoch} of {tc.epochs}")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(document, indent=2) + "\n")
+
     threads = max(1, spark.sparkContext.defaultParallelism // tc.num_proc)
+    es = tc.early_stopping
     settings = TrainSettings(
         train_files=train_files,
+        validation_files=validation_files,
         schema=schema,
-        model=MlpSettings(tc.hidden_units, tc.activation, tc.dropout, tc.embedding_dim, tc.seed),
+        network=NetworkSettings(tc.model, tc.hidden_units, tc.activation, tc.dropout, tc.l1, tc.l2, tc.batch_norm,
+                                None if tc.embedding_dim == "auto" else tc.embedding_dim, tc.seed),
         epochs=tc.epochs,
         batch_size=tc.batch_size,
-        learning_rate=tc.learning_rate,
         steps_per_epoch=steps,
+        learning_rate=tc.learning_rate,
+        run_dir=str(run_dir),
+        config_hash=fingerprint,
+        optimizer=tc.optimizer,
+        momentum=tc.momentum,
+        loss=tc.loss,
+        warmup_epochs=tc.warmup_epochs,
+        weight_column=tc.sample_weight,
+        early_stopping=None if es is None else {"monitor": es.monitor, "mode": es.mode, "patience": es.patience,
+                                                "min_delta": es.min_delta},
+        initial_epoch=initial_epoch,
+        history=history,
         threads_per_rank=threads,
-        output_dir=str(out_dir),
+        use_gpu=tc.use_gpu,
+        seed=tc.seed,
+        record_column=cfg.featurize.key if record_dir else None,
+        record_dir=record_dir,
     )
-    print(f"train: {tc.model_name} {version} on {tc.num_proc} Horovod workers, {steps} steps/epoch x {tc.epochs} epochs")
-    results = _launch(settings, tc.num_proc, tc.start_timeout_s)
-    history = results[0]["history"]
+    print(f"train: run {run_id}: {tc.model} {tc.model_name} on {tc.num_proc} Horovod workers, {train_rows:,} rows in "
+          f"{len(train_files)} files, {steps} steps/epoch x {tc.epochs} epochs")
+    if initial_epoch < tc.epochs:
+        results = _launch(settings, tc.num_proc, tc.start_timeout_s)
+        outcome = results[0]
+    else:
+        outcome = {"nan_epoch": None, "history": history, "epochs_done": initial_epoch, "seconds": 0.0}
+    if outcome["nan_epoch"] is not None:
+        kept = read_state(run_dir)
+        last = f"the last good checkpoint (after epoch {kept['epochs_done']}) is kept in {run_dir}" if kept else "no epoch finished"
+        raise PipelineError(
+            f"training stopped: the loss became NaN or infinite in epoch {outcome['nan_epoch'] + 1}; {last}. "
+            "Lower train.learning_rate or check the features for extreme values"
+        )
+    history = outcome["history"]
+    version, out_dir = new_model_dir(cfg, tc.model_name)
+    shutil.copy2(run_dir / MODEL_FILE, out_dir / MODEL_FILE)
+    curves = save_training_curves(history, out_dir / "training_curves.png", f"{tc.model_name} {version}")
+    epochs_done = int(outcome["epochs_done"])
     save_model_metadata(out_dir, {
         "model_name": tc.model_name,
         "model_version": version,
         "model_file": MODEL_FILE,
+        "run_id": run_id,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "train_config": dataclasses.asdict(tc),
+        "train_config": document["train"],
         "feature_artifact": {"table": cfg.featurize.output_table, "version": artifact["version"]},
         "feature_table": {"name": table, "delta_version": artifact["feature_table"]["delta_version"]},
         "feature_schema": schema.to_json(),
         "train_rows": train_rows,
+        "epochs_done": epochs_done,
+        "stopped_early": epochs_done < tc.epochs,
         "history": history,
-        "seconds_per_rank": [r["seconds"] for r in results],
+        "training_curves": curves.name,
+        "seconds_per_rank": [r.get("seconds") for r in (results if initial_epoch < tc.epochs else [])],
         "libraries": library_versions(),
         "git_commit": git_commit(),
     })
-    result = TrainResult(tc.model_name, version, str(out_dir), history, time.time() - started)
+    state = read_state(run_dir) or {}
+    write_json_atomically(run_dir / STATE_FILE, {**state, "finished": True, "model_version": version})
+    result = TrainResult(tc.model_name, version, str(out_dir), history, time.time() - started, run_id, epochs_done)
     final = {k: round(v[-1], 4) for k, v in history.items()}
-    print(f"train: saved {tc.model_name} {version} to {out_dir} in {result.seconds:.1f}s; last epoch {final}")
+    stopped = f" (early stopping after epoch {epochs_done})" if epochs_done < tc.epochs else ""
+    print(f"train: saved {tc.model_name} {version} to {out_dir} in {result.seconds:.1f}s{stopped}; last epoch {final}")
     return result
+
+
+def save_training_curves(history: dict, path: Path, title: str) -> Path:
+    """Loss and AUC per epoch, training against validation, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "auc")):
+        for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
+            if history.get(key):
+                ax.plot(range(1, len(history[key]) + 1), history[key], style, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _launch(settings: TrainSettings, num_proc: int, start_timeout_s: int) -> list[dict]:
@@ -133,4 +294,6 @@ def _launch(settings: TrainSettings, num_proc: int, start_timeout_s: int) -> lis
             verbose=0,
         )
     except Exception as err:  # Horovod wraps rank failures in several exception types
-        raise PipelineError(f"distributed training failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise PipelineError(f"distributed training failed: {first} (the worker's traceback is in the output above, "
+                            "its lines start with [<rank>]<stderr>)") from err

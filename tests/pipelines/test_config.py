@@ -51,8 +51,9 @@ def test_config_objects_are_frozen(conf_dir):
     "text, message",
     [
         ("train:\n  bach_size: 3\n",
-         "{p}: unknown key train.bach_size (valid keys here: activation, batch_size, dropout, embedding_dim, "
-         "epochs, hidden_units, learning_rate, model_name, num_proc, seed, start_timeout_s)"),
+         "{p}: unknown key train.bach_size (valid keys here: activation, batch_norm, batch_size, dropout, "
+         "early_stopping, embedding_dim, epochs, hidden_units, l1, l2, learning_rate, loss, model, model_name, "
+         "momentum, num_proc, optimizer, sample_weight, seed, start_timeout_s, use_gpu, warmup_epochs)"),
         ("trian:\n  epochs: 3\n",
          "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, "
          "spark, stages, train)"),
@@ -63,6 +64,11 @@ def test_config_objects_are_frozen(conf_dir):
         ("train:\n  activation: swish\n",
          "{p}: train.activation: expected one of 'relu', 'tanh', 'elu', 'leaky_relu', got str 'swish'"),
         ("train:\n  hidden_units: 64\n", "{p}: train.hidden_units: expected a list of int, got int 64"),
+        ("train:\n  embedding_dim: big\n", "{p}: train.embedding_dim: expected int or 'auto', got str 'big'"),
+        ("train:\n  model: transformer\n",
+         "{p}: train.model: expected one of 'mlp', 'autoencoder', got str 'transformer'"),
+        ("train:\n  early_stopping: {monitor: auc}\n",
+         "{p}: train.early_stopping.monitor: expected one of 'val_auc', 'val_loss', 'val_accuracy', got str 'auc'"),
         ("infer:\n  threshold: 1.5\n", "{p}: infer.threshold: must be in (0, 1), got 1.5"),
         ("database: drop table x\n",
          "{p}: database: must be a plain SQL identifier (letters, digits, underscore; not starting with a digit), "

@@ -1,0 +1,127 @@
+"""Training through Horovod on Spark, in separate processes as users run it (horovod.spark.run forks the driver,
+which must not have run TensorFlow, and pytest's process has): exactly-once epochs recorded by the real ranks,
+validation metrics, resume after a killed run, and the failures a user can cause."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ROWS = 3000
+
+pytestmark = pytest.mark.slow
+
+
+def settings(data_dir: Path, *extra: str) -> list[str]:
+    sets = [f"data_dir={data_dir}", f"generate.rows={ROWS}", "generate.partitions=2", "train.batch_size=64",
+            "train.hidden_units=[16, 8]", *extra]
+    return ["--config", "conf/demo.yaml", *[arg for s in sets for arg in ("--set", s)]]
+
+
+def dlpipe(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "dlpipe"), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def ok(out: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert out.returncode == 0, f"{out.args} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("train") / "var"
+    ok(dlpipe("run", *settings(data_dir, "stages=[generate, featurize]")))
+    return data_dir
+
+
+def training_ids(data_dir: Path) -> Counter:
+    artifact = sorted((data_dir / "artifacts" / "features").glob("v*.json"))[-1]
+    files = json.loads(artifact.read_text())["feature_table"]
+    table = data_dir / "warehouse" / "dlpipe.db" / "features"
+    assert files["files_per_split"]["train"] == 8
+    ids = Counter()
+    for path in (table / "split=train").glob("*.parquet"):
+        ids.update(pq.read_table(path, columns=["row_id"]).column(0).to_pylist())
+    return ids
+
+
+def test_every_rank_sees_each_training_row_once_per_epoch(data_dir, tmp_path):
+    record = tmp_path / "record"
+    record.mkdir()
+    code = (
+        "import sys; from pipelines.config import load_config; from pipelines.session import build_session; "
+        "from pipelines import train; "
+        f"cfg = load_config('conf/demo.yaml', {settings(data_dir, 'train.epochs=3', 'train.early_stopping=null')[3::2]!r}); "
+        f"train.run(build_session(cfg), cfg, run_id='exactly-once', record_dir={str(record)!r})"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    expected = training_ids(data_dir)
+    for epoch in range(3):
+        seen = Counter()
+        for rank in range(2):
+            seen.update(np.load(record / f"epoch{epoch}-rank{rank}.npy").tolist())
+        assert seen == expected, f"epoch {epoch}"
+    log = out.stdout + out.stderr  # Horovod forwards the ranks' output, prefixed [rank]<stdout>
+    assert "train: epoch 3/3:" in log and "val_auc" in log
+    metadata = json.loads(sorted((data_dir / "models" / "higgs_mlp").glob("v*/metadata.json"))[-1].read_text())
+    assert metadata["run_id"] == "exactly-once" and metadata["epochs_done"] == 3
+    assert len(metadata["history"]["val_auc"]) == 3 and len(metadata["history"]["loss"]) == 3
+    folder = sorted((data_dir / "models" / "higgs_mlp").glob("v*"))[-1]
+    assert (folder / "training_curves.png").stat().st_size > 10_000 and (folder / "model.keras").is_file()
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir):
+    args = settings(data_dir, "train.epochs=25", "train.early_stopping=null")
+    job = subprocess.Popen([str(BIN / "dlpipe"), "train", *args, "--run-id", "killed"], cwd=REPO,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    state = data_dir / "models" / "higgs_mlp" / "runs" / "killed" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and job.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["epochs_done"] >= 2:
+            break
+        time.sleep(0.2)
+    assert job.poll() is None, "training ended before it could be killed:\n" + job.stdout.read()[-3000:]
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait(60)
+    done = json.loads(state.read_text())["epochs_done"]
+    assert 2 <= done < 25
+
+    changed = dlpipe("train", *args, "--set", "train.learning_rate=0.01", "--run-id", "killed")
+    assert changed.returncode == 1
+    assert ("dlpipe train: error: run killed of higgs_mlp was started with a different config "
+            "(train.learning_rate 0.001 -> 0.01)") in changed.stderr
+
+    resumed = ok(dlpipe("train", *args, "--run-id", "killed"))
+    assert f"train: resuming run killed from its checkpoint after epoch {done} of 25" in resumed.stdout
+    log = resumed.stdout + resumed.stderr
+    assert f"train: epoch {done + 1}/25:" in log and f"train: epoch {done}/25:" not in log
+    metadata = json.loads(sorted((data_dir / "models" / "higgs_mlp").glob("v*/metadata.json"))[-1].read_text())
+    assert metadata["run_id"] == "killed" and len(metadata["history"]["loss"]) == 25
+
+    again = dlpipe("train", *args, "--run-id", "killed")
+    assert again.returncode == 1 and "run killed of higgs_mlp already finished as model" in again.stderr
+
+
+def test_nan_loss_stops_every_rank_with_a_clear_message(data_dir):
+    out = dlpipe("train", *settings(data_dir, "train.optimizer=sgd", "train.learning_rate=1e12", "train.epochs=3"))
+    assert out.returncode == 1
+    assert "dlpipe train: error: training stopped: the loss became NaN or infinite in epoch 1" in out.stderr
+    assert "Lower train.learning_rate" in out.stderr
+
+
+def test_bad_training_config_fails_before_launch(data_dir):
+    out = dlpipe("train", *settings(data_dir, "train.sample_weight=weight"))
+    assert out.returncode == 1
+    assert out.stderr.strip().endswith(
+        "dlpipe train: error: train.sample_weight 'weight' is not a passthrough column of dlpipe.features "
+        "(passthrough: row_id): add it to featurize.passthrough")
