@@ -14,7 +14,8 @@ the training split only, transform all rows and write them:
 Spark runs as ``local-cluster[2,1,...]``: two 1-core executor JVMs apart from the driver, so the driver's memory is
 measured on its own. ``driver_heap_peak_mb`` is the driver JVM's peak used heap (sampled every 0.2 s),
 ``driver_rss_peak_mb`` the peak resident memory of the Python driver plus the driver JVM, executors excluded.
-Before timing, every contender runs once on a 100,000-row table (class loading, JIT, code generation). Each size
+Before timing, every contender runs once on a 100,000-row table (class loading, JIT, code generation). MLlib and
+dlpipe then alternate three times and the medians are reported (``seconds_range`` gives the spread). Each size
 runs in its own process; by default 1,000,000 rows and then ``--rows`` (5,000,000), to show whether the
 driver's memory grows with the data. The generated input is kept in var/bench/featurize_vs_mllib/ between runs.
 """
@@ -153,8 +154,14 @@ def contenders(spark, rows: int) -> dict:
     }
 
 
+REPEATS = 3  # MLlib and dlpipe alternate this many times (runs here vary by up to 25%); the demo spec runs once
+
+
 def run_size(rows: int) -> None:
-    """One size, in this process: generate (once), warm up every contender on a small table, then time each."""
+    """One size, in this process: generate (once), warm up every contender on a small table, then time each;
+    MLlib and dlpipe alternately ``REPEATS`` times, reported as medians with their range."""
+    import statistics
+
     from pipelines.session import build_session
 
     spark = build_session(configs(rows)[0])
@@ -165,26 +172,30 @@ def run_size(rows: int) -> None:
             prepare()()
         calls = contenders(spark, rows)
         spark.table(f"dlpipe.raw_{rows}").write.format("noop").mode("overwrite").save()  # the page cache, for both
-        results = {}
-        for name, prepare in calls.items():
-            call = prepare()  # untimed set-up
+        order = ["mllib", "dlpipe"] * REPEATS + ["dlpipe_demo_spec"]
+        results: dict[str, list[tuple[float, float, float]]] = {}
+        for name in order:
+            call = calls[name]()  # untimed set-up
             # Flush what the previous contender wrote, so its write-back does not slow the next one down.
             os.sync()
             with DriverMemory(spark) as memory:
                 _, seconds = timed(call)
-            results[name] = (seconds, memory.heap_peak_mb, memory.rss_peak_mb)
+            results.setdefault(name, []).append((seconds, memory.heap_peak_mb, memory.rss_peak_mb))
     finally:
         spark.stop()
 
-    baseline = results["mllib"][0]
-    for name, (seconds, heap, rss) in results.items():
+    baseline = statistics.median(r[0] for r in results["mllib"])
+    for name, runs in results.items():
+        seconds = statistics.median(r[0] for r in runs)
         record = {
             "name": "featurize_vs_mllib" if name == "dlpipe" else f"featurize_vs_mllib.{name}",
             "rows": rows,
             "seconds": round(seconds, 3),
+            "seconds_range": [round(min(r[0] for r in runs), 3), round(max(r[0] for r in runs), 3)],
+            "runs": len(runs),
             "rows_per_s": round(rows / seconds, 1),
-            "driver_heap_peak_mb": round(heap, 1),
-            "driver_rss_peak_mb": round(rss, 1),
+            "driver_heap_peak_mb": round(max(r[1] for r in runs), 1),
+            "driver_rss_peak_mb": round(max(r[2] for r in runs), 1),
         }
         if name != "mllib":
             record.update(baseline="mllib_pipeline", baseline_seconds=round(baseline, 3), ratio=round(baseline / seconds, 3))

@@ -32,7 +32,7 @@ from models.trainer import (
 from pipelines.config import Config
 from pipelines.errors import PipelineError
 from pipelines.run_id import check_run_id, new_run_id
-from pipelines.store import load_artifact, model_folder, new_model_dir, save_model_metadata
+from pipelines.store import load_artifact, load_model_metadata, model_folder, new_model_dir, save_model_metadata
 
 STACK = ("pyspark", "delta-spark", "tensorflow-cpu", "horovod", "petastorm", "pyarrow", "numpy", "pandas")
 
@@ -172,9 +172,12 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
                 f"run {run_id} of {tc.model_name} was started with a different config ({changed}): "
                 "it cannot resume from its checkpoint; use a new --run-id"
             )
-        if state.get("finished"):
-            raise PipelineError(f"run {run_id} of {tc.model_name} already finished as model {state['model_version']}: "
-                                "use a new --run-id to train again")
+        if state.get("finished"):  # the same run asked again (a retried schedule): nothing to redo
+            metadata, folder = load_model_metadata(cfg, tc.model_name, state["model_version"])
+            print(f"train: run {run_id} already finished as {tc.model_name} {state['model_version']} with this config; "
+                  "nothing to do (use a new --run-id to train again)")
+            return TrainResult(tc.model_name, state["model_version"], str(folder), metadata["history"],
+                               time.time() - started, run_id, int(metadata["epochs_done"]))
         initial_epoch, history = int(state["epochs_done"]), state["history"]
         print(f"train: resuming run {run_id} from its checkpoint after epoch {initial_epoch} of {tc.epochs}")
     else:
