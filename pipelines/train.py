@@ -88,7 +88,10 @@ def table_files(spark: SparkSession, table: str, split: str) -> tuple[DataFile, 
     paths = sorted(spark.table(table).where(F.col(SPLIT_COLUMN) == split).inputFiles())
     files = []
     for uri in paths:
-        filesystem, path = (fs.LocalFileSystem(), uri.removeprefix("file:")) if uri.startswith("file:") else fs.FileSystem.from_uri(uri)
+        if uri.startswith("file:"):  # Spark writes file:/path, which pyarrow's from_uri does not take
+            filesystem, path = fs.LocalFileSystem(), uri.removeprefix("file:")
+        else:
+            filesystem, path = fs.FileSystem.from_uri(uri)
         with filesystem.open_input_file(path) as handle:
             files.append(DataFile(uri, pq.ParquetFile(handle).metadata.num_rows))
     return tuple(files)
@@ -136,6 +139,40 @@ def check_model_inputs(spark: SparkSession, cfg: Config, table: str, schema: Fea
         raise PipelineError(f"an autoencoder reconstructs dense features and {table} has none: use model mlp")
 
 
+def _check_same_run(run_id: str, run_dir: Path, model_name: str, fingerprint: str, document: dict, state: dict) -> None:
+    if state["config_hash"] != fingerprint:
+        before = json.loads((run_dir / "config.json").read_text())
+        changed = "; ".join(_differences(before, document)) or "the config hash differs"
+        raise PipelineError(
+            f"run {run_id} of {model_name} was started with a different config ({changed}): "
+            "it cannot resume from its checkpoint; use a new --run-id"
+        )
+
+
+def _finished(cfg: Config, run_id: str, run_dir: Path, state: dict, fingerprint: str, document: dict,
+              started: float) -> TrainResult:
+    """A finished run asked again with the same config: nothing to redo, its model is the result."""
+    name = cfg.train.model_name
+    _check_same_run(run_id, run_dir, name, fingerprint, document, state)
+    metadata, folder = load_model_metadata(cfg, name, state["model_version"])
+    print(f"train: run {run_id} already finished as {name} {state['model_version']} with this config; "
+          "nothing to do (use a new --run-id to train again)")
+    return TrainResult(name, state["model_version"], str(folder), metadata["history"], time.time() - started,
+                       run_id, int(metadata["epochs_done"]))
+
+
+def _resume_point(cfg: Config, run_id: str, run_dir: Path, state: dict | None, fingerprint: str,
+                  document: dict) -> tuple[int, dict]:
+    """(first epoch to train, history so far): 0 and nothing for a new run, after its checkpoint for an old one."""
+    if state is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(document, indent=2) + "\n")
+        return 0, {}
+    _check_same_run(run_id, run_dir, cfg.train.model_name, fingerprint, document, state)
+    print(f"train: resuming run {run_id} from its checkpoint after epoch {state['epochs_done']} of {cfg.train.epochs}")
+    return int(state["epochs_done"]), state["history"]
+
+
 def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir: str | None = None) -> TrainResult:
     """Train ``cfg.train`` on the feature table; ``run_id`` names the run, and a run id with a checkpoint resumes.
     ``record_dir`` (tests): every rank saves the row ids it trained on, per epoch."""
@@ -163,26 +200,9 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     fingerprint, document = config_fingerprint(cfg, artifact)
     run_dir = model_folder(cfg, tc.model_name) / "runs" / run_id
     state = read_state(run_dir)
-    initial_epoch, history = 0, {}
-    if state is not None:
-        before = json.loads((run_dir / "config.json").read_text())
-        if state["config_hash"] != fingerprint:
-            changed = "; ".join(_differences(before, document)) or "the config hash differs"
-            raise PipelineError(
-                f"run {run_id} of {tc.model_name} was started with a different config ({changed}): "
-                "it cannot resume from its checkpoint; use a new --run-id"
-            )
-        if state.get("finished"):  # the same run asked again (a retried schedule): nothing to redo
-            metadata, folder = load_model_metadata(cfg, tc.model_name, state["model_version"])
-            print(f"train: run {run_id} already finished as {tc.model_name} {state['model_version']} with this config; "
-                  "nothing to do (use a new --run-id to train again)")
-            return TrainResult(tc.model_name, state["model_version"], str(folder), metadata["history"],
-                               time.time() - started, run_id, int(metadata["epochs_done"]))
-        initial_epoch, history = int(state["epochs_done"]), state["history"]
-        print(f"train: resuming run {run_id} from its checkpoint after epoch {initial_epoch} of {tc.epochs}")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(document, indent=2) + "\n")
+    if state is not None and state.get("finished"):  # the same run asked again (a retried schedule)
+        return _finished(cfg, run_id, run_dir, state, fingerprint, document, started)
+    initial_epoch, history = _resume_point(cfg, run_id, run_dir, state, fingerprint, document)
 
     threads = max(1, spark.sparkContext.defaultParallelism // tc.num_proc)
     es = tc.early_stopping
