@@ -3,7 +3,8 @@
 Layout under ``<data_dir>``::
 
     artifacts/<feature table>/v1.json, v2.json, ...   fitted feature state (human-readable JSON)
-    models/<model name>/v1/, v2/, ...                   model.keras, metadata.json, history.json
+    models/<model name>/v1/, v2/, ...                   model.keras, training_curves.png, metadata.json
+    models/<model name>/runs/<run id>/                  checkpoints, state.json, config.json of a training run
 
 Versions count up from 1; "latest" is the highest complete one (a model folder counts once its metadata.json
 is written, so a crashed training run never becomes the latest).
