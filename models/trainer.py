@@ -30,6 +30,7 @@ from models.reader import ReadSettings, rank_batches
 
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
+ATTEMPT_FILE = "attempt"  # the id of the launch that owns the run folder; older launches' ranks stop writing
 CHECKPOINTS = "checkpoints"
 KEEP_CHECKPOINTS = 2
 
@@ -46,6 +47,7 @@ class TrainSettings:
     learning_rate: float
     run_dir: str
     config_hash: str
+    attempt: str = ""
     optimizer: str = "adam"
     momentum: float = 0.9
     loss: str = "bce"
@@ -73,6 +75,15 @@ def checkpoint_prefix(run_dir: str | Path, epochs_done: int) -> Path:
 def read_state(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / STATE_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def check_attempt(settings: "TrainSettings") -> None:
+    """Fail if a newer launch of this run took over its folder: ranks of a killed driver can outlive it and must
+    not overwrite the checkpoints of the launch that resumed the run."""
+    owner = (Path(settings.run_dir) / ATTEMPT_FILE).read_text().strip()
+    if owner != settings.attempt:
+        raise RuntimeError(f"run folder {settings.run_dir} now belongs to launch {owner}, not {settings.attempt}: "
+                           "this stale worker stops")
 
 
 def write_json_atomically(path: Path, payload: dict) -> None:
@@ -175,6 +186,7 @@ def _callbacks(settings: TrainSettings, model, rank: int, size: int, outcome: di
             outcome["history"] = self.history
             if rank != 0:
                 return
+            check_attempt(settings)
             prefix = checkpoint_prefix(settings.run_dir, epoch + 1)
             prefix.parent.mkdir(parents=True, exist_ok=True)
             tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer).write(str(prefix))
@@ -257,6 +269,7 @@ def train_on_rank(settings: TrainSettings) -> dict:
     if outcome["nan_epoch"] is not None:
         outcome["epochs_done"] = outcome["nan_epoch"]
     elif rank == 0:
+        check_attempt(settings)
         model.save(Path(settings.run_dir) / MODEL_FILE)
     return outcome
 

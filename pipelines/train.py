@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -27,7 +28,8 @@ from features.schema import SPLIT_COLUMN, FeatureSchema
 from models.epochs import DataFile, PlanError, steps_per_epoch
 from models.networks import NetworkSettings
 from models.trainer import (
-    MODEL_FILE, STATE_FILE, TrainSettings, pin_threads_env, read_state, train_on_rank, write_json_atomically,
+    ATTEMPT_FILE, MODEL_FILE, STATE_FILE, TrainSettings, pin_threads_env, read_state, train_on_rank,
+    write_json_atomically,
 )
 from pipelines.config import Config
 from pipelines.errors import PipelineError
@@ -162,13 +164,17 @@ def _finished(cfg: Config, run_id: str, run_dir: Path, state: dict, fingerprint:
 
 
 def _resume_point(cfg: Config, run_id: str, run_dir: Path, state: dict | None, fingerprint: str,
-                  document: dict) -> tuple[int, dict]:
-    """(first epoch to train, history so far): 0 and nothing for a new run, after its checkpoint for an old one."""
+                  document: dict, attempt: str) -> tuple[int, dict]:
+    """(first epoch to train, history so far): 0 and nothing for a new run, after its checkpoint for an old one.
+    Takes the run folder over for launch ``attempt`` first, so ranks of an earlier, killed launch stop writing."""
+    if state is not None:
+        _check_same_run(run_id, run_dir, cfg.train.model_name, fingerprint, document, state)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / ATTEMPT_FILE).write_text(attempt + "\n")
+    state = read_state(run_dir)  # again: a rank of the killed launch may have finished one more epoch meanwhile
     if state is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(document, indent=2) + "\n")
         return 0, {}
-    _check_same_run(run_id, run_dir, cfg.train.model_name, fingerprint, document, state)
     print(f"train: resuming run {run_id} from its checkpoint after epoch {state['epochs_done']} of {cfg.train.epochs}")
     return int(state["epochs_done"]), state["history"]
 
@@ -202,7 +208,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     state = read_state(run_dir)
     if state is not None and state.get("finished"):  # the same run asked again (a retried schedule)
         return _finished(cfg, run_id, run_dir, state, fingerprint, document, started)
-    initial_epoch, history = _resume_point(cfg, run_id, run_dir, state, fingerprint, document)
+    attempt = uuid.uuid4().hex
+    initial_epoch, history = _resume_point(cfg, run_id, run_dir, state, fingerprint, document, attempt)
 
     threads = max(1, spark.sparkContext.defaultParallelism // tc.num_proc)
     es = tc.early_stopping
@@ -218,6 +225,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         learning_rate=tc.learning_rate,
         run_dir=str(run_dir),
         config_hash=fingerprint,
+        attempt=attempt,
         optimizer=tc.optimizer,
         momentum=tc.momentum,
         loss=tc.loss,

@@ -3,6 +3,7 @@ which must not have run TensorFlow, and pytest's process has): exactly-once epoc
 validation metrics, resume after a killed run, and the failures a user can cause."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,10 +102,14 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir):
     assert ("dlpipe train: error: run killed of higgs_mlp was started with a different config "
             "(train.learning_rate 0.001 -> 0.01)") in changed.stderr
 
+    # The killed driver's Horovod ranks may outlive it and finish one more epoch before the new launch takes the
+    # run folder over (after which they stop): the resume point is whatever epoch the folder holds then.
     resumed = ok(dlpipe("train", *args, "--run-id", "killed"))
-    assert f"train: resuming run killed from its checkpoint after epoch {done} of 25" in resumed.stdout
+    point = re.search(r"train: resuming run killed from its checkpoint after epoch (\d+) of 25", resumed.stdout)
+    assert point and done <= int(point.group(1)) < 25, resumed.stdout[-2000:]
     log = resumed.stdout + resumed.stderr
-    assert f"train: epoch {done + 1}/25:" in log and f"train: epoch {done}/25:" not in log
+    resumed_at = int(point.group(1))
+    assert f"train: epoch {resumed_at + 1}/25:" in log and f"train: epoch {resumed_at}/25:" not in log
     metadata = json.loads(sorted((data_dir / "models" / "higgs_mlp").glob("v*/metadata.json"))[-1].read_text())
     assert metadata["run_id"] == "killed" and len(metadata["history"]["loss"]) == 25
 
