@@ -12,10 +12,10 @@ is written, so a crashed training run never becomes the latest).
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
+from models.trainer import write_json_atomically
 from pipelines.config import Config
 from pipelines.errors import PipelineError
 
@@ -34,12 +34,6 @@ def _versions(folder: Path, complete) -> list[int]:
     return sorted(found)
 
 
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
-
-
 # ------------------------------------------------------------------------------------------ feature artifacts
 
 
@@ -54,7 +48,7 @@ def save_artifact(cfg: Config, table: str, payload: dict) -> tuple[str, Path]:
     number = max(_versions(folder, Path.is_file), default=0) + 1
     version = f"v{number}"
     path = folder / f"{version}.json"
-    _write_json_atomically(path, {"version": version, **payload})
+    write_json_atomically(path, {"version": version, **payload})
     return version, path
 
 
@@ -94,7 +88,7 @@ def new_model_dir(cfg: Config, name: str) -> tuple[str, Path]:
 
 
 def save_model_metadata(path: Path, metadata: dict) -> None:
-    _write_json_atomically(path / METADATA_FILE, metadata)
+    write_json_atomically(path / METADATA_FILE, metadata)
 
 
 def load_model_metadata(cfg: Config, name: str, version: str | None = None) -> tuple[dict, Path]:
