@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -322,6 +323,10 @@ def _launch(settings: TrainSettings, num_proc: int, start_timeout_s: int) -> lis
             start_timeout=start_timeout_s,
             use_gloo=True,
             env=pin_threads_env(settings.threads_per_rank),
+            # the ranks' output (per-epoch lines, tracebacks) comes back to the driver's console, also from a
+            # cluster's executors, whose own stdout is a log file on the worker
+            stdout=sys.stdout,
+            stderr=sys.stderr,
             verbose=0,
         )
     except Exception as err:  # Horovod wraps rank failures in several exception types
