@@ -6,10 +6,14 @@ import importlib
 import os
 import subprocess
 import sys
+import warnings
 
 BENCHMARKS = {
     "e2e_demo": "benchmarks.e2e_demo",
     "featurize_vs_mllib": "benchmarks.featurize_vs_mllib",
+    "reader_vs_pyarrow": "benchmarks.reader_vs_pyarrow",
+    "train_vs_keras": "benchmarks.train_vs_keras",
+    "auc_vs_bayes": "benchmarks.auc_vs_bayes",
 }
 
 
@@ -19,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=None, help="data size (each benchmark has its own default)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # Petastorm 0.13.1 on pyarrow 14, per file opened
     if args.name == "all":
         # One process per benchmark: each gets a fresh Spark driver and its own memory peak.
         extra = ["--rows", str(args.rows)] if args.rows else []

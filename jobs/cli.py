@@ -16,6 +16,7 @@ EXAMPLES = """\
 examples:
   dlpipe run --config conf/demo.yaml                       all stages of the demo pipeline
   dlpipe train --config conf/demo.yaml --set train.epochs=5
+  dlpipe tune --config conf/demo.yaml --set tune.trials=4  a hyperparameter scan, trials in parallel
   dlpipe sql "SELECT count(*) FROM predictions"            query tables by name (database from the config)
   spark-submit jobs/train.py --config conf/demo.yaml       the same stage under spark-submit
 """
@@ -26,6 +27,7 @@ STAGE_HELP = {
     "train": "train the Keras model with Horovod on Spark, streaming the feature table with Petastorm",
     "infer": "score the input with the latest model through a Spark UDF into the Delta predictions table",
     "evaluate": "join a run's predictions to the labels and write AUC, accuracy and log loss to the metrics table",
+    "tune": "hyperparameter scan: train each config of tune.space on one worker per Spark task, rank them in a Delta table",
     "run": "run the stages listed under `stages` in the config, in order, with one run id",
     "sql": "run a SQL query over the pipeline's tables (metastore and warehouse under data_dir)",
 }
@@ -52,18 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
             "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
             help="override one config key, e.g. --set train.num_proc=2 (repeatable; values are YAML)",
         )
-        if name in ("train", "infer", "evaluate", "run"):
+        if name in ("train", "infer", "evaluate", "run", "tune"):
             sub.add_argument("--run-id", default=None, help="run id (default: a new UTC timestamp; evaluate: the latest "
-                                                             "run; train: an unfinished run id resumes from its checkpoint)")
+                                                             "run; train: an unfinished run id resumes from its checkpoint;"
+                                                             " tune: the scan id, a rerun replaces its results)")
         sub.add_argument("--debug", action="store_true", help="print the full traceback on failure")
     return parser
 
 
 def _stage_function(command: str) -> Callable:
-    from pipelines import evaluate, featurize, generate, infer, run, sql, train
+    from pipelines import evaluate, featurize, generate, infer, run, sql, train, tune
 
     return {"generate": generate.run, "featurize": featurize.run, "train": train.run, "infer": infer.run,
-            "evaluate": evaluate.run, "run": run.run, "sql": sql.run}[command]
+            "evaluate": evaluate.run, "run": run.run, "sql": sql.run, "tune": tune.run}[command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stage = _stage_function(args.command)
         if args.command == "sql":
             stage(spark, cfg, args.query, max_rows=args.max_rows)
-        elif args.command in ("train", "infer", "evaluate", "run"):
+        elif args.command in ("train", "infer", "evaluate", "run", "tune"):
             stage(spark, cfg, run_id=args.run_id)
         else:
             stage(spark, cfg)

@@ -6,11 +6,13 @@ frozen, picklable :class:`TrainSettings`. Per rank it:
 - reads its files of each epoch's plan (``models.epochs``: every training row exactly once per epoch across ranks,
   the same number of steps on every rank) through Petastorm (``models.reader``) into ``tf.data``;
 - trains the model of ``models.networks`` with ``hvd.DistributedOptimizer`` (learning rate scaled by the number of
-  ranks after a warm-up), broadcasting rank 0's initial state and averaging the training metrics;
+  ranks after a warm-up), broadcasting rank 0's initial weights and averaging the training metrics; Keras runs
+  ``nan_check_every`` steps per call into TensorFlow (``steps_per_execution``), so the per-step Python overhead
+  is paid once per call;
 - after each epoch evaluates its share of the validation files and sums the metric accumulators (loss sums, AUC
   confusion counts) across ranks, so every rank holds the same exact validation metrics and early stopping decides
   the same everywhere;
-- checks for a NaN loss collectively every ``nan_check_every`` steps, so all ranks stop at the same step;
+- checks for a NaN loss collectively every ``nan_check_every`` steps (one call), so all ranks stop at the same step;
 - on rank 0, writes a checkpoint (model and optimizer state) and ``state.json`` to the run folder after each
   finished epoch, and the final model at the end.
 """
@@ -26,13 +28,14 @@ from pathlib import Path
 from features.schema import FeatureSchema
 from models.epochs import DataFile, plan_epoch
 from models.networks import NetworkSettings
-from models.reader import ReadSettings, rank_batches
+from models.reader import ReadSettings, rank_batches, rank_blocks
 
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
 ATTEMPT_FILE = "attempt"  # the id of the launch that owns the run folder; older launches' ranks stop writing
 CHECKPOINTS = "checkpoints"
 KEEP_CHECKPOINTS = 2
+VALIDATION_BATCH = 8192  # rows per forward pass when scoring the validation split
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,12 @@ class TrainSettings:
     nan_check_every: int = 20
     record_column: str | None = None  # tests: record the rows each rank trains on
     record_dir: str | None = None
+    distributed: bool = True  # false: one process without Horovod (a trial of ``dlpipe tune``)
+    log_prefix: str = "train"  # how the per-epoch lines start
 
-    def read_settings(self, record: bool = False) -> ReadSettings:
-        return ReadSettings(self.schema, self.batch_size, self.seed, self.weight_column,
+    def read_settings(self, record: bool = False, validation: bool = False) -> ReadSettings:
+        batch = max(self.batch_size, VALIDATION_BATCH) if validation else self.batch_size
+        return ReadSettings(self.schema, batch, self.seed, self.weight_column,
                             self.record_column if record else None, self.record_dir if record else None)
 
 
@@ -93,16 +99,29 @@ def write_json_atomically(path: Path, payload: dict) -> None:
 
 
 def training_dataset(settings: TrainSettings, rank: int, size: int):
-    """``tf.data`` of this rank's batches for epochs ``initial_epoch`` .. ``epochs - 1``, ``steps_per_epoch`` each."""
+    """``tf.data`` of this rank's batches for epochs ``initial_epoch`` .. ``epochs - 1``, ``steps_per_epoch`` each.
+    The generator hands over blocks of batches (``models.reader.rank_blocks``), which tf.data slices in C++."""
     import tensorflow as tf
 
-    def batches():
+    def blocks():
         for epoch in range(settings.initial_epoch, settings.epochs):
             plan = plan_epoch(settings.train_files, size, settings.batch_size, epoch, settings.seed)[rank]
-            yield from rank_batches([f.path for f in plan.files], settings.steps_per_epoch,
-                                    settings.read_settings(record=True), epoch, rank)
+            yield from rank_blocks([f.path for f in plan.files], settings.steps_per_epoch,
+                                   settings.read_settings(record=True), epoch, rank)
 
-    return tf.data.Dataset.from_generator(batches, output_signature=_signature(settings.schema)).prefetch(2)
+    inputs, label, weight = _signature(settings.schema)
+    block = (
+        {name: tf.TensorSpec((None, *spec.shape), spec.dtype) for name, spec in inputs.items()},
+        tf.TensorSpec((None, *label.shape), label.dtype),
+        tf.TensorSpec((None, *weight.shape), weight.dtype),
+    )
+    dataset = tf.data.Dataset.from_generator(blocks, output_signature=block)
+    dataset = dataset.flat_map(lambda x, y, w: tf.data.Dataset.from_tensor_slices((x, y, w))).prefetch(4)
+    # No autotuning (nothing here has a tunable parallelism): its background thread made destroying the iterator at
+    # the end of fit() wait up to 10 s on a random rank, and every rank's Spark task waited for the slowest.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def _signature(schema: FeatureSchema):
@@ -118,8 +137,67 @@ def _signature(schema: FeatureSchema):
     return inputs, tf.TensorSpec((None,), tf.float32), tf.TensorSpec((None,), tf.float32)
 
 
-def _callbacks(settings: TrainSettings, model, rank: int, size: int, outcome: dict) -> list:
-    import horovod.tensorflow.keras as hvd
+class _SingleWorker:
+    """One process, no Horovod (a trial of ``dlpipe tune``): sums over ranks are the values themselves."""
+
+    rank, size, local_rank = 0, 1, 0
+
+    def allreduce_sum(self, value, name: str):
+        return value
+
+    def optimizer(self, optimizer):
+        return optimizer
+
+    def callbacks(self, settings: "TrainSettings") -> list:
+        return []
+
+    def broadcast(self, model) -> None:
+        pass
+
+
+class _HorovodWorker:
+    """One Horovod rank: gradients averaged by ``hvd.DistributedOptimizer``, rank 0's initial weights broadcast,
+    training metrics averaged at the end of each epoch."""
+
+    def __init__(self, sparse_as_dense: bool):
+        import horovod.tensorflow.keras as hvd
+
+        self.sparse_as_dense = sparse_as_dense
+        hvd.init()
+        self.hvd = hvd
+        self.rank, self.size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
+
+    def allreduce_sum(self, value, name: str):
+        return self.hvd.allreduce(value, op=self.hvd.Sum, name=name)
+
+    def optimizer(self, optimizer):
+        return self.hvd.DistributedOptimizer(optimizer, sparse_as_dense=self.sparse_as_dense)
+
+    def callbacks(self, settings: "TrainSettings") -> list:
+        return [self.hvd.callbacks.MetricAverageCallback()]
+
+    def broadcast(self, model) -> None:
+        """Every rank starts from rank 0's weights (a resumed run: all ranks read the same checkpoint anyway)."""
+        from horovod.tensorflow import broadcast_variables
+
+        broadcast_variables(model.variables, root_rank=0)
+
+
+DENSE_GRADIENT_LIMIT = 4_000_000  # embedding weights (16 MB of float32) up to which gradients are allreduced dense
+
+
+def dense_embedding_gradients(settings: TrainSettings) -> bool:
+    """Embedding gradients come as sparse row slices, which Horovod allgathers: one more collective per embedding
+    and step. Small tables are cheaper to allreduce dense, fused with the other gradients (1M rows, 2 ranks:
+    about 1.3x faster); big ones stay sparse."""
+    from models.networks import embedding_size
+
+    weights = sum(column.cardinality * (settings.network.embedding_dim or embedding_size(column.cardinality))
+                  for column in settings.schema.index)
+    return weights <= DENSE_GRADIENT_LIMIT
+
+
+def _callbacks(settings: TrainSettings, model, world, learning_rate, outcome: dict) -> list:
     import tensorflow as tf
 
     from models.networks import loss_for
@@ -131,7 +209,7 @@ def _callbacks(settings: TrainSettings, model, rank: int, size: int, outcome: di
 
         def _check(self, logs) -> bool:
             bad = 0.0 if math.isfinite(float(logs.get("loss", 0.0))) else 1.0
-            if float(hvd.allreduce(tf.constant(bad), op=hvd.Sum, name="nan_guard")) > 0:
+            if float(world.allreduce_sum(tf.constant(bad), "nan_guard")) > 0:
                 self.model.stop_training = True
                 return True
             return False
@@ -139,8 +217,8 @@ def _callbacks(settings: TrainSettings, model, rank: int, size: int, outcome: di
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
 
-        def on_train_batch_end(self, batch, logs=None):
-            if (batch + 1) % settings.nan_check_every == 0 and outcome.get("nan_epoch") is None and self._check(logs or {}):
+        def on_train_batch_end(self, batch, logs=None):  # once per steps_per_execution steps
+            if outcome.get("nan_epoch") is None and self._check(logs or {}):
                 outcome["nan_epoch"] = self.epoch
 
         def on_epoch_end(self, epoch, logs=None):
@@ -153,21 +231,23 @@ def _callbacks(settings: TrainSettings, model, rank: int, size: int, outcome: di
         def on_epoch_end(self, epoch, logs=None):
             if outcome.get("nan_epoch") is not None or not settings.validation_files:
                 return
-            plan = plan_epoch(settings.validation_files, size, settings.batch_size, 0, settings.seed, require_all=False)
+            rank = world.rank
+            plan = plan_epoch(settings.validation_files, world.size, settings.batch_size, 0, settings.seed,
+                              require_all=False)
             metrics = {
                 "val_loss": tf.keras.metrics.Mean(),
                 "val_auc": tf.keras.metrics.AUC(num_thresholds=1000),
                 "val_accuracy": tf.keras.metrics.BinaryAccuracy(),
             }
             for inputs, label, weight in rank_batches([f.path for f in plan[rank].files], None,
-                                                      settings.read_settings(), 0, rank):
+                                                      settings.read_settings(validation=True), 0, rank):
                 score = self.model(inputs, training=False)
                 metrics["val_loss"].update_state(loss_fn(label[:, None], score), sample_weight=weight)
                 metrics["val_auc"].update_state(label, score[:, 0], sample_weight=weight)
                 metrics["val_accuracy"].update_state(label[:, None], score, sample_weight=weight)
             for name, metric in metrics.items():
                 for i, variable in enumerate(metric.variables):
-                    variable.assign(hvd.allreduce(variable.read_value(), op=hvd.Sum, name=f"{name}.{i}"))
+                    variable.assign(world.allreduce_sum(variable.read_value(), f"{name}.{i}"))
                 logs[name] = float(metric.result())
 
     class EpochCheckpoint(tf.keras.callbacks.Callback):
@@ -181,10 +261,12 @@ def _callbacks(settings: TrainSettings, model, rank: int, size: int, outcome: di
         def on_epoch_end(self, epoch, logs=None):
             if outcome.get("nan_epoch") is not None:
                 return
+            if logs is not None:
+                logs["lr"] = float(learning_rate(self.model.optimizer.iterations))
             for key, value in (logs or {}).items():
                 self.history.setdefault(key, []).append(float(value))
             outcome["history"] = self.history
-            if rank != 0:
+            if world.rank != 0:
                 return
             check_attempt(settings)
             prefix = checkpoint_prefix(settings.run_dir, epoch + 1)
@@ -200,17 +282,10 @@ def _callbacks(settings: TrainSettings, model, rank: int, size: int, outcome: di
             done = epoch + 1 - settings.initial_epoch
             left = (time.time() - self.started) / done * (settings.epochs - epoch - 1)
             summary = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-            print(f"train: epoch {epoch + 1}/{settings.epochs}: {summary}; about {left:.0f}s left", flush=True)
+            print(f"{settings.log_prefix}: epoch {epoch + 1}/{settings.epochs}: {summary}; about {left:.0f}s left",
+                  flush=True)
 
-    callbacks = [
-        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-        hvd.callbacks.MetricAverageCallback(),
-    ]
-    if settings.warmup_epochs > 0:
-        callbacks.append(hvd.callbacks.LearningRateWarmupCallback(
-            initial_lr=settings.learning_rate * size, warmup_epochs=settings.warmup_epochs,
-            steps_per_epoch=settings.steps_per_epoch, verbose=0))
-    callbacks += [NanGuard(), ShardedValidation(), EpochCheckpoint()]
+    callbacks = world.callbacks(settings) + [NanGuard(), ShardedValidation(), EpochCheckpoint()]
     if settings.early_stopping:
         es = settings.early_stopping
         callbacks.append(tf.keras.callbacks.EarlyStopping(
@@ -218,57 +293,72 @@ def _callbacks(settings: TrainSettings, model, rank: int, size: int, outcome: di
     return callbacks
 
 
-def _optimizer(settings: TrainSettings, size: int):
+def warmup_schedule(settings: TrainSettings, size: int):
+    """``learning_rate * size`` after ``warmup_epochs`` epochs of linear warm-up (``models.schedules``)."""
+    from models.schedules import LinearWarmup
+
+    return LinearWarmup(settings.learning_rate, size, settings.warmup_epochs * settings.steps_per_epoch)
+
+
+def _optimizer(settings: TrainSettings, schedule):
     import tensorflow as tf
 
-    rate = settings.learning_rate * size  # linear scaling with the number of ranks (Goyal et al. 2017)
     if settings.optimizer == "sgd":
-        return tf.keras.optimizers.legacy.SGD(rate, momentum=settings.momentum)
-    return tf.keras.optimizers.legacy.Adam(rate)
+        return tf.keras.optimizers.legacy.SGD(schedule, momentum=settings.momentum)
+    return tf.keras.optimizers.legacy.Adam(schedule)
 
 
 def train_on_rank(settings: TrainSettings) -> dict:
-    """Train on this Horovod rank. Returns the rank's outcome: history, seconds, epochs done, NaN epoch if any."""
-    import horovod.tensorflow.keras as hvd
+    """Train on this Horovod rank (or alone, when ``settings.distributed`` is false). Returns the rank's outcome:
+    history, seconds, epochs done, NaN epoch if any."""
     import tensorflow as tf
 
     from models.networks import build_model, loss_for
 
-    hvd.init()
-    rank, size = hvd.rank(), hvd.size()
+    world = _HorovodWorker(dense_embedding_gradients(settings)) if settings.distributed else _SingleWorker()
+    if not settings.distributed:  # a reused Python worker may have trained before
+        tf.keras.backend.clear_session()
     if settings.use_gpu:
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
-            tf.config.set_visible_devices(gpus[hvd.local_rank() % len(gpus)], "GPU")
-            tf.config.experimental.set_memory_growth(gpus[hvd.local_rank() % len(gpus)], True)
-    tf.config.threading.set_intra_op_parallelism_threads(settings.threads_per_rank)
-    tf.config.threading.set_inter_op_parallelism_threads(settings.threads_per_rank)
+            tf.config.set_visible_devices(gpus[world.local_rank % len(gpus)], "GPU")
+            tf.config.experimental.set_memory_growth(gpus[world.local_rank % len(gpus)], True)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(settings.threads_per_rank)
+        tf.config.threading.set_inter_op_parallelism_threads(settings.threads_per_rank)
+    except RuntimeError:  # TensorFlow already started in this process (a reused Spark Python worker)
+        pass
 
     model = build_model(settings.schema, settings.network)
-    optimizer = hvd.DistributedOptimizer(_optimizer(settings, size))
+    schedule = warmup_schedule(settings, world.size)
+    optimizer = world.optimizer(_optimizer(settings, schedule))
     model.compile(
         optimizer=optimizer,
         loss=loss_for(settings.network, settings.loss),
         weighted_metrics=[tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryAccuracy(name="accuracy")],
+        # one call into TensorFlow per this many steps: the per-step Python work of Keras and the callbacks
+        # (which then run once per call) would otherwise cost more than the small model's step itself
+        steps_per_execution=max(1, min(settings.nan_check_every, settings.steps_per_epoch)),
     )
+    world.broadcast(model)
     if settings.initial_epoch > 0:
         prefix = checkpoint_prefix(settings.run_dir, settings.initial_epoch)
         tf.train.Checkpoint(model=model, optimizer=optimizer).read(str(prefix))
-    outcome: dict = {"rank": rank, "size": size, "nan_epoch": None, "history": dict(settings.history)}
+    outcome: dict = {"rank": world.rank, "size": world.size, "nan_epoch": None, "history": dict(settings.history)}
     started = time.time()
     keras_history = model.fit(
-        training_dataset(settings, rank, size),
+        training_dataset(settings, world.rank, world.size),
         epochs=settings.epochs,
         initial_epoch=settings.initial_epoch,
         steps_per_epoch=settings.steps_per_epoch,
-        callbacks=_callbacks(settings, model, rank, size, outcome),
+        callbacks=_callbacks(settings, model, world, schedule, outcome),
         verbose=0,
     )
     outcome["seconds"] = time.time() - started
     outcome["epochs_done"] = settings.initial_epoch + len(keras_history.epoch)
     if outcome["nan_epoch"] is not None:
         outcome["epochs_done"] = outcome["nan_epoch"]
-    elif rank == 0:
+    elif world.rank == 0:
         check_attempt(settings)
         model.save(Path(settings.run_dir) / MODEL_FILE)
     return outcome

@@ -13,6 +13,7 @@ impossible value raises :class:`ConfigError` naming the key and the layer (file)
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -308,6 +309,76 @@ class TrainConfig:
         _require(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum!r}")
 
 
+# train.* keys a scan may vary: the model and the optimisation, not where the run goes or how it is launched
+TUNABLE = ("epochs", "batch_size", "learning_rate", "warmup_epochs", "optimizer", "momentum", "hidden_units",
+           "activation", "dropout", "l1", "l2", "batch_norm", "embedding_dim", "seed")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """A hyperparameter scan (``dlpipe tune``): every trial trains one config of ``space`` on one worker, as one
+    Spark task, trials in parallel across the task slots.
+
+    ``space`` maps ``train.*`` keys (see ``TUNABLE``) to a list of values (grid and random) or, for random search
+    over a number, to a range ``{low: L, high: H, log: true|false}``. Grid search runs every combination; random
+    search draws ``trials`` configs (seeded)."""
+
+    strategy: Literal["grid", "random"] = "random"
+    trials: int = 8  # random search: how many configs; grid search: at most this many combinations
+    space: dict[str, Any] = field(default_factory=lambda: {"learning_rate": {"low": 0.0003, "high": 0.01, "log": True},
+                                                           "hidden_units": [[64, 32], [128, 64, 32]]})
+    metric: Literal["val_auc", "val_loss", "val_accuracy"] = "val_auc"
+    epochs: int | None = None  # each trial's epochs; null: train.epochs
+    seed: int = 1
+    output_table: str = "tune_trials"
+
+    @property
+    def mode(self) -> str:
+        return "min" if self.metric == "val_loss" else "max"
+
+    def __post_init__(self) -> None:
+        _identifier(self, "output_table")
+        _positive(self, "trials", "epochs")
+        _require(bool(self.space), "space", "name at least one train.* key to vary")
+        hints = typing.get_type_hints(TrainConfig)
+        for key, values in self.space.items():
+            where = f"space.{key}"
+            _require(key in TUNABLE, where, f"is not a train key a scan can vary (tunable: {', '.join(TUNABLE)})")
+            if isinstance(values, dict):
+                _require(self.strategy == "random", where, "a range {low, high} needs strategy random; give a list for grid")
+                _require(hints[key] in (int, float), where, f"a range needs a numeric key; give {key} a list of values")
+                unknown = sorted(set(values) - {"low", "high", "log"})
+                _require(not unknown and {"low", "high"} <= set(values), where,
+                         f"a range is {{low: L, high: H, log: true|false}}, got {values!r}")
+                for bound in ("low", "high"):
+                    self.candidate(key, values[bound], f"{where}.{bound}")
+                _require(float(values["low"]) < float(values["high"]), where, "low must be below high")
+                _require(not values.get("log") or float(values["low"]) > 0, where, "a log range needs low > 0")
+            else:
+                _require(isinstance(values, list) and len(values) > 0, where,
+                         f"give a non-empty list of values (or a range for random search), got {values!r}")
+                for i, value in enumerate(values):
+                    self.candidate(key, value, f"{where}[{i}]")
+        if self.strategy == "grid":
+            combinations = math.prod(len(values) for values in self.space.values())
+            _require(combinations <= self.trials, "trials",
+                     f"the grid of tune.space has {combinations} combinations, more than tune.trials={self.trials}: "
+                     "raise tune.trials or use fewer values")
+
+    @staticmethod
+    def candidate(key: str, value: Any, where: str) -> Any:
+        """``value`` as train.``key`` takes it, checked like the train section checks it."""
+        hint = typing.get_type_hints(TrainConfig)[key]
+        try:
+            value = _coerce(hint, value, {}, f"train.{key}")
+            dataclasses.replace(TrainConfig(), **{key: value})
+        except ConfigError as err:
+            raise _FieldError(where, str(err).split(": ", 2)[-1]) from None
+        except _FieldError as err:
+            raise _FieldError(where, err.message) from None
+        return value
+
+
 @dataclass(frozen=True)
 class InferConfig:
     """What the infer stage scores and where the predictions table goes."""
@@ -347,6 +418,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     stages: tuple[Literal["generate", "featurize", "train", "infer", "evaluate"], ...] = (
         "featurize", "train", "infer", "evaluate",
     )
@@ -437,8 +509,9 @@ def _parse_overrides(overrides: Sequence[str]) -> dict:
     return result
 
 
-# A table source is one choice (a table or a path): a layer that sets it replaces it rather than merging into it.
-_REPLACED_WHOLE = {"featurize.input", "infer.input"}
+# A table source is one choice (a table or a path), and a search space one scan: a layer that sets one replaces it
+# rather than merging into it.
+_REPLACED_WHOLE = {"featurize.input", "infer.input", "tune.space"}
 
 
 def _merge(into: dict, data: dict, origins: dict[str, str], source: str, prefix: str) -> None:
@@ -524,6 +597,8 @@ def _coerce(hint: Any, value: Any, origins: Mapping[str, str], dotted: str) -> A
     if origin is dict:
         if not isinstance(value, dict):
             fail("a mapping")
+        if args and args[1] is Any:  # checked by the section that owns it
+            return {str(k): v for k, v in value.items()}
         return {str(k): str(v) for k, v in value.items()}
     if hint is bool:
         if not isinstance(value, bool):

@@ -125,6 +125,12 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def network_settings(cfg: Config) -> NetworkSettings:
+    tc = cfg.train
+    return NetworkSettings(tc.model, tuple(tc.hidden_units), tc.activation, tc.dropout, tc.l1, tc.l2, tc.batch_norm,
+                           None if tc.embedding_dim == "auto" else tc.embedding_dim, tc.seed)
+
+
 def check_model_inputs(spark: SparkSession, cfg: Config, table: str, schema: FeatureSchema) -> None:
     """The feature table against the artifact's schema contract and the model config, before any launch."""
     df = spark.table(table)
@@ -180,25 +186,45 @@ def _resume_point(cfg: Config, run_id: str, run_dir: Path, state: dict | None, f
     return int(state["epochs_done"]), state["history"]
 
 
-def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir: str | None = None) -> TrainResult:
-    """Train ``cfg.train`` on the feature table; ``run_id`` names the run, and a run id with a checkpoint resumes.
-    ``record_dir`` (tests): every rank saves the row ids it trained on, per epoch."""
-    started = time.time()
-    tc = cfg.train
-    run_id = check_run_id(run_id or new_run_id())
+@dataclass(frozen=True)
+class TrainingInputs:
+    """The checked feature table a training run reads: its artifact and schema, and its current files."""
+    table: str
+    artifact: dict
+    schema: FeatureSchema
+    train_files: tuple[DataFile, ...]
+    validation_files: tuple[DataFile, ...]
+
+    @property
+    def train_rows(self) -> int:
+        return sum(f.rows for f in self.train_files)
+
+
+def training_inputs(spark: SparkSession, cfg: Config) -> TrainingInputs:
+    """The latest feature artifact and the current files of its table, checked against the model config."""
     table = cfg.qualified(cfg.featurize.output_table)
     artifact = load_artifact(cfg, cfg.featurize.output_table)
     schema = FeatureSchema.from_json(artifact["feature_schema"])
     if not spark.catalog.tableExists(table):
         raise PipelineError(f"feature table {table} does not exist: run `dlpipe featurize` first")
     check_model_inputs(spark, cfg, table, schema)
-    check_task_slots(spark, tc.num_proc)
-
-    train_files = table_files(spark, table, "train")
-    validation_files = table_files(spark, table, "validation")
-    train_rows = sum(f.rows for f in train_files)
-    if train_rows == 0:
+    inputs = TrainingInputs(table, artifact, schema, table_files(spark, table, "train"),
+                            table_files(spark, table, "validation"))
+    if inputs.train_rows == 0:
         raise PipelineError(f"the training split of {table} is empty: nothing to train on (check featurize.split)")
+    return inputs
+
+
+def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir: str | None = None) -> TrainResult:
+    """Train ``cfg.train`` on the feature table; ``run_id`` names the run, and a run id with a checkpoint resumes.
+    ``record_dir`` (tests): every rank saves the row ids it trained on, per epoch."""
+    started = time.time()
+    tc = cfg.train
+    run_id = check_run_id(run_id or new_run_id())
+    inputs = training_inputs(spark, cfg)
+    table, artifact, schema = inputs.table, inputs.artifact, inputs.schema
+    train_files, validation_files, train_rows = inputs.train_files, inputs.validation_files, inputs.train_rows
+    check_task_slots(spark, tc.num_proc)
     try:
         steps = steps_per_epoch(train_files, tc.num_proc, tc.batch_size, tc.epochs, tc.seed)
     except PlanError as err:
@@ -218,8 +244,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         train_files=train_files,
         validation_files=validation_files,
         schema=schema,
-        network=NetworkSettings(tc.model, tc.hidden_units, tc.activation, tc.dropout, tc.l1, tc.l2, tc.batch_norm,
-                                None if tc.embedding_dim == "auto" else tc.embedding_dim, tc.seed),
+        network=network_settings(cfg),
         epochs=tc.epochs,
         batch_size=tc.batch_size,
         steps_per_epoch=steps,

@@ -46,15 +46,15 @@ def test_plan_refuses_fewer_files_than_ranks():
 def parquet_files(tmp_path_factory):
     """7 files of uneven sizes (one row group each), 353 rows with ids 0..352."""
     folder = tmp_path_factory.mktemp("shards")
-    rng = np.random.default_rng(0)
     sizes, start, files = [80, 7, 61, 45, 100, 19, 41], 0, []
     for i, n in enumerate(sizes):
         ids = np.arange(start, start + n, dtype=np.int64)
+        # every value derives from the row id, so a batch shows whether its columns still belong together
         table = pa.table({
             "row_id": ids,
-            "x": rng.normal(size=n).astype(np.float32),
-            "v": pa.array(list(rng.normal(size=(n, 3)).astype(np.float32)), type=pa.list_(pa.float32())),
-            "c_index": rng.integers(0, 5, n).astype(np.int32),
+            "x": (ids * 0.5).astype(np.float32),
+            "v": pa.array(list(np.stack([ids, ids + 1, ids + 2], axis=1).astype(np.float32)), type=pa.list_(pa.float32())),
+            "c_index": (ids % 5).astype(np.int32),
             "label": (ids % 2).astype(np.int32),
         })
         path = folder / f"part-{i}.parquet"
@@ -81,6 +81,10 @@ def test_every_row_is_read_exactly_once_per_epoch(parquet_files, size, tmp_path)
                 for inputs, label, weight in batches:
                     assert inputs["dense"].shape[1] == 4 and inputs["dense"].dtype == np.float32
                     assert len(label) == len(weight) == len(inputs["c_index"]) <= batch
+                    ids = inputs["dense"][:, 1]
+                    np.testing.assert_array_equal(inputs["dense"], np.stack([ids * 0.5, ids, ids + 1, ids + 2], 1))
+                    np.testing.assert_array_equal(inputs["c_index"], ids % 5)
+                    np.testing.assert_array_equal(label, ids % 2)
                     real += int(weight.sum())
                 recorded = np.load(tmp_path / f"epoch{epoch}-rank{rank}.npy")
                 assert real == len(recorded) == plan.rows
@@ -100,3 +104,27 @@ def test_rows_are_shuffled_within_the_buffer_and_seeded(parquet_files, tmp_path)
     first = order(0)
     assert sorted(first) == list(range(80)) and first != list(range(80))
     assert order(0) == first and order(1) != first
+
+
+def test_list_columns_convert_like_petastorm_only_faster():
+    from petastorm import arrow_reader_worker
+    from petastorm.unischema import UnischemaField, Unischema
+
+    from models.reader import _list_columns_as_matrices
+
+    original = getattr(arrow_reader_worker.convert_arrow_table_to_numpy_dict, "original",
+                       arrow_reader_worker.convert_arrow_table_to_numpy_dict)
+    fast = _list_columns_as_matrices(original)
+    schema = Unischema("s", [UnischemaField("v", np.float32, (None,)), UnischemaField("x", np.float64, ()),
+                             UnischemaField("s", np.str_, ())])
+    table = pa.table({"v": pa.array([[1, 2, 3], [4, 5, 6]], type=pa.list_(pa.float32())),
+                      "x": [0.5, 1.5], "s": ["a", "b"]})
+    expected, got = original(table, schema), fast(table, schema)
+    assert list(got) == list(expected)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name])
+        assert got[name].dtype == expected[name].dtype and got[name].shape == expected[name].shape
+    ragged = pa.table({"v": pa.array([[1, 2, 3], [4, 5]], type=pa.list_(pa.float32())), "x": [0.5, 1.5],
+                       "s": ["a", "b"]})
+    with pytest.raises(RuntimeError, match="Length of all values in column 'v'"):
+        fast(ragged, schema)

@@ -56,7 +56,7 @@ def test_config_objects_are_frozen(conf_dir):
          "momentum, num_proc, optimizer, sample_weight, seed, start_timeout_s, use_gpu, warmup_epochs)"),
         ("trian:\n  epochs: 3\n",
          "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, "
-         "spark, stages, train)"),
+         "spark, stages, train, tune)"),
         ("train:\n  batch_size: -5\n", "{p}: train.batch_size: must be greater than 0, got -5"),
         ("train:\n  num_proc: 0\n", "{p}: train.num_proc: must be greater than 0, got 0"),
         ("train:\n  epochs: three\n", "{p}: train.epochs: expected an integer, got str 'three'"),
@@ -70,6 +70,31 @@ def test_config_objects_are_frozen(conf_dir):
         ("train:\n  early_stopping: {monitor: auc}\n",
          "{p}: train.early_stopping.monitor: expected one of 'val_auc', 'val_loss', 'val_accuracy', got str 'auc'"),
         ("infer:\n  threshold: 1.5\n", "{p}: infer.threshold: must be in (0, 1), got 1.5"),
+        ("tune:\n  space: {num_proc: [1, 2]}\n",
+         "{p}: tune.space.num_proc: is not a train key a scan can vary (tunable: epochs, batch_size, learning_rate, "
+         "warmup_epochs, optimizer, momentum, hidden_units, activation, dropout, l1, l2, batch_norm, embedding_dim, "
+         "seed)"),
+        ("tune:\n  space: {learning_rate: [0.01, fast]}\n",
+         "{p}: tune.space.learning_rate[1]: expected a number, got str 'fast'"),
+        ("tune:\n  space: {dropout: [0.1, 1.5]}\n", "{p}: tune.space.dropout[1]: must be in [0, 1), got 1.5"),
+        ("tune:\n  strategy: grid\n  space: {learning_rate: {low: 0.001, high: 0.1}}\n",
+         "{p}: tune.space.learning_rate: a range {{low, high}} needs strategy random; give a list for grid"),
+        ("tune:\n  space: {activation: {low: 1, high: 2}}\n",
+         "{p}: tune.space.activation: a range needs a numeric key; give activation a list of values"),
+        ("tune:\n  space: {learning_rate: {low: 0.1, high: 0.01}}\n",
+         "{p}: tune.space.learning_rate: low must be below high"),
+        ("tune:\n  space: {dropout: {low: 0.0, high: 0.5, log: true}}\n",
+         "{p}: tune.space.dropout: a log range needs low > 0"),
+        ("tune:\n  space: {learning_rate: {low: 0.0, high: 0.01}}\n",
+         "{p}: tune.space.learning_rate.low: must be greater than 0, got 0.0"),
+        ("tune:\n  space: {hidden_units: []}\n",
+         "{p}: tune.space.hidden_units: give a non-empty list of values (or a range for random search), got []"),
+        ("tune:\n  strategy: grid\n  trials: 3\n  space: {learning_rate: [0.1, 0.01], dropout: [0.0, 0.5]}\n",
+         "{p}: tune.trials: the grid of tune.space has 4 combinations, more than tune.trials=3: raise tune.trials "
+         "or use fewer values"),
+        ("tune:\n  output_table: 'tune; drop'\n",
+         "{p}: tune.output_table: must be a plain SQL identifier (letters, digits, underscore; not starting with a "
+         "digit), got 'tune; drop'"),
         ("database: drop table x\n",
          "{p}: database: must be a plain SQL identifier (letters, digits, underscore; not starting with a digit), "
          "got 'drop table x'"),
@@ -192,3 +217,9 @@ featurize:
 def test_numeric_label_classes_may_be_numbers(conf_dir):
     path = write(conf_dir, "p.yaml", "featurize:\n  label: {column: y, positive: 1, negative: -1}\n  numeric: [a]\n")
     assert load_config(path).featurize.label.positive == "1"
+
+
+def test_a_search_space_is_replaced_whole_not_merged(conf_dir):
+    write(conf_dir, "base.yaml", "tune:\n  space: {learning_rate: [0.1, 0.01]}\n")
+    path = write(conf_dir, "p.yaml", "tune:\n  space: {dropout: [0.0, 0.2]}\n")
+    assert load_config(path).tune.space == {"dropout": [0.0, 0.2]}

@@ -15,33 +15,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-ROWS = 3000
+from tests.pipelines.cli import BIN, REPO, dlpipe, ok, settings
 
 pytestmark = pytest.mark.slow
 
 
-def settings(data_dir: Path, *extra: str) -> list[str]:
-    sets = [f"data_dir={data_dir}", f"generate.rows={ROWS}", "generate.partitions=2", "train.batch_size=64",
-            "train.hidden_units=[16, 8]", *extra]
-    return ["--config", "conf/demo.yaml", *[arg for s in sets for arg in ("--set", s)]]
-
-
-def dlpipe(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "dlpipe"), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
-def ok(out: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert out.returncode == 0, f"{out.args} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
-    return out
-
-
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("train") / "var"
-    ok(dlpipe("run", *settings(data_dir, "stages=[generate, featurize]")))
-    return data_dir
+def data_dir(feature_data):
+    return feature_data
 
 
 def training_ids(data_dir: Path) -> Counter:
@@ -130,3 +111,62 @@ def test_bad_training_config_fails_before_launch(data_dir):
     assert out.stderr.strip().endswith(
         "dlpipe train: error: train.sample_weight 'weight' is not a passthrough column of dlpipe.features "
         "(passthrough: row_id): add it to featurize.passthrough")
+
+
+def _validation_rows(data_dir: Path, table: str, columns: list[str]) -> dict:
+    folder = data_dir / "warehouse" / "dlpipe.db" / table / "split=validation"
+    tables = [pq.read_table(path) for path in sorted(folder.glob("*.parquet"))]
+    return {c: np.concatenate([t.column(c).to_numpy(zero_copy_only=False) for t in tables]) for c in columns}
+
+
+def test_sample_weights_weight_the_loss_and_the_validation_metrics(data_dir):
+    """Event weights from a passthrough column: the validation loss training reports is the weighted mean of the
+    saved model's losses on the validation rows, which differs from the unweighted one."""
+    import tensorflow as tf
+
+    from features.schema import FeatureSchema
+    from models.networks import model_inputs
+
+    ok(dlpipe("run", *settings(data_dir, "stages=[featurize, train]", "featurize.output_table=weighted_features",
+                               "featurize.passthrough=[true_prob]", "train.sample_weight=true_prob",
+                               "train.model_name=weighted_mlp", "train.epochs=2", "train.early_stopping=null")))
+    folder = sorted((data_dir / "models" / "weighted_mlp").glob("v*"))[-1]
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["train_config"]["sample_weight"] == "true_prob"
+    schema = FeatureSchema.from_json(metadata["feature_schema"])
+    rows = _validation_rows(data_dir, "weighted_features", [*schema.feature_columns, schema.label, "true_prob"])
+    rows = {k: np.stack(v) if v.dtype == object else v for k, v in rows.items()}
+    model = tf.keras.models.load_model(folder / "model.keras", compile=False)
+    score = model.predict(model_inputs(schema, rows), batch_size=4096, verbose=0)[:, 0].astype(np.float64)
+    label, weight = rows[schema.label].astype(np.float64), rows["true_prob"].astype(np.float64)
+    score = np.clip(score, 1e-7, 1 - 1e-7)
+    losses = -(label * np.log(score) + (1 - label) * np.log(1 - score))
+    weighted, plain = (weight * losses).sum() / weight.sum(), losses.mean()
+    reported = metadata["history"]["val_loss"][-1]
+    assert abs(reported - weighted) < 1e-4, (reported, weighted, plain)
+    assert abs(weighted - plain) > 1e-3
+
+
+def test_the_autoencoder_trains_end_to_end_and_scores_anomalies(data_dir):
+    import tensorflow as tf
+
+    from features.schema import FeatureSchema
+    from models.networks import model_inputs
+
+    out = ok(dlpipe("train", *settings(data_dir, "train.model=autoencoder", "train.model_name=events_autoencoder",
+                                       "train.epochs=3", "train.early_stopping={monitor: val_loss, patience: 2}")))
+    assert "autoencoder events_autoencoder on 2 Horovod workers" in out.stdout
+    folder = sorted((data_dir / "models" / "events_autoencoder").glob("v*"))[-1]
+    metadata = json.loads((folder / "metadata.json").read_text())
+    history = metadata["history"]
+    assert len(history["loss"]) == 3 and history["loss"][-1] < history["loss"][0]  # reconstruction improves
+    schema = FeatureSchema.from_json(metadata["feature_schema"])
+    rows = _validation_rows(data_dir, "features", list(schema.feature_columns))
+    rows = {k: np.stack(v) if v.dtype == object else v for k, v in rows.items()}
+    model = tf.keras.models.load_model(folder / "model.keras", compile=False)
+    inputs = model_inputs(schema, rows)
+    score = model.predict(inputs, batch_size=4096, verbose=0)[:, 0]
+    assert ((score >= 0) & (score < 1)).all() and score.std() > 0
+    # rows pushed far off the training distribution score as more anomalous
+    shifted = {**inputs, "dense": inputs["dense"] + 5.0}
+    assert model.predict(shifted, batch_size=4096, verbose=0)[:, 0].mean() > score.mean()

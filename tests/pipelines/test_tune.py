@@ -1,0 +1,85 @@
+"""The hyperparameter scan: which configs it tries and how it ranks them (no Spark), and ``dlpipe tune`` as users
+run it: trials as parallel Spark tasks, a ranked Delta results table, the best config printed, a rerun replacing
+its scan's rows."""
+import json
+
+import pytest
+
+from pipelines.config import TuneConfig
+from pipelines.tune import _set_options, rank_trials, trial_params
+from tests.pipelines.cli import dlpipe, ok, settings
+
+
+def test_grid_tries_every_combination_once():
+    tune = TuneConfig(strategy="grid", trials=6, space={"learning_rate": [0.01, 0.001], "hidden_units": [[8], [16, 8], [4]]})
+    params = trial_params(tune)
+    assert len(params) == 6
+    assert {(p["learning_rate"], p["hidden_units"]) for p in params} == {
+        (lr, units) for lr in (0.01, 0.001) for units in ((8,), (16, 8), (4,))}
+
+
+def test_random_draws_are_seeded_distinct_and_within_ranges():
+    space = {"learning_rate": {"low": 1e-4, "high": 1e-1, "log": True}, "dropout": {"low": 0.0, "high": 0.5},
+             "batch_size": {"low": 32, "high": 256}, "activation": ["relu", "tanh"]}
+    tune = TuneConfig(strategy="random", trials=20, space=space, seed=3)
+    params = trial_params(tune)
+    assert params == trial_params(tune) and params != trial_params(TuneConfig(trials=20, space=space, seed=4))
+    assert len({json.dumps(p, sort_keys=True) for p in params}) == 20
+    rates = [p["learning_rate"] for p in params]
+    assert all(1e-4 <= r <= 1e-1 for r in rates) and min(rates) < 1e-3 < max(rates)  # log-uniform spans decades
+    assert all(0.0 <= p["dropout"] <= 0.5 and isinstance(p["batch_size"], int) and 32 <= p["batch_size"] <= 256
+               for p in params)
+    assert {p["activation"] for p in params} == {"relu", "tanh"}
+
+
+def test_a_small_space_of_lists_gives_each_config_once():
+    tune = TuneConfig(strategy="random", trials=10, space={"activation": ["relu", "tanh"]})
+    assert sorted(p["activation"] for p in trial_params(tune)) == ["relu", "tanh"]
+
+
+def test_ranking_puts_the_best_first_and_failures_last():
+    trials = [{"trial": 1, "value": 0.70}, {"trial": 2, "value": None}, {"trial": 3, "value": 0.75}]
+    assert [t["trial"] for t in rank_trials(TuneConfig(metric="val_auc"), trials)] == [3, 1, 2]
+    assert [t["trial"] for t in rank_trials(TuneConfig(metric="val_loss"), trials)] == [1, 3, 2]
+    assert [t["rank"] for t in rank_trials(TuneConfig(), trials)] == [1, 2, 3]
+
+
+def test_best_config_is_printed_as_set_options_a_shell_takes():
+    assert _set_options({"hidden_units": (16, 8), "activation": "tanh", "learning_rate": 0.003}) == (
+        "--set train.hidden_units=[16,8] --set train.activation=tanh --set train.learning_rate=0.003")
+
+
+@pytest.mark.slow
+def test_tune_runs_trials_as_spark_tasks_and_ranks_them_in_a_delta_table(feature_data):
+    space = "tune.space={learning_rate: [0.01, 0.0001], hidden_units: [[8], [16, 8]]}"
+    args = settings(feature_data, "tune.strategy=grid", "tune.trials=4", space, "train.epochs=2")
+    out = ok(dlpipe("tune", *args, "--run-id", "scan-1"))
+    log = out.stdout + out.stderr
+    assert "tune: scan scan-1: 4 grid trials of mlp higgs_mlp, 2 at a time, each on one worker" in out.stdout
+    for trial in range(1, 5):
+        assert f"tune: trial {trial}: epoch 2/2:" in log
+    rows = ok(dlpipe("sql", *args[:2], "--set", f"data_dir={feature_data}", "--max-rows", "10",
+                     "SELECT rank, trial, status, value, params FROM tune_trials WHERE tune_id = 'scan-1' ORDER BY rank"))
+    lines = [line for line in rows.stdout.splitlines() if line.startswith("|") and "rank" not in line]
+    assert len(lines) == 4, rows.stdout
+    values = [float(line.split("|")[4]) for line in lines]
+    assert values == sorted(values, reverse=True) and all(0.0 < v <= 1.0 for v in values) and values[0] > 0.65
+    assert [int(line.split("|")[1]) for line in lines] == [1, 2, 3, 4]
+    best_trial = int(lines[0].split("|")[2])
+    assert f"tune: best: trial {best_trial}, val_auc {values[0]:.4f}" in out.stdout
+    assert "train it with: dlpipe train --config conf/demo.yaml --set train.learning_rate=" in out.stdout
+    model_dir = feature_data / "models" / "higgs_mlp" / "tune" / "scan-1"
+    assert all((model_dir / f"trial-{n}" / "model.keras").is_file() for n in range(1, 5))
+
+    # the same scan id again replaces its rows (here with a smaller scan)
+    ok(dlpipe("tune", *settings(feature_data, "tune.strategy=grid", "tune.trials=4",
+                                "tune.space={learning_rate: [0.01]}", "train.epochs=1"), "--run-id", "scan-1"))
+    again = ok(dlpipe("sql", *args[:2], "--set", f"data_dir={feature_data}",
+                      "SELECT count(*) AS n FROM tune_trials WHERE tune_id = 'scan-1'"))
+    assert "| n |\n+---+\n| 1 |" in again.stdout, again.stdout
+
+
+def test_a_bad_search_space_fails_before_any_spark_work(tmp_path):
+    out = dlpipe("tune", *settings(tmp_path / "var", "tune.space={num_proc: [1, 2]}"))
+    assert out.returncode == 2
+    assert out.stderr.startswith("dlpipe tune: config error: --set: tune.space.num_proc: is not a train key")
