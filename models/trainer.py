@@ -14,7 +14,8 @@ frozen, picklable :class:`TrainSettings`. Per rank it:
   the same everywhere;
 - checks for a NaN loss collectively every ``nan_check_every`` steps (one call), so all ranks stop at the same step;
 - on rank 0, writes a checkpoint (model and optimizer state) and ``state.json`` to the run folder after each
-  finished epoch, and the final model at the end.
+  finished epoch, and the final model at the end: with early stopping, the weights of the epoch whose validation
+  metric was best (kept in a ``best`` checkpoint), else the last epoch's.
 """
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ class TrainSettings:
     record_column: str | None = None  # tests: record the rows each rank trains on
     record_dir: str | None = None
     distributed: bool = True  # false: one process without Horovod (a trial of ``dlpipe tune``)
+    pin_cpus: bool = True  # ranks sharing a node each get their own share of its CPUs
     log_prefix: str = "train"  # how the per-epoch lines start
 
     def read_settings(self, record: bool = False, validation: bool = False) -> ReadSettings:
@@ -76,6 +78,22 @@ class TrainSettings:
 
 def checkpoint_prefix(run_dir: str | Path, epochs_done: int) -> Path:
     return Path(run_dir) / CHECKPOINTS / f"epoch-{epochs_done:04d}"
+
+
+def best_prefix(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS / "best"
+
+
+def best_epoch(settings: "TrainSettings", history: dict) -> int | None:
+    """With early stopping, the epoch (1-based) whose validation ``monitor`` was best (the first of equals): the
+    saved model gets its weights, as Keras' ``restore_best_weights`` does. Without early stopping: None (the last
+    epoch's weights are saved)."""
+    es = settings.early_stopping
+    values = history.get(es["monitor"]) if es else None
+    if not values:
+        return None
+    best = min(values) if es["mode"] == "min" else max(values)
+    return values.index(best) + 1
 
 
 def read_state(run_dir: str | Path) -> dict | None:
@@ -140,7 +158,7 @@ def _signature(schema: FeatureSchema):
 class _SingleWorker:
     """One process, no Horovod (a trial of ``dlpipe tune``): sums over ranks are the values themselves."""
 
-    rank, size, local_rank = 0, 1, 0
+    rank, size, local_rank, local_size = 0, 1, 0, 1
 
     def allreduce_sum(self, value, name: str):
         return value
@@ -165,7 +183,8 @@ class _HorovodWorker:
         self.sparse_as_dense = sparse_as_dense
         hvd.init()
         self.hvd = hvd
-        self.rank, self.size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
+        self.rank, self.size = hvd.rank(), hvd.size()
+        self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
 
     def allreduce_sum(self, value, name: str):
         return self.hvd.allreduce(value, op=self.hvd.Sum, name=name)
@@ -181,6 +200,18 @@ class _HorovodWorker:
         from horovod.tensorflow import broadcast_variables
 
         broadcast_variables(model.variables, root_rank=0)
+
+
+def pin_to_cpu_share(local_rank: int, local_size: int) -> None:
+    """Pin this rank to its own share of the CPUs this process may use, when several ranks share a node: the ranks
+    meet in an allreduce every step, and a rank whose threads the scheduler moves around arrives late and makes
+    the others wait (2 ranks on 2 cores: about 1.3x faster)."""
+    if local_size < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    share = len(cpus) // local_size
+    if share >= 1:
+        os.sched_setaffinity(0, set(cpus[local_rank * share:(local_rank + 1) * share]))
 
 
 DENSE_GRADIENT_LIMIT = 4_000_000  # embedding weights (16 MB of float32) up to which gradients are allreduced dense
@@ -272,9 +303,12 @@ def _callbacks(settings: TrainSettings, model, world, learning_rate, outcome: di
             prefix = checkpoint_prefix(settings.run_dir, epoch + 1)
             prefix.parent.mkdir(parents=True, exist_ok=True)
             tf.train.Checkpoint(model=self.model, optimizer=self.model.optimizer).write(str(prefix))
+            best = best_epoch(settings, self.history)
+            if best == epoch + 1:  # the weights the saved model gets unless a later epoch beats them
+                tf.train.Checkpoint(model=self.model).write(str(best_prefix(settings.run_dir)))
             write_json_atomically(Path(settings.run_dir) / STATE_FILE, {
                 "config_hash": settings.config_hash, "epochs_done": epoch + 1, "checkpoint": prefix.name,
-                "history": self.history, "finished": False,
+                "best_epoch": best, "history": self.history, "finished": False,
             })
             for old in sorted(prefix.parent.glob("epoch-*.index"))[:-KEEP_CHECKPOINTS]:
                 for part in prefix.parent.glob(old.name.removesuffix(".index") + ".*"):
@@ -316,6 +350,8 @@ def train_on_rank(settings: TrainSettings) -> dict:
     from models.networks import build_model, loss_for
 
     world = _HorovodWorker(dense_embedding_gradients(settings)) if settings.distributed else _SingleWorker()
+    if settings.distributed and settings.pin_cpus:
+        pin_to_cpu_share(world.local_rank, world.local_size)
     if not settings.distributed:  # a reused Python worker may have trained before
         tf.keras.backend.clear_session()
     if settings.use_gpu:
@@ -358,9 +394,13 @@ def train_on_rank(settings: TrainSettings) -> dict:
     outcome["epochs_done"] = settings.initial_epoch + len(keras_history.epoch)
     if outcome["nan_epoch"] is not None:
         outcome["epochs_done"] = outcome["nan_epoch"]
-    elif world.rank == 0:
-        check_attempt(settings)
-        model.save(Path(settings.run_dir) / MODEL_FILE)
+    else:
+        outcome["best_epoch"] = best_epoch(settings, outcome["history"])
+        if world.rank == 0:
+            check_attempt(settings)
+            if outcome["best_epoch"] not in (None, outcome["epochs_done"]):
+                tf.train.Checkpoint(model=model).read(str(best_prefix(settings.run_dir))).expect_partial()
+            model.save(Path(settings.run_dir) / MODEL_FILE)
     return outcome
 
 

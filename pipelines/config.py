@@ -293,6 +293,7 @@ class TrainConfig:
     sample_weight: str | None = None  # a passthrough column of the feature table weighting the loss and metrics
     early_stopping: EarlyStoppingConfig | None = field(default_factory=EarlyStoppingConfig)
     use_gpu: bool = False  # one GPU per rank (hvd.local_rank()); needs the GPU install (README)
+    pin_cpus: bool = True  # workers on one node each pinned to their own share of its CPUs
     seed: int = 1
     start_timeout_s: int = 120
 

@@ -105,7 +105,7 @@ def config_fingerprint(cfg: Config, artifact: dict) -> tuple[str, dict]:
     id can only resume with the same."""
     document = {
         "train": {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg.train))).items()
-                  if k not in ("start_timeout_s",)},
+                  if k not in ("start_timeout_s", "pin_cpus")},  # how, not what, it trains
         "feature_artifact": artifact["version"],
         "feature_table_version": artifact["feature_table"]["delta_version"],
     }
@@ -263,6 +263,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         history=history,
         threads_per_rank=threads,
         use_gpu=tc.use_gpu,
+        pin_cpus=tc.pin_cpus,
         seed=tc.seed,
         record_column=cfg.featurize.key if record_dir else None,
         record_dir=record_dir,
@@ -273,7 +274,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         results = _launch(settings, tc.num_proc, tc.start_timeout_s)
         outcome = results[0]
     else:
-        outcome = {"nan_epoch": None, "history": history, "epochs_done": initial_epoch, "seconds": 0.0}
+        outcome = {"nan_epoch": None, "history": history, "epochs_done": initial_epoch, "seconds": 0.0,
+                   "best_epoch": (read_state(run_dir) or {}).get("best_epoch")}
     if outcome["nan_epoch"] is not None:
         kept = read_state(run_dir)
         last = f"the last good checkpoint (after epoch {kept['epochs_done']}) is kept in {run_dir}" if kept else "no epoch finished"
@@ -299,6 +301,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         "train_rows": train_rows,
         "epochs_done": epochs_done,
         "stopped_early": epochs_done < tc.epochs,
+        "best_epoch": outcome.get("best_epoch"),  # whose weights the model has (early stopping); null: the last
         "history": history,
         "training_curves": curves.name,
         "seconds_per_rank": [r.get("seconds") for r in (results if initial_epoch < tc.epochs else [])],
@@ -308,9 +311,13 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     state = read_state(run_dir) or {}
     write_json_atomically(run_dir / STATE_FILE, {**state, "finished": True, "model_version": version})
     result = TrainResult(tc.model_name, version, str(out_dir), history, time.time() - started, run_id, epochs_done)
-    final = {k: round(v[-1], 4) for k, v in history.items()}
+    best = outcome.get("best_epoch")
+    shown = (best or len(history.get("loss", [0]))) - 1
+    metrics = {k: round(v[shown], 4) for k, v in history.items() if len(v) > shown}
     stopped = f" (early stopping after epoch {epochs_done})" if epochs_done < tc.epochs else ""
-    print(f"train: saved {tc.model_name} {version} to {out_dir} in {result.seconds:.1f}s{stopped}; last epoch {final}")
+    which = (f"weights of epoch {best}, the best by {tc.early_stopping.monitor}" if best and best != epochs_done
+             else f"weights of the last epoch ({epochs_done})")
+    print(f"train: saved {tc.model_name} {version} to {out_dir} in {result.seconds:.1f}s{stopped}; {which}: {metrics}")
     return result
 
 

@@ -53,7 +53,7 @@ def test_config_objects_are_frozen(conf_dir):
         ("train:\n  bach_size: 3\n",
          "{p}: unknown key train.bach_size (valid keys here: activation, batch_norm, batch_size, dropout, "
          "early_stopping, embedding_dim, epochs, hidden_units, l1, l2, learning_rate, loss, model, model_name, "
-         "momentum, num_proc, optimizer, sample_weight, seed, start_timeout_s, use_gpu, warmup_epochs)"),
+         "momentum, num_proc, optimizer, pin_cpus, sample_weight, seed, start_timeout_s, use_gpu, warmup_epochs)"),
         ("trian:\n  epochs: 3\n",
          "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, "
          "spark, stages, train, tune)"),

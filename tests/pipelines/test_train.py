@@ -167,6 +167,11 @@ def test_the_autoencoder_trains_end_to_end_and_scores_anomalies(data_dir):
     inputs = model_inputs(schema, rows)
     score = model.predict(inputs, batch_size=4096, verbose=0)[:, 0]
     assert ((score >= 0) & (score < 1)).all() and score.std() > 0
+    # with early stopping the saved weights are those of the epoch with the best val_loss, not the last epoch's
+    best = int(np.argmin(history["val_loss"])) + 1
+    assert metadata["best_epoch"] == best
+    reconstruction_loss = float(np.mean(-np.log(np.maximum(1.0 - score.astype(np.float64), 1e-12))))
+    assert abs(reconstruction_loss - history["val_loss"][best - 1]) < 1e-3 * history["val_loss"][best - 1]
     # rows pushed far off the training distribution score as more anomalous
     shifted = {**inputs, "dense": inputs["dense"] + 5.0}
     assert model.predict(shifted, batch_size=4096, verbose=0)[:, 0].mean() > score.mean()
