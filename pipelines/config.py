@@ -275,7 +275,7 @@ class TrainConfig:
 
     model_name: str = "higgs_mlp"
     model: Literal["mlp", "autoencoder"] = "mlp"
-    num_proc: int = 2
+    num_proc: int | Literal["auto"] = "auto"  # Horovod workers; auto: the Spark application's task slots
     epochs: int = 3
     batch_size: int = 512
     learning_rate: float = 0.001  # per worker: Horovod scales it by num_proc, after warmup_epochs of warm-up
@@ -299,7 +299,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _identifier(self, "model_name")
-        _positive(self, "num_proc", "epochs", "batch_size", "learning_rate", "start_timeout_s")
+        _require(self.num_proc == "auto" or self.num_proc > 0, "num_proc",
+                 f"must be a positive integer or auto, got {self.num_proc!r}")
+        _positive(self, "epochs", "batch_size", "learning_rate", "start_timeout_s")
         _require(all(units > 0 for units in self.hidden_units), "hidden_units", "every layer width must be > 0")
         _require(len(self.hidden_units) > 0, "hidden_units", "give at least one layer width")
         _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout!r}")

@@ -20,6 +20,7 @@ from features.schema import SPLIT_COLUMN, FeatureSchema
 from features.split import assign_split
 from pipelines.config import Config
 from pipelines.layout import files_per_split, lay_out, row_bytes
+from pipelines.session import training_workers
 from pipelines.store import save_artifact
 from pipelines.tables import delta_version, input_identity, read_source
 
@@ -55,7 +56,7 @@ def run(spark: SparkSession, cfg: Config) -> FeaturizeResult:
     features = apply_features(split, fitted, keep=(SPLIT_COLUMN,), source=source)
     fitted.schema.check(features, "the featurized rows")
 
-    planned = files_per_split(report.rows, cfg.train.num_proc, row_bytes(fitted.schema))
+    planned = files_per_split(report.rows, training_workers(spark, cfg), row_bytes(fitted.schema))
     features = lay_out(features, planned, fc.key, [c for c in features.columns if c != SPLIT_COLUMN],
                        input_partitions=split.rdd.getNumPartitions())
     table = cfg.qualified(fc.output_table)

@@ -89,6 +89,13 @@ def spark_settings(cfg: Config) -> dict[str, str]:
     return settings
 
 
+def training_workers(spark: SparkSession, cfg: Config) -> int:
+    """``train.num_proc``, with ``auto`` meaning the application's task slots (all cores of its executors)."""
+    if cfg.train.num_proc == "auto":
+        return max(1, spark.sparkContext.defaultParallelism)
+    return cfg.train.num_proc
+
+
 def write_spark_defaults(cfg: Config, settings: dict[str, str]) -> Path:
     """Write ``<data_dir>/conf/spark-defaults.conf`` so spark-sql and spark-submit find the same metastore."""
     path = cfg.data_path / "conf" / "spark-defaults.conf"

@@ -35,6 +35,7 @@ from models.trainer import (
 from pipelines.config import Config
 from pipelines.errors import PipelineError
 from pipelines.run_id import check_run_id, new_run_id
+from pipelines.session import training_workers
 from pipelines.store import load_artifact, load_model_metadata, model_folder, new_model_dir, save_model_metadata
 
 STACK = ("pyspark", "delta-spark", "tensorflow-cpu", "horovod", "petastorm", "pyarrow", "numpy", "pandas")
@@ -100,12 +101,13 @@ def table_files(spark: SparkSession, table: str, split: str) -> tuple[DataFile, 
     return tuple(files)
 
 
-def config_fingerprint(cfg: Config, artifact: dict) -> tuple[str, dict]:
+def config_fingerprint(cfg: Config, artifact: dict, workers: int) -> tuple[str, dict]:
     """What a training run depends on (train settings, feature artifact and table version) and its hash: a run
     id can only resume with the same."""
     document = {
         "train": {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg.train))).items()
                   if k not in ("start_timeout_s", "pin_cpus")},  # how, not what, it trains
+        "workers": workers,  # num_proc as resolved: the epoch plan and learning rate depend on it
         "feature_artifact": artifact["version"],
         "feature_table_version": artifact["feature_table"]["delta_version"],
     }
@@ -224,13 +226,14 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     inputs = training_inputs(spark, cfg)
     table, artifact, schema = inputs.table, inputs.artifact, inputs.schema
     train_files, validation_files, train_rows = inputs.train_files, inputs.validation_files, inputs.train_rows
-    check_task_slots(spark, tc.num_proc)
+    workers = training_workers(spark, cfg)
+    check_task_slots(spark, workers)
     try:
-        steps = steps_per_epoch(train_files, tc.num_proc, tc.batch_size, tc.epochs, tc.seed)
+        steps = steps_per_epoch(train_files, workers, tc.batch_size, tc.epochs, tc.seed)
     except PlanError as err:
-        raise PipelineError(f"cannot train with train.num_proc={tc.num_proc} on {table}: {err}") from None
+        raise PipelineError(f"cannot train with train.num_proc={workers} on {table}: {err}") from None
 
-    fingerprint, document = config_fingerprint(cfg, artifact)
+    fingerprint, document = config_fingerprint(cfg, artifact, workers)
     run_dir = model_folder(cfg, tc.model_name) / "runs" / run_id
     state = read_state(run_dir)
     if state is not None and state.get("finished"):  # the same run asked again (a retried schedule)
@@ -238,7 +241,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     attempt = uuid.uuid4().hex
     initial_epoch, history = _resume_point(cfg, run_id, run_dir, state, fingerprint, document, attempt)
 
-    threads = max(1, spark.sparkContext.defaultParallelism // tc.num_proc)
+    threads = max(1, spark.sparkContext.defaultParallelism // workers)
     es = tc.early_stopping
     settings = TrainSettings(
         train_files=train_files,
@@ -268,10 +271,10 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         record_column=cfg.featurize.key if record_dir else None,
         record_dir=record_dir,
     )
-    print(f"train: run {run_id}: {tc.model} {tc.model_name} on {tc.num_proc} Horovod workers, {train_rows:,} rows in "
+    print(f"train: run {run_id}: {tc.model} {tc.model_name} on {workers} Horovod workers, {train_rows:,} rows in "
           f"{len(train_files)} files, {steps} steps/epoch x {tc.epochs} epochs")
     if initial_epoch < tc.epochs:
-        results = _launch(settings, tc.num_proc, tc.start_timeout_s)
+        results = _launch(settings, workers, tc.start_timeout_s)
         outcome = results[0]
     else:
         outcome = {"nan_epoch": None, "history": history, "epochs_done": initial_epoch, "seconds": 0.0,

@@ -17,6 +17,7 @@ import json
 import shutil
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,9 @@ def _run_trial(item: tuple[int, TrainSettings]) -> dict:
     number, settings = item
     started = time.time()
     try:
-        outcome = train_on_rank(settings)
+        with warnings.catch_warnings():  # Petastorm 0.13.1 warns about pyarrow 14's legacy APIs for every file
+            warnings.simplefilter("ignore", FutureWarning)
+            outcome = train_on_rank(settings)
         status = "nan" if outcome["nan_epoch"] is not None else "ok"
         return {"trial": number, "status": status, "history": outcome["history"], "seconds": time.time() - started,
                 "epochs_done": int(outcome["epochs_done"]), "error": None}

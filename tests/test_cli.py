@@ -47,7 +47,7 @@ def test_yaml_syntax_error(tmp_path):
 def test_bad_override_value():
     out = dlpipe("train", "--set", "train.num_proc=0")
     assert out.returncode == 2
-    assert out.stderr.strip() == "dlpipe train: config error: --set: train.num_proc: must be greater than 0, got 0"
+    assert out.stderr.strip() == "dlpipe train: config error: --set: train.num_proc: must be a positive integer or auto, got 0"
 
 
 def test_unwritable_data_folder(tmp_path):

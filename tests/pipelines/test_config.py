@@ -25,7 +25,7 @@ def test_demo_config_loads_with_base_layer():
     assert len(spec.numeric) == 28
     assert [f.column for f in spec.categorical] == ["detector_region", "run_period", "trigger_id"]
     assert spec.passthrough == ("row_id",)  # the key is always passed through
-    assert cfg.train.num_proc == 2  # from base.yaml
+    assert cfg.train.num_proc == "auto"  # from base.yaml: every task slot
     assert cfg.stages == ("generate", "featurize", "train", "infer", "evaluate")
     assert cfg.source_files[-1].endswith("demo.yaml")
 
@@ -58,7 +58,7 @@ def test_config_objects_are_frozen(conf_dir):
          "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, "
          "spark, stages, train, tune)"),
         ("train:\n  batch_size: -5\n", "{p}: train.batch_size: must be greater than 0, got -5"),
-        ("train:\n  num_proc: 0\n", "{p}: train.num_proc: must be greater than 0, got 0"),
+        ("train:\n  num_proc: 0\n", "{p}: train.num_proc: must be a positive integer or auto, got 0"),
         ("train:\n  epochs: three\n", "{p}: train.epochs: expected an integer, got str 'three'"),
         ("train:\n  epochs: true\n", "{p}: train.epochs: expected an integer, got bool True"),
         ("train:\n  activation: swish\n",
@@ -153,7 +153,7 @@ def test_bad_override_names_set(conf_dir):
     path = write(conf_dir, "p.yaml", "")
     with pytest.raises(ConfigError) as err:
         load_config(path, ["train.num_proc=0"])
-    assert str(err.value) == "--set: train.num_proc: must be greater than 0, got 0"
+    assert str(err.value) == "--set: train.num_proc: must be a positive integer or auto, got 0"
     with pytest.raises(ConfigError) as err:
         load_config(path, ["train.epochs"])
     assert str(err.value) == "--set 'train.epochs': expected section.key=value"
