@@ -175,3 +175,27 @@ def test_the_autoencoder_trains_end_to_end_and_scores_anomalies(data_dir):
     # rows pushed far off the training distribution score as more anomalous
     shifted = {**inputs, "dense": inputs["dense"] + 5.0}
     assert model.predict(shifted, batch_size=4096, verbose=0)[:, 0].mean() > score.mean()
+
+
+def test_too_few_task_slots_fail_at_once(data_dir):
+    out = dlpipe("train", *settings(data_dir, "spark.master=local[2]", "train.num_proc=3"))
+    assert out.returncode == 1
+    assert out.stderr.strip().endswith(
+        "dlpipe train: error: train.num_proc is 3 but the Spark application has 2 task slots: "
+        "lower train.num_proc or give Spark more cores")
+
+
+def test_a_feature_table_that_does_not_match_its_artifact_is_refused(data_dir):
+    folder = data_dir / "artifacts" / "features"
+    latest = sorted(folder.glob("v*.json"), key=lambda p: int(p.stem[1:]))[-1]
+    artifact = json.loads(latest.read_text())
+    artifact["feature_schema"]["features"][0]["name"] = "lepton_eta_v2"  # what a changed spec would expect
+    fake = folder / f"v{int(latest.stem[1:]) + 1}.json"
+    fake.write_text(json.dumps(artifact))
+    try:
+        out = dlpipe("train", *settings(data_dir))
+    finally:
+        fake.unlink()
+    assert out.returncode == 1
+    assert ("dlpipe train: error: dlpipe.features does not match the feature schema: lepton_eta_v2 is missing; "
+            "re-run `dlpipe featurize` so table and artifact match") in out.stderr
