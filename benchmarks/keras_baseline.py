@@ -16,6 +16,7 @@ def main(path: str) -> None:
 
     from features.schema import FeatureSchema
     from models.networks import NetworkSettings, build_model, loss_for
+    from models.trainer import make_optimizer, training_metrics
 
     job = json.loads(open(path).read())
     schema = FeatureSchema.from_json(job["schema"])
@@ -26,10 +27,8 @@ def main(path: str) -> None:
     load_seconds = time.perf_counter() - started
     tf.keras.utils.set_random_seed(network.seed)
     model = build_model(schema, network)
-    optimizer = (tf.keras.optimizers.legacy.SGD(job["learning_rate"], momentum=job["momentum"])
-                 if job["optimizer"] == "sgd" else tf.keras.optimizers.legacy.Adam(job["learning_rate"]))
-    model.compile(optimizer=optimizer, loss=loss_for(network, job["loss"]),
-                  weighted_metrics=[tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryAccuracy(name="accuracy")])
+    model.compile(optimizer=make_optimizer(job["optimizer"], job["learning_rate"], job["momentum"]),
+                  loss=loss_for(network, job["loss"]), weighted_metrics=training_metrics())
     started = time.perf_counter()
     history = model.fit(x, y, batch_size=job["batch_size"], epochs=job["epochs"], validation_data=(xv, yv),
                         shuffle=True, verbose=0)

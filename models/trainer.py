@@ -334,12 +334,20 @@ def warmup_schedule(settings: TrainSettings, size: int):
     return LinearWarmup(settings.learning_rate, size, settings.warmup_epochs * settings.steps_per_epoch)
 
 
-def _optimizer(settings: TrainSettings, schedule):
+def make_optimizer(name: str, learning_rate, momentum: float = 0.9):
+    """``adam`` or ``sgd`` (with momentum); ``learning_rate`` a number or a schedule."""
     import tensorflow as tf
 
-    if settings.optimizer == "sgd":
-        return tf.keras.optimizers.legacy.SGD(schedule, momentum=settings.momentum)
-    return tf.keras.optimizers.legacy.Adam(schedule)
+    if name == "sgd":
+        return tf.keras.optimizers.legacy.SGD(learning_rate, momentum=momentum)
+    return tf.keras.optimizers.legacy.Adam(learning_rate)
+
+
+def training_metrics() -> list:
+    """The metrics every training run reports, weighted by the sample weights."""
+    import tensorflow as tf
+
+    return [tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryAccuracy(name="accuracy")]
 
 
 def train_on_rank(settings: TrainSettings) -> dict:
@@ -367,11 +375,11 @@ def train_on_rank(settings: TrainSettings) -> dict:
 
     model = build_model(settings.schema, settings.network)
     schedule = warmup_schedule(settings, world.size)
-    optimizer = world.optimizer(_optimizer(settings, schedule))
+    optimizer = world.optimizer(make_optimizer(settings.optimizer, schedule, settings.momentum))
     model.compile(
         optimizer=optimizer,
         loss=loss_for(settings.network, settings.loss),
-        weighted_metrics=[tf.keras.metrics.AUC(name="auc"), tf.keras.metrics.BinaryAccuracy(name="accuracy")],
+        weighted_metrics=training_metrics(),
         # one call into TensorFlow per this many steps: the per-step Python work of Keras and the callbacks
         # (which then run once per call) would otherwise cost more than the small model's step itself
         steps_per_execution=max(1, min(settings.nan_check_every, settings.steps_per_epoch)),
