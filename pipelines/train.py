@@ -133,6 +133,14 @@ def network_settings(cfg: Config) -> NetworkSettings:
                            None if tc.embedding_dim == "auto" else tc.embedding_dim, tc.seed)
 
 
+def early_stopping_settings(cfg: Config) -> dict | None:
+    """``train.early_stopping`` as the trainer takes it (a plain dict: it travels to the ranks)."""
+    es = cfg.train.early_stopping
+    if es is None:
+        return None
+    return {"monitor": es.monitor, "mode": es.mode, "patience": es.patience, "min_delta": es.min_delta}
+
+
 def check_model_inputs(spark: SparkSession, cfg: Config, table: str, schema: FeatureSchema) -> None:
     """The feature table against the artifact's schema contract and the model config, before any launch."""
     df = spark.table(table)
@@ -242,7 +250,6 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     initial_epoch, history = _resume_point(cfg, run_id, run_dir, state, fingerprint, document, attempt)
 
     threads = max(1, spark.sparkContext.defaultParallelism // workers)
-    es = tc.early_stopping
     settings = TrainSettings(
         train_files=train_files,
         validation_files=validation_files,
@@ -260,8 +267,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         loss=tc.loss,
         warmup_epochs=tc.warmup_epochs,
         weight_column=tc.sample_weight,
-        early_stopping=None if es is None else {"monitor": es.monitor, "mode": es.mode, "patience": es.patience,
-                                                "min_delta": es.min_delta},
+        early_stopping=early_stopping_settings(cfg),
         initial_epoch=initial_epoch,
         history=history,
         threads_per_rank=threads,

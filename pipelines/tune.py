@@ -30,7 +30,7 @@ from pipelines.config import Config, TuneConfig
 from pipelines.errors import PipelineError
 from pipelines.run_id import check_run_id, new_run_id
 from pipelines.store import model_folder
-from pipelines.train import network_settings, training_inputs
+from pipelines.train import early_stopping_settings, network_settings, training_inputs
 
 RESULT_SCHEMA = (
     "tune_id string, trial int, rank int, status string, params string, metric string, value double, "
@@ -155,15 +155,13 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> TuneResu
         run_dir = folder / f"trial-{number}"
         run_dir.mkdir(parents=True)
         (run_dir / ATTEMPT_FILE).write_text(tune_id + "\n")
-        es = t.early_stopping
         settings.append((number, TrainSettings(
             train_files=inputs.train_files, validation_files=inputs.validation_files, schema=inputs.schema,
             network=network_settings(trial_cfg), epochs=epochs, batch_size=t.batch_size, steps_per_epoch=steps,
             learning_rate=t.learning_rate, run_dir=str(run_dir), config_hash=tune_id, attempt=tune_id,
             optimizer=t.optimizer, momentum=t.momentum, loss=t.loss, warmup_epochs=0,
             weight_column=t.sample_weight,
-            early_stopping=None if es is None else {"monitor": es.monitor, "mode": es.mode, "patience": es.patience,
-                                                    "min_delta": es.min_delta},
+            early_stopping=early_stopping_settings(trial_cfg),
             threads_per_rank=max(1, slots // parallel), use_gpu=t.use_gpu, seed=t.seed, distributed=False,
             log_prefix=f"tune: trial {number}",
         )))
