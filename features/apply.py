@@ -56,15 +56,29 @@ def one_hot(index: Column, size: int) -> Column:
     return F.transform(slots, lambda slot: F.when(slot == index, F.lit(1.0)).otherwise(F.lit(0.0)).cast("float"))
 
 
+def missing_flag_column(column: str) -> str:
+    return f"__missing__{column}"
+
+
+def out_of_vocabulary_flag_column(column: str) -> str:
+    return f"__out_of_vocabulary__{column}"
+
+
 def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] = (), source: str = "the input",
-                   artifact: str = "the feature artifact") -> DataFrame:
+                   artifact: str = "the feature artifact", flags: bool = False) -> DataFrame:
     """The feature table's columns for ``df``, in schema order: passthrough and ``keep`` columns, the label (int,
-    when ``df`` has it), then every feature column of ``fitted.schema``."""
+    when ``df`` has it), then every feature column of ``fitted.schema``.
+
+    With ``flags``, boolean columns follow that say, per row, which numeric values were missing (and filled by
+    their policy; ``missing_flag_column``) and which categorical values are outside the vocabulary (never seen in
+    training, or too rare to keep) and took the reserved id (``out_of_vocabulary_flag_column``).
+    """
     check_fitted_schema(df, fitted, source, artifact)
     spec = fitted.spec
     spark = df.sparkSession
     out = df
     ids: dict[str, Column] = {}
+    outside: dict[str, Column] = {}
     for i, f in enumerate(spec.categorical):
         value_name, id_name = f"__vocabulary_value_{i}", f"__vocabulary_id_{i}"
         lookup = spark.createDataFrame(
@@ -74,6 +88,7 @@ def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] 
         )
         out = out.join(F.broadcast(lookup), categorical_value(f.column).eqNullSafe(F.col(value_name)), "left")
         ids[f.column] = F.coalesce(F.col(id_name), F.lit(UNSEEN_INDEX)).cast("int")
+        outside[f.column] = categorical_value(f.column).isNotNull() & F.col(id_name).isNull()
 
     selected = [F.col(c) for c in dict.fromkeys((*spec.passthrough, *keep))]
     if spec.label.column in df.columns and spec.label.column not in spec.passthrough:
@@ -89,4 +104,7 @@ def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] 
             selected.append(one_hot(ids[f.column], fitted.vocabularies[f.column].size).alias(f.output_column))
         else:
             selected.append(ids[f.column].alias(f.output_column))
+    if flags:
+        selected += [numeric_value(f).isNull().alias(missing_flag_column(f.column)) for f in spec.numeric]
+        selected += [outside[f.column].alias(out_of_vocabulary_flag_column(f.column)) for f in spec.categorical]
     return out.select(*selected)

@@ -18,6 +18,7 @@ examples:
   dlpipe train --config conf/demo.yaml --set train.epochs=5
   dlpipe tune --config conf/demo.yaml --set tune.trials=4  a hyperparameter scan, trials in parallel
   dlpipe sql "SELECT count(*) FROM predictions"            query tables by name (database from the config)
+  dlpipe serve-sql --port 10000                            JDBC for beeline: jdbc:hive2://127.0.0.1:10000/dlpipe
   spark-submit jobs/train.py --config conf/demo.yaml       the same stage under spark-submit
 """
 
@@ -30,6 +31,7 @@ STAGE_HELP = {
     "tune": "hyperparameter scan: train each config of tune.space on one worker per Spark task, rank them in a Delta table",
     "run": "run the stages listed under `stages` in the config, in order, with one run id",
     "sql": "run a SQL query over the pipeline's tables (metastore and warehouse under data_dir)",
+    "serve-sql": "serve the pipeline's tables over JDBC (Spark Thrift server) for beeline and JDBC clients",
 }
 
 
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "sql":
             sub.add_argument("query", help='the SQL statement, e.g. "SELECT count(*) FROM predictions"')
             sub.add_argument("--max-rows", type=int, default=50, help="print at most this many rows (default 50)")
+        if name == "serve-sql":
+            sub.add_argument("--port", type=int, default=None, help="TCP port (default: sql_server.port, 10000)")
         sub.add_argument(
             "--config", default="conf/demo.yaml",
             help="pipeline YAML; base.yaml and local.yaml beside it are layered under and over it (default conf/demo.yaml)",
@@ -63,10 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _stage_function(command: str) -> Callable:
-    from pipelines import evaluate, featurize, generate, infer, run, sql, train, tune
+    from pipelines import evaluate, featurize, generate, infer, run, serve_sql, sql, train, tune
 
     return {"generate": generate.run, "featurize": featurize.run, "train": train.run, "infer": infer.run,
-            "evaluate": evaluate.run, "run": run.run, "sql": sql.run, "tune": tune.run}[command]
+            "evaluate": evaluate.run, "run": run.run, "sql": sql.run, "tune": tune.run,
+            "serve-sql": serve_sql.run}[command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prefix = f"dlpipe {args.command}"
     try:
-        cfg = load_config(args.config, args.overrides)
+        overrides = list(args.overrides)
+        if getattr(args, "port", None) is not None:
+            overrides.append(f"sql_server.port={args.port}")
+        cfg = load_config(args.config, overrides)
         cfg.check_stage(args.command)
     except ConfigError as err:
         print(f"{prefix}: config error: {err}", file=sys.stderr)

@@ -384,17 +384,27 @@ class TuneConfig:
 
 @dataclass(frozen=True)
 class InferConfig:
-    """What the infer stage scores and where the predictions table goes."""
+    """What the infer stage scores, with which model, and where the predictions table goes."""
 
     input: TableSource = field(default_factory=lambda: TableSource(table="raw_events"))
     output_table: str = "predictions"
+    model_version: str | None = None    # e.g. v3; null: the latest model of train.model_name
+    feature_version: str | None = None  # null: the artifact the model was trained on (any other is refused)
     threshold: float = 0.5
-    batch_size: int = 4096
+    batch_size: int = 10000             # rows per Arrow batch, scored in one model call
+    partition_by: tuple[Literal["run_date", "model_name", "model_version"], ...] = ("run_date",)
+    on_empty: Literal["skip", "fail"] = "skip"  # an empty input: write nothing and say so, or fail
 
     def __post_init__(self) -> None:
         _identifier(self, "output_table")
         _positive(self, "batch_size")
         _require(0.0 < self.threshold < 1.0, "threshold", f"must be in (0, 1), got {self.threshold!r}")
+        for key in ("model_version", "feature_version"):
+            value = getattr(self, key)
+            _require(value is None or bool(re.match(r"^v[1-9][0-9]*$", value)), key,
+                     f"must be a version such as v1, got {value!r}")
+        _require(len(set(self.partition_by)) == len(self.partition_by), "partition_by",
+                 f"names a column twice: {list(self.partition_by)}")
 
 
 @dataclass(frozen=True)
@@ -410,6 +420,18 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class SqlServerConfig:
+    """Where ``dlpipe serve-sql`` serves JDBC (the Spark Thrift server): loopback only by default."""
+
+    host: str = "127.0.0.1"
+    port: int = 10000
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.port <= 65535, "port", f"must be a TCP port (1-65535), got {self.port!r}")
+        _require(bool(self.host), "host", "must not be empty")
+
+
+@dataclass(frozen=True)
 class Config:
     """All settings of one pipeline. ``data_dir`` holds the warehouse, metastore, artifacts and models."""
 
@@ -422,6 +444,7 @@ class Config:
     infer: InferConfig = field(default_factory=InferConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    sql_server: SqlServerConfig = field(default_factory=SqlServerConfig)
     stages: tuple[Literal["generate", "featurize", "train", "infer", "evaluate"], ...] = (
         "featurize", "train", "infer", "evaluate",
     )

@@ -1,29 +1,39 @@
 """Stage ``evaluate``: join a run's predictions to the input's labels and compute metrics in Spark.
 
-Reads the predictions of one run (default: the latest) and the labelled input; appends one row to the Delta
-table ``evaluate.metrics_table``. Only aggregates reach the driver.
+Reads the predictions of one run (default: the latest) and the labelled input; computes AUC, accuracy, log loss
+and the confusion matrix at ``infer.threshold`` from a score histogram (``pipelines.binary_metrics``: only the
+histogram reaches the driver), each row weighted by ``train.sample_weight`` when the config names one; appends one
+row to the Delta table ``evaluate.metrics_table`` and saves the ROC curve, the score distribution per class and
+the calibration curve as PNG files under ``<data_dir>/evaluations/<run id>/``.
 """
 from __future__ import annotations
 
 import datetime as dt
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from pyspark.ml.evaluation import BinaryClassificationEvaluator
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from features.expressions import encoded_label
 from features.spec import FeatureSpec
 from features.split import assign_split
+from pipelines.binary_metrics import BinaryMetrics, binary_metrics
 from pipelines.config import Config
 from pipelines.errors import PipelineError
+from pipelines.plots import save_calibration, save_roc_curve, save_score_distributions
 from pipelines.run_id import check_run_id
 from pipelines.store import load_artifact
 from pipelines.tables import read_source
 
-EPSILON = 1e-7
 LABEL = "__label"  # the encoded 0/1 label the metrics compare scores with
+METRICS_SCHEMA = (
+    "run_id string, model_name string, model_version string, split string, rows long, weight_column string, "
+    "weight double, auc double, accuracy double, log_loss double, threshold double, true_positives double, "
+    "false_positives double, true_negatives double, false_negatives double, precision double, recall double, "
+    "reference_auc double, plots string, evaluated_at timestamp"
+)
 
 
 @dataclass(frozen=True)
@@ -37,12 +47,8 @@ class EvaluateResult:
     reference_auc: float | None
     table: str
     seconds: float
-
-
-def auc(df: DataFrame, score: str, label: str) -> float:
-    """Area under the ROC curve, computed by Spark (binned, distributed)."""
-    evaluator = BinaryClassificationEvaluator(rawPredictionCol=score, labelCol=label, metricName="areaUnderROC")
-    return float(evaluator.evaluate(df.select(F.col(score).cast("double"), F.col(label).cast("double"))))
+    metrics: BinaryMetrics
+    plots: dict[str, str]
 
 
 def latest_run_id(spark: SparkSession, table: str) -> str:
@@ -70,8 +76,10 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
     if key is None:
         raise PipelineError("evaluate joins predictions to labels by featurize.key: set featurize.key to an id column")
 
+    weight = cfg.train.sample_weight
     raw = read_source(spark, cfg, cfg.infer.input)
-    label_columns = [key, label_spec.column] + ([ec.reference_column] if ec.reference_column else [])
+    label_columns = list(dict.fromkeys(
+        [key, label_spec.column] + [c for c in (ec.reference_column, weight) if c]))
     missing = [c for c in label_columns if c not in raw.columns]
     if missing:
         raise PipelineError(f"evaluate needs column {missing[0]!r} in {cfg.infer.input.describe()}; it has no labels to compare with")
@@ -79,37 +87,56 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
     labelled = labelled.withColumn(
         LABEL, encoded_label(label_spec, raw.schema[label_spec.column].dataType).cast("double")
     ).where(F.col(LABEL).isNotNull())
+    if weight:
+        labelled = labelled.where(F.col(weight).isNotNull())
     joined = (
-        predictions.select(key, "score", "predicted_label")
+        predictions.select(key, "score")
         .join(labelled.where(F.col("split") == ec.split), key)
         .cache()
     )
     try:
-        label = F.col(LABEL)
-        p = F.least(F.greatest(F.col("score").cast("double"), F.lit(EPSILON)), F.lit(1 - EPSILON))
-        stats = joined.agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.avg((F.col("predicted_label") == label).cast("double")).alias("accuracy"),
-            F.avg(-(label * F.log(p) + (1 - label) * F.log(1 - p))).alias("log_loss"),
-        ).first()
-        rows = int(stats["rows"])
-        if rows == 0:
-            raise PipelineError(f"run {run_id} has no predictions in the {ec.split} split to evaluate")
-        model_auc = auc(joined, "score", LABEL)
-        reference_auc = auc(joined, ec.reference_column, LABEL) if ec.reference_column else None
+        if joined.isEmpty():
+            raise PipelineError(f"run {run_id} has no labelled predictions in the {ec.split} split to evaluate")
+        threshold = cfg.infer.threshold
+        metrics = binary_metrics(joined, "score", LABEL, threshold, weight)
+        reference = binary_metrics(joined, ec.reference_column, LABEL, threshold, weight) if ec.reference_column else None
     finally:
         joined.unpersist()
 
+    folder = cfg.data_path / "evaluations" / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    model = f"{first['model_name']} {first['model_version']}"
+    title = f"{model}, run {run_id}, {ec.split} split"
+    curves = {model: metrics.histogram, **({ec.reference_column: reference.histogram} if reference else {})}
+    plots = {
+        "roc": save_roc_curve(curves, folder / "roc.png", f"ROC: {title}"),
+        "scores": save_score_distributions(metrics.histogram, folder / "scores.png", f"scores: {title}", threshold),
+        "calibration": save_calibration(metrics.histogram, folder / "calibration.png", f"calibration: {title}"),
+    }
+    reference_auc = reference.auc if reference else None
     metrics_table = cfg.qualified(ec.metrics_table)
-    row = [(run_id, first["model_name"], first["model_version"], ec.split, rows, model_auc,
-            float(stats["accuracy"]), float(stats["log_loss"]), reference_auc,
-            dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))]
-    schema = ("run_id string, model_name string, model_version string, split string, rows long, auc double, "
-              "accuracy double, log_loss double, reference_auc double, evaluated_at timestamp")
-    spark.createDataFrame(row, schema).write.format("delta").mode("append").saveAsTable(metrics_table)
-    result = EvaluateResult(run_id, ec.split, rows, model_auc, float(stats["accuracy"]), float(stats["log_loss"]),
-                            reference_auc, metrics_table, time.time() - started)
-    reference = f" (best achievable, from {ec.reference_column}: {reference_auc:.4f})" if reference_auc is not None else ""
-    print(f"evaluate: run {run_id} on {rows:,} {ec.split} rows: AUC {model_auc:.4f}{reference}, "
-          f"accuracy {result.accuracy:.4f}, log loss {result.log_loss:.4f} -> {metrics_table}")
+    row = [(run_id, first["model_name"], first["model_version"], ec.split, metrics.rows, weight, metrics.weight,
+            metrics.auc, metrics.accuracy, metrics.log_loss, threshold, metrics.true_positives,
+            metrics.false_positives, metrics.true_negatives, metrics.false_negatives, metrics.precision,
+            metrics.recall, reference_auc, str(folder), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))]
+    (spark.createDataFrame(row, METRICS_SCHEMA).write.format("delta").mode("append")
+     .option("mergeSchema", "true").saveAsTable(metrics_table))
+    result = EvaluateResult(run_id, ec.split, metrics.rows, metrics.auc, metrics.accuracy, metrics.log_loss,
+                            reference_auc, metrics_table, time.time() - started, metrics,
+                            {k: str(v) for k, v in plots.items()})
+    print(summary(result, ec.reference_column, weight))
     return result
+
+
+def summary(result: EvaluateResult, reference_column: str | None, weight: str | None) -> str:
+    m = result.metrics
+    reference = (f" (best achievable, from {reference_column}: {result.reference_auc:.4f})"
+                 if result.reference_auc is not None else "")
+    weighted = f", weighted by {weight} (total {m.weight:,.1f})" if weight else ""
+    return (
+        f"evaluate: run {result.run_id} on {result.rows:,} {result.split} rows{weighted}: AUC {result.auc:.4f}"
+        f"{reference}, accuracy {result.accuracy:.4f}, log loss {result.log_loss:.4f} -> {result.table}\n"
+        f"  at threshold {m.threshold:g}: true positives {m.true_positives:,.0f}, false positives "
+        f"{m.false_positives:,.0f}, true negatives {m.true_negatives:,.0f}, false negatives {m.false_negatives:,.0f}\n"
+        f"  plots: {Path(result.plots['roc']).parent}/{{roc,scores,calibration}}.png"
+    )

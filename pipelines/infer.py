@@ -1,114 +1,292 @@
-"""Stage ``infer``: featurize the input with the model's artifact and score it with an Arrow batch UDF into Delta.
+"""Stage ``infer``: featurize the input with the model's own artifact, score it in Spark's Python workers through
+Arrow (``mapInArrow``), and write the run's rows to the Delta predictions table.
 
-Reads ``infer.input`` and the latest model of ``train.model_name`` (with the feature artifact it was trained on);
-writes the run's rows to the Delta table ``infer.output_table``, partitioned by ``run_date``. Re-running a run id
-replaces exactly that run's rows.
+Reads ``infer.input`` and a model of ``train.model_name`` (the latest, or ``infer.model_version``) with the
+feature artifact it was trained on; writes to the Delta table ``infer.output_table``, partitioned by
+``infer.partition_by``. Re-running a run id replaces exactly that run's rows, in one Delta commit: a reader sees
+the old rows or the new ones, never both and never a part. See the README, "Predictions", for what concurrent
+runs may do.
 """
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from pyspark.ml.functions import predict_batch_udf
-from pyspark.sql import Column, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.apply import apply_features
+from features.apply import apply_features, missing_flag_column, out_of_vocabulary_flag_column
+from features.errors import FeatureError
+from features.expressions import numeric_value
 from features.fitted import FittedFeatures
-from features.schema import DENSE_INPUT, FeatureSchema
+from features.schema import FeatureSchema
+from models.scoring import SCORE, make_batch_scorer
 from pipelines.config import Config
+from pipelines.errors import PipelineError
 from pipelines.run_id import check_run_id, new_run_id
-from pipelines.store import load_artifact, load_model_metadata
+from pipelines.store import artifact_digest, load_artifact, load_model_metadata
 from pipelines.tables import last_commit, read_source, table_version
+
+WRITE_ATTEMPTS = 3  # a commit that lost a race with a concurrent run into the same partition is retried
+_CONFLICTS = ("ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+              "ConcurrentTransactionException", "MetadataChangedException", "ProtocolChangedException")
+
 
 @dataclass(frozen=True)
 class InferResult:
     table: str
-    table_version: int
+    table_version: int | None  # None: nothing was written (empty input)
     run_id: str
+    run_date: dt.date
     rows: int
     seconds: float
+    missing: dict[str, int] = field(default_factory=dict)             # numeric column -> values filled by policy
+    out_of_vocabulary: dict[str, int] = field(default_factory=dict)   # categorical column -> rows given id 0
 
 
-def dense_vector(schema: FeatureSchema) -> Column:
-    """Every dense feature of a featurized row in one float array, in the model's order."""
-    parts = [F.col(c.name) if c.shape else F.array(F.col(c.name)) for c in schema.dense]
-    return parts[0] if len(parts) == 1 else F.concat(*parts)
+@dataclass(frozen=True)
+class ScoringModel:
+    """A saved model and the feature artifact it was trained on, checked against each other."""
+
+    name: str
+    version: str
+    path: Path
+    fitted: FittedFeatures
+    feature_version: str
+    feature_table: str
 
 
-def make_scorer(model_path: str, schema: FeatureSchema, batch_size: int):
-    """A ``predict_batch_udf`` over (dense array column, index columns...) that loads the model once per worker."""
-
-    index_names = [c.name for c in schema.index]
-    n_columns = (1 if schema.dense else 0) + len(index_names)
-
-    def make_predict_fn():
-        import tensorflow as tf
-
-        model = tf.keras.models.load_model(model_path, compile=False)
-
-        def predict(*columns: np.ndarray) -> np.ndarray:
-            inputs = {DENSE_INPUT: columns[0].astype(np.float32)} if schema.dense else {}
-            indices = columns[1:] if schema.dense else columns
-            inputs.update({name: idx.astype(np.int32) for name, idx in zip(index_names, indices)})
-            return model.predict_on_batch(inputs)[:, 0]
-
-        # predict_batch_udf counts the function's parameters to know how many input columns it takes.
-        predict.__signature__ = inspect.Signature(
-            [inspect.Parameter(f"column_{i}", inspect.Parameter.POSITIONAL_ONLY) for i in range(n_columns)]
+def scoring_model(cfg: Config) -> ScoringModel:
+    """The model ``infer`` scores with and its artifact; refuses an artifact from another featurize run."""
+    ic = cfg.infer
+    meta, folder = load_model_metadata(cfg, cfg.train.model_name, ic.model_version)
+    name, version = meta["model_name"], meta["model_version"]
+    path = folder / meta["model_file"]
+    if not path.is_file():
+        raise PipelineError(f"model {name} {version} has no model file {path}: the model folder is incomplete; "
+                            "train again or set infer.model_version to another version")
+    ref = meta["feature_artifact"]
+    if ic.feature_version is not None and ic.feature_version != ref["version"]:
+        raise PipelineError(
+            f"model {name} {version} was trained on feature artifact {ref['table']}/{ref['version']}, and "
+            f"infer.feature_version asks for {ic.feature_version}: another artifact encodes the features differently. "
+            "Unset infer.feature_version, or train a model on that artifact"
         )
-        return predict
+    artifact = load_artifact(cfg, ref["table"], ref["version"])
+    if "sha256" in ref and artifact_digest(artifact) != ref["sha256"]:
+        raise PipelineError(
+            f"feature artifact {ref['table']}/{ref['version']} is not the one model {name} {version} was trained on "
+            "(same version, other content: it comes from another featurize run). Train the model again on this "
+            "artifact, or restore the artifact the model was trained with"
+        )
+    fitted = FittedFeatures.from_json(artifact)
+    differences = schema_differences(FeatureSchema.from_json(meta["feature_schema"]), fitted.schema)
+    if differences:
+        raise PipelineError(f"feature artifact {ref['table']}/{ref['version']} produces other inputs than model "
+                            f"{name} {version} expects: " + "; ".join(differences))
+    return ScoringModel(name, version, path, fitted, ref["version"], ref["table"])
 
-    shapes = {0: [schema.dense_width]} if schema.dense else None  # index columns are scalars
-    return predict_batch_udf(make_predict_fn, return_type=T.FloatType(), batch_size=batch_size, input_tensor_shapes=shapes)
+
+def schema_differences(expected: FeatureSchema, actual: FeatureSchema) -> list[str]:
+    """The model inputs that differ between two feature schemas, by name, in model order."""
+    want = {c.name: c for c in expected.features}
+    have = {c.name: c for c in actual.features}
+    out = [f"{n} is missing" for n in want if n not in have]
+    out += [f"{n} is not a model input" for n in have if n not in want]
+    out += [f"{n} is {have[n].dtype}{list(have[n].shape)} (cardinality {have[n].cardinality}), the model expects "
+            f"{want[n].dtype}{list(want[n].shape)} (cardinality {want[n].cardinality})"
+            for n in want if n in have and have[n] != want[n]]
+    if not out and expected.feature_columns != actual.feature_columns:
+        out.append(f"the inputs are in another order: {list(actual.feature_columns)}, the model expects "
+                   f"{list(expected.feature_columns)}")
+    return out
 
 
-def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> InferResult:
+def reject_missing(raw: DataFrame, fitted: FittedFeatures, source: str) -> None:
+    """Count the missing values of columns whose policy is ``reject`` and fail, with the counts, if there are any."""
+    rejecting = [f for f in fitted.spec.numeric if f.missing == "reject"]
+    if not rejecting:
+        return
+    counts = raw.agg(*[F.count(F.when(numeric_value(f).isNull(), 1)).alias(f.column) for f in rejecting]).first()
+    found = [f"{f.column}: {counts[f.column]:,}" for f in rejecting if counts[f.column]]
+    if found:
+        raise PipelineError(
+            f"{source} has missing values (null, NaN or infinite) in columns whose missing-value policy is reject "
+            f"({', '.join(found)}): nothing was scored. Clean the input, or fit the artifact with another policy"
+        )
+
+
+def spread(raw: DataFrame, slots: int) -> DataFrame:
+    """``raw`` in at least ``slots`` partitions, so that every task slot scores (a one-file input is one task)."""
+    return raw if raw.rdd.getNumPartitions() >= slots else raw.repartition(slots)
+
+
+def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: dt.date | None = None) -> InferResult:
     started = time.time()
     ic = cfg.infer
     run_id = check_run_id(run_id or new_run_id())
-    model_meta, model_dir = load_model_metadata(cfg, cfg.train.model_name)
-    artifact_ref = model_meta["feature_artifact"]
-    artifact = load_artifact(cfg, artifact_ref["table"], artifact_ref["version"])
-    fitted = FittedFeatures.from_json(artifact)
-    schema = fitted.schema
-
+    table = cfg.qualified(ic.output_table)
+    model = scoring_model(cfg)
+    schema = model.fitted.schema
+    source = ic.input.describe()
     raw = read_source(spark, cfg, ic.input)
-    features = apply_features(raw, fitted, source=ic.input.describe(),
-                              artifact=f"feature artifact {artifact_ref['table']}/{artifact['version']}")
-    scorer = make_scorer(str(Path(model_dir) / model_meta["model_file"]), schema, ic.batch_size)
-    score_inputs = ([dense_vector(schema)] if schema.dense else []) + [F.col(c.name) for c in schema.index]
+    input_version = table_version(spark, cfg, ic.input)
     scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    predictions = features.select(
-        *[F.col(c) for c in schema.passthrough],
-        scorer(*score_inputs).alias("score"),
-    ).select(
-        "*",
-        (F.col("score") >= F.lit(ic.threshold)).cast("int").alias("predicted_label"),
-        F.lit(model_meta["model_name"]).alias("model_name"),
-        F.lit(model_meta["model_version"]).alias("model_version"),
-        F.lit(artifact["version"]).alias("feature_version"),
-        F.lit(table_version(spark, cfg, ic.input)).cast("long").alias("input_version"),
+    run_date = run_date or scored_at.date()
+
+    if raw.isEmpty():
+        if ic.on_empty == "fail":
+            raise PipelineError(f"{source} has no rows to score (infer.on_empty: fail)")
+        print(f"infer: {source} has no rows: nothing scored, {table} left as it is (infer.on_empty: skip)")
+        return InferResult(table, None, run_id, run_date, 0, time.time() - started)
+    reject_missing(raw, model.fitted, source)
+
+    try:
+        features = apply_features(spread(raw, spark.sparkContext.defaultParallelism), model.fitted, source=source,
+                                  artifact=f"feature artifact {model.feature_table}/{model.feature_version}", flags=True)
+        schema.check(features, f"the featurized {source}")
+    except FeatureError as err:
+        raise PipelineError(f"{err}; nothing was scored") from None
+    quality = Observation("infer_input")
+    features = features.observe(
+        quality,
+        *[F.count(F.when(F.col(missing_flag_column(f.column)), 1)).alias(f"missing:{f.column}")
+          for f in model.fitted.spec.numeric],
+        *[F.count(F.when(F.col(out_of_vocabulary_flag_column(f.column)), 1)).alias(f"oov:{f.column}")
+          for f in model.fitted.spec.categorical],
+        F.count(F.lit(1)).alias("rows"),
+    )
+    keep = schema.passthrough
+    scored = features.select(*keep, *schema.feature_columns).mapInArrow(
+        make_batch_scorer(str(model.path), schema, keep),
+        T.StructType([*(features.schema[c] for c in keep), T.StructField(SCORE, T.FloatType(), False)]),
+    )
+    predictions = scored.select(
+        *keep,
+        F.col(SCORE),
+        (F.col(SCORE) >= F.lit(ic.threshold)).cast("int").alias("predicted_label"),
+        F.lit(model.name).alias("model_name"),
+        F.lit(model.version).alias("model_version"),
+        F.lit(model.feature_version).alias("feature_version"),
+        F.lit(input_version).cast("long").alias("input_version"),
         F.lit(run_id).alias("run_id"),
         F.lit(scored_at).cast("timestamp").alias("scored_at"),
-        F.lit(scored_at.date()).alias("run_date"),
+        F.lit(run_date).cast("date").alias("run_date"),
     )
-    table = cfg.qualified(ic.output_table)
-    writer = predictions.write.format("delta").partitionBy("run_date")
-    if spark.catalog.tableExists(table):
-        # Replace exactly this run's rows, atomically, in one Delta commit.
-        writer.mode("overwrite").option("replaceWhere", f"run_id = '{run_id}'").saveAsTable(table)
-    else:
-        writer.mode("append").saveAsTable(table)
-    # The commit's own metrics say how many rows it wrote: no second scan of the table.
-    version, metrics = last_commit(spark, table)
-    rows = int(metrics["numOutputRows"])
-    result = InferResult(table, version, run_id, rows, time.time() - started)
-    print(f"infer: scored {rows:,} rows with {model_meta['model_name']} {model_meta['model_version']} "
-          f"into {table} (run {run_id}, Delta version {version}) in {result.seconds:.1f}s")
+    partitions = {"run_date": run_date, "model_name": model.name, "model_version": model.version}
+    with arrow_batch_size(spark, ic.batch_size):
+        version, rows = write_run(spark, predictions, table, run_id, {c: partitions[c] for c in ic.partition_by})
+
+    counts = quality.get
+    missing = {f.column: counts[f"missing:{f.column}"] for f in model.fitted.spec.numeric}
+    outside = {f.column: counts[f"oov:{f.column}"] for f in model.fitted.spec.categorical}
+    result = InferResult(table, version, run_id, run_date, rows, time.time() - started, missing, outside)
+    print(summary(result, model, source, input_version))
     return result
+
+
+def summary(result: InferResult, model: ScoringModel, source: str, input_version: int | None) -> str:
+    at = f" (Delta version {input_version})" if input_version is not None else ""
+    lines = [f"infer: scored {result.rows:,} rows of {source}{at} with {model.name} {model.version} (features "
+             f"{model.feature_version}) into {result.table} (run {result.run_id}, run_date {result.run_date}, "
+             f"Delta version {result.table_version}) in {result.seconds:.1f}s"]
+    if any(result.missing.values()):
+        lines.append("  missing numeric values, filled by the fitted policy: " + counted(result.missing))
+    if result.out_of_vocabulary:
+        lines.append("  categorical values outside the vocabulary (unseen in training or too rare), scored through "
+                     "the reserved id 0: " + counted(result.out_of_vocabulary))
+    return "\n".join(lines)
+
+
+def counted(per_column: dict[str, int], shown: int = 5) -> str:
+    """``1,234 (a 700, b 534, c 0)``: the total, then the columns with the most, at most ``shown`` of them."""
+    top = sorted(per_column.items(), key=lambda item: -item[1])
+    text = ", ".join(f"{c} {n:,}" for c, n in top[:shown])
+    more = f", {len(top) - shown} more columns" if len(top) > shown else ""
+    return f"{sum(per_column.values()):,} ({text}{more})"
+
+
+class arrow_batch_size:
+    """Session setting for the scoring job: rows per Arrow batch handed to the Python workers (restored after)."""
+
+    KEY = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+    def __init__(self, spark: SparkSession, rows: int):
+        self.spark, self.rows = spark, rows
+
+    def __enter__(self) -> None:
+        self.before = self.spark.conf.get(self.KEY)
+        self.spark.conf.set(self.KEY, str(self.rows))
+
+    def __exit__(self, *exc) -> None:
+        self.spark.conf.set(self.KEY, self.before)
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def write_run(spark: SparkSession, predictions: DataFrame, table: str, run_id: str,
+              partition: dict[str, object]) -> tuple[int, int]:
+    """Replace the rows of ``run_id`` in ``table`` with ``predictions``, whose rows all have the ``partition``
+    values (column -> value, in partitioning order), in one Delta commit; returns (version, rows)."""
+    create_table(spark, table, predictions.schema, tuple(partition))
+    predicate = replace_predicate(spark, table, run_id, partition)
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            predictions.write.format("delta").mode("overwrite").option("replaceWhere", predicate).saveAsTable(table)
+            break
+        except Exception as err:  # noqa: BLE001 - Delta's conflict errors arrive as Py4J/captured exceptions
+            conflict = next((name for name in _CONFLICTS if name in str(err)), None)
+            if conflict is None:
+                if "schema mismatch" in str(err).lower() or "DELTA_FAILED_TO_MERGE_FIELDS" in str(err):
+                    raise PipelineError(
+                        f"predictions table {table} has another schema than this run's rows (other passthrough "
+                        "columns?): set infer.output_table to a new table, or drop the old one") from None
+                raise
+            if attempt == WRITE_ATTEMPTS:
+                raise PipelineError(f"writing run {run_id} to {table} lost {WRITE_ATTEMPTS} races with concurrent "
+                                    f"writers ({conflict}); run it again") from None
+            print(f"infer: a concurrent run changed {table} while this one wrote ({conflict}); writing again")
+    version, metrics = last_commit(spark, table)
+    return version, int(metrics.get("numOutputRows", 0))
+
+
+def create_table(spark: SparkSession, table: str, schema: T.StructType, partition_by: tuple[str, ...]) -> None:
+    """Create the empty predictions table if it is missing (its first writers may race: one creates it); check
+    the partitioning of an existing one."""
+    if not spark.catalog.tableExists(table):
+        try:
+            (spark.createDataFrame([], schema).write.format("delta").partitionBy(*partition_by)
+             .mode("ignore").saveAsTable(table))
+        except Exception:
+            if not spark.catalog.tableExists(table):
+                raise
+    existing = spark.sql(f"DESCRIBE DETAIL {table}").first()["partitionColumns"]
+    if list(existing) != list(partition_by):
+        raise PipelineError(f"predictions table {table} is partitioned by {list(existing)}, and infer.partition_by "
+                            f"is {list(partition_by)}: set it back, or write to a new infer.output_table")
+
+
+def replace_predicate(spark: SparkSession, table: str, run_id: str, partition: dict[str, object]) -> str:
+    """The rows a run's write replaces: those of its run id, within the partitions it writes now or wrote before.
+
+    Naming the partitions matters for concurrency: Delta checks a commit against concurrent ones by the partitions
+    its predicate reads, so runs that write different partitions (two run dates, say) commit side by side.
+    """
+    clauses = [f"run_id = {sql_literal(run_id)}"]
+    if partition:
+        earlier = spark.table(table).where(F.col("run_id") == run_id).select(*partition).distinct().collect()
+        values = {tuple(row) for row in earlier} | {tuple(partition.values())}
+        for i, column in enumerate(partition):
+            listed = ", ".join(sorted({sql_literal(v[i]) for v in values}))
+            clauses.append(f"{column} IN ({listed})")
+    return " AND ".join(clauses)
+
+
+def sql_literal(value) -> str:
+    if isinstance(value, dt.date):
+        return f"DATE'{value.isoformat()}'"
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"

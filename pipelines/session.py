@@ -82,6 +82,9 @@ def spark_settings(cfg: Config) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "true",
+        # Where `dlpipe serve-sql` listens (the Thrift server reads these when it starts, not later).
+        "spark.hadoop.hive.server2.thrift.bind.host": cfg.sql_server.host,
+        "spark.hadoop.hive.server2.thrift.port": str(cfg.sql_server.port),
     }
     if cfg.spark.master is not None and not launched_by_spark_submit():
         settings["spark.driver.memory"] = cfg.spark.driver_memory

@@ -11,6 +11,7 @@ is written, so a crashed training run never becomes the latest).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -64,6 +65,12 @@ def load_artifact(cfg: Config, table: str, version: str | None = None) -> dict:
     if not path.is_file():
         raise PipelineError(f"feature artifact {path} not found: run `dlpipe featurize` first or fix the version")
     return json.loads(path.read_text())
+
+
+def artifact_digest(artifact: dict) -> str:
+    """A hash of an artifact's content: a model records it, so scoring can tell that the artifact file it finds
+    under the same version is the one the model was trained with (not a refit in a rebuilt data folder)."""
+    return hashlib.sha256(json.dumps(artifact, sort_keys=True).encode()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------ models

@@ -34,9 +34,11 @@ from models.trainer import (
 )
 from pipelines.config import Config
 from pipelines.errors import PipelineError
+from pipelines.plots import save_training_curves
 from pipelines.run_id import check_run_id, new_run_id
 from pipelines.session import training_workers
-from pipelines.store import load_artifact, load_model_metadata, model_folder, new_model_dir, save_model_metadata
+from pipelines.store import (artifact_digest, load_artifact, load_model_metadata, model_folder, new_model_dir,
+                             save_model_metadata)
 
 STACK = ("pyspark", "delta-spark", "tensorflow-cpu", "horovod", "petastorm", "pyarrow", "numpy", "pandas")
 
@@ -304,7 +306,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         "run_id": run_id,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "train_config": document["train"],
-        "feature_artifact": {"table": cfg.featurize.output_table, "version": artifact["version"]},
+        "feature_artifact": {"table": cfg.featurize.output_table, "version": artifact["version"],
+                             "sha256": artifact_digest(artifact)},
         "feature_table": {"name": table, "delta_version": artifact["feature_table"]["delta_version"]},
         "feature_schema": schema.to_json(),
         "train_rows": train_rows,
@@ -328,29 +331,6 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
              else f"weights of the last epoch ({epochs_done})")
     print(f"train: saved {tc.model_name} {version} to {out_dir} in {result.seconds:.1f}s{stopped}; {which}: {metrics}")
     return result
-
-
-def save_training_curves(history: dict, path: Path, title: str) -> Path:
-    """Loss and AUC per epoch, training against validation, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "auc")):
-        for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
-            if history.get(key):
-                ax.plot(range(1, len(history[key]) + 1), history[key], style, label=key)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def _launch(settings: TrainSettings, num_proc: int, start_timeout_s: int) -> list[dict]:

@@ -20,7 +20,7 @@ def last_line(text: str) -> str:
 def test_help_lists_every_stage():
     out = dlpipe("--help")
     assert out.returncode == 0
-    for command in ("generate", "featurize", "train", "infer", "evaluate", "run", "sql"):
+    for command in ("generate", "featurize", "train", "infer", "evaluate", "run", "sql", "serve-sql"):
         assert command in out.stdout
     sub = dlpipe("train", "--help")
     assert "--set SECTION.KEY=VALUE" in sub.stdout and "--config" in sub.stdout

@@ -90,3 +90,36 @@ def test_stage_under_spark_submit(spark, pipeline_run):
         env={"PATH": f"{BIN}:{os.environ['PATH']}", "PYSPARK_PYTHON": sys.executable})
     metrics = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "metrics"))
     assert metrics.where(F.col("run_id") == "e2e-1").count() == 2
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_beeline_queries_the_thrift_server(pipeline_run):
+    data_dir, _ = pipeline_run
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "dlpipe"), "serve-sql", "--set", f"data_dir={data_dir}", "--port", str(port)],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    try:
+        log = []
+        for line in server.stdout:  # the server says when it listens
+            log.append(line)
+            if "listening on" in line:
+                break
+        assert server.poll() is None, "".join(log[-50:])
+        beeline = run([str(BIN / "beeline"), "-u", f"jdbc:hive2://127.0.0.1:{port}/dlpipe", "--outputformat=csv2",
+                       "-e", "SELECT count(*) AS n, count(DISTINCT run_id) AS runs FROM predictions"],
+                      env={"PATH": f"{BIN}:{os.environ['PATH']}"}, timeout=300)
+        assert beeline.stdout.strip().splitlines()[-2:] == ["n,runs", f"{ROWS},1"], beeline.stdout
+        server.terminate()  # SIGTERM: the server stops and the process exits cleanly
+        assert server.wait(timeout=120) == 0
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 9)
+            server.wait()

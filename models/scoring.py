@@ -1,0 +1,99 @@
+"""Scoring Arrow record batches with a saved Keras model, inside Spark's Python workers.
+
+``score_batches`` is the function Spark's ``mapInArrow`` runs: featurized rows arrive as Arrow record batches,
+their feature columns become the model's NumPy inputs without a copy per row (a list column's values are one flat
+buffer, reshaped), the model scores the whole batch in one call, and the passthrough columns go back out untouched
+beside the score. The model is loaded once per Python worker process and kept for the next tasks (Spark reuses its
+Python workers), with TensorFlow limited to the task's CPUs (``spark.task.cpus``) so that parallel tasks do not
+fight over cores.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from features.schema import DENSE_INPUT, FeatureSchema
+
+SCORE = "score"
+_LOADED: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
+
+
+def model_inputs(batch: pa.RecordBatch, schema: FeatureSchema) -> dict[str, np.ndarray]:
+    """The model's inputs for the rows of ``batch``: one float32 matrix of every dense feature, in schema order, and
+    one int32 vector per index column."""
+    rows = batch.num_rows
+    inputs: dict[str, np.ndarray] = {}
+    if schema.dense:
+        dense = np.empty((rows, schema.dense_width), dtype=np.float32)
+        at = 0
+        for column in schema.dense:
+            values = batch.column(column.name)
+            if column.shape:
+                # A list column with no nulls: its flat values buffer holds the rows one after the other.
+                flat = values.flatten().to_numpy(zero_copy_only=False)
+                dense[:, at:at + column.width] = flat.reshape(rows, column.width)
+            else:
+                dense[:, at] = values.to_numpy(zero_copy_only=False)
+            at += column.width
+        inputs[DENSE_INPUT] = dense
+    for column in schema.index:
+        inputs[column.name] = batch.column(column.name).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    return inputs
+
+
+def load_predictor(model_path: str, schema: FeatureSchema, threads: int | None = None
+                   ) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """A function from model inputs to scores (float32, one per row) for the Keras model at ``model_path``, loaded
+    once per process. ``threads`` caps TensorFlow's thread pools; it takes effect in a process that has not run
+    TensorFlow yet."""
+    if model_path in _LOADED:
+        return _LOADED[model_path]
+    import tensorflow as tf
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass  # TensorFlow already runs in this process: its pools are fixed
+    model = tf.keras.models.load_model(model_path, compile=False)
+    signature = {}
+    if schema.dense:
+        signature[DENSE_INPUT] = tf.TensorSpec([None, schema.dense_width], tf.float32, name=DENSE_INPUT)
+    for column in schema.index:
+        signature[column.name] = tf.TensorSpec([None], tf.int32, name=column.name)
+
+    # One graph for every batch size: a fixed signature with an open batch dimension, traced once.
+    @tf.function(input_signature=[signature])
+    def forward(inputs):
+        return model(inputs, training=False)[:, 0]
+
+    def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return forward(inputs).numpy()
+
+    _LOADED[model_path] = predict
+    return predict
+
+
+def make_batch_scorer(model_path: str, schema: FeatureSchema, keep: tuple[str, ...]
+                      ) -> Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The ``mapInArrow`` function: record batches of featurized rows in, batches of the ``keep`` columns and the
+    float32 ``score`` out, row for row."""
+
+    def score_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        predict = load_predictor(model_path, schema, threads=context.cpus() if context else None)
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            scores = predict(model_inputs(batch, schema))
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(name) for name in keep] + [pa.array(scores, type=pa.float32())],
+                names=[*keep, SCORE],
+            )
+
+    return score_batches

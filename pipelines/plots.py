@@ -1,0 +1,103 @@
+"""The pipeline's plots, as PNG files: training curves (train) and the evaluation plots (evaluate).
+
+Matplotlib runs with its file-only Agg backend: the jobs run on servers without a display.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.binary_metrics import ScoreHistogram
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_training_curves(history: dict, path: Path, title: str) -> Path:
+    """Loss and AUC per epoch, training against validation, as a PNG."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "auc")):
+        for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
+            if history.get(key):
+                ax.plot(range(1, len(history[key]) + 1), history[key], style, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_roc_curve(curves: dict[str, ScoreHistogram], path: Path, title: str) -> Path:
+    """ROC curves (true against false positive rate) of one or more scores, their AUC in the legend."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, histogram in curves.items():
+        fpr, tpr = histogram.roc()
+        ax.plot(fpr, tpr, label=f"{name} (AUC {histogram.auc():.4f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="chance (AUC 0.5)")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_score_distributions(histogram: ScoreHistogram, path: Path, title: str, threshold: float,
+                             groups: int = 50) -> Path:
+    """The score distribution of each class, each normalised to unit area (signal against background)."""
+    plt = _pyplot()
+    coarse = histogram.merged(groups)
+    widths = coarse.edges[1:] - coarse.edges[:-1]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for counts, name, color in ((coarse.negatives, "negative (background)", "tab:blue"),
+                                (coarse.positives, "positive (signal)", "tab:red")):
+        total = counts.sum()
+        if total > 0:
+            ax.stairs(counts / (total * widths), coarse.edges, label=f"{name}, weight {total:,.0f}",
+                      color=color, fill=True, alpha=0.35)
+            ax.stairs(counts / (total * widths), coarse.edges, color=color)
+    ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set_xlabel("score")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_calibration(histogram: ScoreHistogram, path: Path, title: str, groups: int = 10) -> Path:
+    """Reliability diagram: the observed positive fraction against the mean score, per score group."""
+    plt = _pyplot()
+    predicted, observed, weight = histogram.calibration(groups)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    ax.plot(predicted, observed, "-o", label="model")
+    for x, y, w in zip(predicted, observed, weight):
+        ax.annotate(f"{w:,.0f}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color="grey")
+    ax.set_xlabel("mean score")
+    ax.set_ylabel("fraction of positives")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,66 @@
+"""``dlpipe serve-sql``: the Spark Thrift JDBC server over the pipeline's metastore and Delta warehouse.
+
+The server runs inside this Spark application (``HiveThriftServer2.startWithSparkSession``), so it has the same
+Delta extensions, warehouse and metastore as the jobs: beeline and any Hive JDBC client query the prediction
+tables by name until the process is stopped (Ctrl-C or SIGTERM). With the embedded Derby metastore only one
+process opens the metastore at a time: while the server runs, clients query through it, and jobs that write
+tables run after it stops, or against a shared metastore (README, "SQL over predictions").
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+
+from pyspark.sql import SparkSession
+
+from pipelines.config import Config
+from pipelines.errors import PipelineError
+
+START_TIMEOUT_S = 120
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise PipelineError(f"cannot serve on {host}:{port} ({err.strerror}): stop what uses the port or "
+                                "set another with --port (or sql_server.port)") from None
+
+
+def listening(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex((host, port)) == 0
+
+
+def run(spark: SparkSession, cfg: Config, stop: threading.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or ``stop`` is set). The server reads its host and port from the session's
+    Hadoop settings, which ``pipelines.session`` sets from ``sql_server`` when it builds the session."""
+    host, port = cfg.sql_server.host, cfg.sql_server.port
+    check_port_free(host, port)
+    spark.catalog.setCurrentDatabase(cfg.database)
+    thriftserver = spark.sparkContext._jvm.org.apache.spark.sql.hive.thriftserver
+    server = thriftserver.HiveThriftServer2.startWithSparkSession(spark._jsparkSession, False)
+    stop = stop or threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        deadline = time.time() + START_TIMEOUT_S
+        while not listening(host, port):
+            if time.time() > deadline:
+                raise PipelineError(f"the Thrift server did not start listening on {host}:{port} within "
+                                    f"{START_TIMEOUT_S}s: see the log above")
+            time.sleep(0.5)
+        url = f"jdbc:hive2://{host}:{port}/{cfg.database}"
+        print(f"serve-sql: Spark Thrift JDBC server listening on {host}:{port} (process {os.getpid()})\n"
+              f"  query it:  beeline -u {url} -e \"SHOW TABLES\"\n"
+              f"  stop it:   Ctrl-C, or kill {os.getpid()}", flush=True)
+        while not stop.wait(1.0):
+            pass
+        print("serve-sql: stopping", flush=True)
+    finally:
+        server.stop()

@@ -1,0 +1,55 @@
+"""The histogram metrics that evaluate computes in Spark, against scikit-learn on the same rows."""
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, confusion_matrix, log_loss, roc_auc_score
+
+from pipelines.binary_metrics import binary_metrics
+
+
+@pytest.fixture(scope="module")
+def scored(spark):
+    rng = np.random.default_rng(3)
+    n = 20_000
+    label = rng.integers(0, 2, n)
+    score = np.clip(rng.normal(0.4 + 0.2 * label, 0.2), 0, 1).round(4)  # ties, and scores of exactly 0 and 1
+    weight = rng.uniform(0.1, 3.0, n)
+    df = spark.createDataFrame([(float(s), float(y), float(w)) for s, y, w in zip(score, label, weight)],
+                               "score double, label double, weight double")
+    return df, score, label, weight
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_metrics_equal_scikit_learn(scored, weighted):
+    df, score, label, weight = scored
+    w = weight if weighted else None
+    metrics = binary_metrics(df, "score", "label", 0.5, "weight" if weighted else None)
+    called = (score >= 0.5).astype(int)
+    assert metrics.rows == len(score)
+    assert metrics.auc == pytest.approx(roc_auc_score(label, score, sample_weight=w), abs=1e-3)
+    assert metrics.accuracy == pytest.approx(accuracy_score(label, called, sample_weight=w), abs=1e-9)
+    assert metrics.log_loss == pytest.approx(log_loss(label, np.clip(score, 1e-7, 1 - 1e-7), sample_weight=w),
+                                             rel=1e-9)
+    tn, fp, fn, tp = confusion_matrix(label, called, sample_weight=w).ravel()
+    assert (metrics.true_negatives, metrics.false_positives, metrics.false_negatives, metrics.true_positives) == \
+        pytest.approx((tn, fp, fn, tp), rel=1e-9)
+    assert metrics.weight == pytest.approx(weight.sum() if weighted else len(score))
+
+
+def test_calibration_and_roc_shapes(scored):
+    df, score, label, _ = scored
+    histogram = binary_metrics(df, "score", "label", 0.5).histogram
+    fpr, tpr = histogram.roc()
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    predicted, observed, weight = histogram.calibration(10)
+    assert weight.sum() == len(score)
+    top = score >= 0.9
+    assert observed[-1] == pytest.approx(label[top].mean())
+    assert predicted[-1] == pytest.approx(score[top].mean())
+
+
+def test_perfect_and_inverted_scores(spark):
+    df = spark.createDataFrame([(0.1, 0.0), (0.2, 0.0), (0.8, 1.0), (0.9, 1.0)], "score double, label double")
+    assert binary_metrics(df, "score", "label", 0.5).auc == pytest.approx(1.0)
+    inverted = df.selectExpr("1 - score AS score", "label")
+    assert binary_metrics(inverted, "score", "label", 0.5).auc == pytest.approx(0.0)

@@ -1,0 +1,259 @@
+"""``dlpipe infer`` as users run it, on the tiny demo data: scores equal the model's own ``predict``, reruns
+replace a run's rows, a killed write leaves the table at its old version, concurrent runs into two partitions both
+commit, and bad input fails before scoring with a message that says what to fix."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from pipelines.store import artifact_digest
+from tests.pipelines.cli import BIN, REPO, ROWS, dlpipe, ok, settings
+
+pytestmark = pytest.mark.slow
+MODEL = "scoring_mlp"
+
+
+@pytest.fixture(scope="module")
+def data_dir(feature_data):
+    """The shared feature data plus one model, trained for one epoch."""
+    ok(dlpipe("train", *settings(feature_data, f"train.model_name={MODEL}", "train.epochs=1",
+                                 "train.early_stopping=null", "train.num_proc=1")))
+    return feature_data
+
+
+def infer_args(data_dir: Path, *extra: str) -> list[str]:
+    return settings(data_dir, f"train.model_name={MODEL}", *extra)
+
+
+def table_path(data_dir: Path, name: str) -> str:
+    return str(data_dir / "warehouse" / "dlpipe.db" / name)
+
+
+def predictions(spark, data_dir: Path, table: str = "predictions"):
+    return spark.read.format("delta").load(table_path(data_dir, table))
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def write_input(spark, data_dir: Path, path: Path, change=lambda df: df) -> str:
+    """The generated raw table, changed by ``change``, written as Parquet to ``path``."""
+    change(spark.read.format("delta").load(table_path(data_dir, "raw_events"))).write.mode("overwrite").parquet(str(path))
+    return f"infer.input={{path: {path}, format: parquet}}"
+
+
+def model_predict(data_dir: Path) -> dict[int, float]:
+    """``model.predict`` in this process on the feature table's rows (featurized by the featurize stage)."""
+    import pyarrow.dataset as ds
+    import tensorflow as tf
+
+    metadata = json.loads((data_dir / "models" / MODEL / "v1" / "metadata.json").read_text())
+    model = tf.keras.models.load_model(data_dir / "models" / MODEL / "v1" / "model.keras", compile=False)
+    schema = metadata["feature_schema"]
+    rows = ds.dataset(table_path(data_dir, "features"), format="parquet").to_table().to_pandas()
+    dense = [np.stack(rows[c["name"]].to_numpy()) if c["shape"] else rows[c["name"]].to_numpy()[:, None]
+             for c in schema["features"] if c["kind"] == "dense"]
+    inputs = {"dense": np.concatenate(dense, axis=1).astype(np.float32)}
+    inputs.update({c["name"]: rows[c["name"]].to_numpy().astype(np.int32)
+                   for c in schema["features"] if c["kind"] == "index"})
+    scores = model.predict(inputs, batch_size=1024, verbose=0)[:, 0]
+    return dict(zip(rows["row_id"].tolist(), scores.tolist()))
+
+
+def test_scores_equal_model_predict_and_carry_their_lineage(spark, data_dir):
+    out = ok(dlpipe("infer", *infer_args(data_dir), "--run-id", "same-1"))
+    assert f"infer: scored {ROWS:,} rows of table raw_events (Delta version 0) with {MODEL} v1" in out.stdout
+    assert "scored through the reserved id 0" in out.stdout  # trigger_id has many values too rare to keep
+    table = predictions(spark, data_dir).where(F.col("run_id") == "same-1")
+    rows = table.collect()
+    assert len(rows) == ROWS and len({r["row_id"] for r in rows}) == ROWS
+    expected = model_predict(data_dir)
+    assert set(expected) == {r["row_id"] for r in rows}
+    difference = max(abs(r["score"] - expected[r["row_id"]]) for r in rows)
+    assert difference < 1e-5, difference
+    first = rows[0]
+    assert (first["model_name"], first["model_version"], first["feature_version"], first["input_version"]) == (
+        MODEL, "v1", "v1", 0)
+    assert all(r["predicted_label"] == int(r["score"] >= 0.5) for r in rows)
+    assert first["run_date"] == first["scored_at"].date()
+
+
+def test_a_rerun_replaces_exactly_its_own_rows(spark, data_dir):
+    ok(dlpipe("infer", *infer_args(data_dir), "--run-id", "rerun-1"))
+    ok(dlpipe("infer", *infer_args(data_dir), "--run-id", "rerun-2"))
+    again = ok(dlpipe("infer", *infer_args(data_dir, "infer.threshold=0.9"), "--run-id", "rerun-1"))
+    assert "rerun-1" in again.stdout
+    counts = {r["run_id"]: r["count"] for r in predictions(spark, data_dir).groupBy("run_id").count().collect()}
+    assert counts["rerun-1"] == ROWS and counts["rerun-2"] == ROWS
+    # the rerun's rows are the new ones: its threshold
+    assert predictions(spark, data_dir).where("run_id = 'rerun-1' AND predicted_label = 1 AND score < 0.9").count() == 0
+
+
+def test_a_write_killed_midway_leaves_the_table_at_its_previous_version(spark, data_dir):
+    table = Path(table_path(data_dir, "predictions"))
+    before = spark.sql(f"DESCRIBE HISTORY delta.`{table}` LIMIT 1").first()["version"]
+    rows_before = predictions(spark, data_dir).count()
+    started = time.time()
+    # One row per model call: each task scores for seconds after its output file is opened.
+    process = subprocess.Popen([str(BIN / "dlpipe"), "infer", *infer_args(data_dir, "infer.batch_size=1"),
+                                "--run-id", "killed-1"], cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not [p for p in table.rglob("part-*.parquet") if p.stat().st_mtime > started]:
+            assert process.poll() is None, "infer finished before it could be killed"
+            assert time.time() < deadline
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{table}` LIMIT 1").first()["version"] == before
+    assert predictions(spark, data_dir).count() == rows_before
+    assert predictions(spark, data_dir).where("run_id = 'killed-1'").count() == 0
+    # The next attempt of the same run id commits normally (the killed one's files stay unreferenced).
+    ok(dlpipe("infer", *infer_args(data_dir), "--run-id", "killed-1"))
+    assert predictions(spark, data_dir).where("run_id = 'killed-1'").count() == ROWS
+
+
+def test_two_runs_into_different_partitions_commit_side_by_side(spark, data_dir):
+    code = (
+        "import datetime as dt, threading; from pipelines.config import load_config; "
+        "from pipelines.session import build_session; from pipelines import infer; "
+        f"cfg = load_config('conf/demo.yaml', {infer_args(data_dir, 'infer.output_table=concurrent')[3::2]!r}); "
+        "spark = build_session(cfg); errors = []\n"
+        "def score(day):\n"
+        "    try: infer.run(spark, cfg, run_id=f'day-{day}', run_date=dt.date(2026, 11, day))\n"
+        "    except Exception as err: errors.append(err)\n"
+        "threads = [threading.Thread(target=score, args=(d,)) for d in (1, 2)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]; assert not errors, errors"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    counts = {str(r["run_date"]): r["count"]
+              for r in predictions(spark, data_dir, "concurrent").groupBy("run_date").count().collect()}
+    assert counts == {"2026-11-01": ROWS, "2026-11-02": ROWS}
+
+
+def test_unseen_categories_and_missing_values_are_scored_and_counted(spark, data_dir, tmp_path):
+    def change(df):
+        return (df.withColumn("trigger_id", F.when(F.col("row_id") % 10 == 0, F.lit("never-seen"))
+                              .otherwise(F.col("trigger_id")))
+                .withColumn("detector_region", F.when(F.col("row_id") % 10 == 1, F.lit("new-region"))
+                            .otherwise(F.col("detector_region")))
+                .withColumn("lepton_pt", F.when(F.col("row_id") % 10 == 2, F.lit(float("nan")))
+                            .otherwise(F.col("lepton_pt"))))
+
+    source = write_input(spark, data_dir, tmp_path / "odd", change)
+    out = ok(dlpipe("infer", *infer_args(data_dir, source, "infer.output_table=odd_predictions"), "--run-id", "odd-1"))
+    assert "detector_region 300" in out.stdout  # rows ending in 1: a region never seen in training
+    assert "lepton_pt 3" in out.stdout  # the NaNs (rows ending in 2) plus the generator's nulls, filled
+    scores = predictions(spark, data_dir, "odd_predictions")
+    assert scores.count() == ROWS
+    assert scores.where(F.isnan("score") | F.col("score").isNull()).count() == 0
+
+
+def test_empty_input_writes_nothing_or_fails_by_config(spark, data_dir, tmp_path):
+    source = write_input(spark, data_dir, tmp_path / "empty", lambda df: df.limit(0))
+    args = infer_args(data_dir, source, "infer.output_table=empty_predictions")
+    out = ok(dlpipe("infer", *args))
+    assert "has no rows: nothing scored, dlpipe.empty_predictions left as it is" in out.stdout
+    assert not Path(table_path(data_dir, "empty_predictions")).exists()
+    out = dlpipe("infer", *infer_args(data_dir, source, "infer.on_empty=fail"))
+    assert out.returncode == 1
+    assert last_line(out.stderr) == (
+        f"dlpipe infer: error: parquet path {tmp_path / 'empty'} has no rows to score (infer.on_empty: fail)")
+
+
+def test_an_input_without_a_feature_column_fails_before_scoring(spark, data_dir, tmp_path):
+    source = write_input(spark, data_dir, tmp_path / "narrow", lambda df: df.drop("jet1_pt"))
+    out = dlpipe("infer", *infer_args(data_dir, source, "infer.output_table=narrow_predictions"))
+    assert out.returncode == 1
+    assert "jet1_pt" in last_line(out.stderr) and "nothing was scored" in last_line(out.stderr)
+    assert not Path(table_path(data_dir, "narrow_predictions")).exists()
+
+
+def test_missing_model_and_version_are_named(data_dir):
+    out = dlpipe("infer", *settings(data_dir, "train.model_name=no_such_model"))
+    assert out.returncode == 1
+    assert last_line(out.stderr) == (f"dlpipe infer: error: no trained model no_such_model under "
+                                     f"{data_dir / 'models' / 'no_such_model'}: run `dlpipe train` first")
+    out = dlpipe("infer", *infer_args(data_dir, "infer.model_version=v9"))
+    assert out.returncode == 1
+    assert last_line(out.stderr) == (f"dlpipe infer: error: model {MODEL} v9 not found at "
+                                     f"{data_dir / 'models' / MODEL / 'v9'}: train it first or fix the version")
+
+
+def test_an_artifact_from_another_run_is_refused(data_dir):
+    out = dlpipe("infer", *infer_args(data_dir, "infer.feature_version=v7"))
+    assert out.returncode == 1
+    assert last_line(out.stderr) == (
+        f"dlpipe infer: error: model {MODEL} v1 was trained on feature artifact features/v1, and "
+        "infer.feature_version asks for v7: another artifact encodes the features differently. "
+        "Unset infer.feature_version, or train a model on that artifact")
+
+    artifact = data_dir / "artifacts" / "features" / "v1.json"
+    original = artifact.read_text()
+    refit = json.loads(original)
+    refit["numeric"]["lepton_pt"]["center"] += 0.5  # what a refit on other data gives under the same version
+    artifact.write_text(json.dumps(refit))
+    try:
+        out = dlpipe("infer", *infer_args(data_dir))
+    finally:
+        artifact.write_text(original)
+    assert out.returncode == 1
+    assert last_line(out.stderr).startswith(
+        f"dlpipe infer: error: feature artifact features/v1 is not the one model {MODEL} v1 was trained on")
+
+    artifact.rename(artifact.with_suffix(".moved"))
+    try:
+        out = dlpipe("infer", *infer_args(data_dir))
+    finally:
+        artifact.with_suffix(".moved").rename(artifact)
+    assert out.returncode == 1
+    assert last_line(out.stderr) == (f"dlpipe infer: error: feature artifact {artifact} not found: run `dlpipe "
+                                     "featurize` first or fix the version")
+
+
+def test_reject_policy_fails_with_the_count(spark, data_dir, tmp_path):
+    """A model whose artifact rejects missing lepton_pt values, scoring an input with some: nothing is written."""
+    folder = data_dir / "artifacts" / "features"
+    artifact = json.loads((folder / "v1.json").read_text())
+    for entry in artifact["spec"]["numeric"]:
+        if entry["column"] == "lepton_pt":
+            entry["missing"] = "reject"
+    artifact["version"] = "v90"
+    (folder / "v90.json").write_text(json.dumps(artifact))
+    model = data_dir / "models" / MODEL
+    shutil.copytree(model / "v1", model / "v90")
+    metadata = json.loads((model / "v90" / "metadata.json").read_text())
+    metadata.update(model_version="v90", feature_artifact={"table": "features", "version": "v90",
+                                                           "sha256": artifact_digest(artifact)})
+    (model / "v90" / "metadata.json").write_text(json.dumps(metadata))
+    source = write_input(spark, data_dir, tmp_path / "nulls", lambda df: df.withColumn(
+        "lepton_pt", F.when(F.col("row_id") < 5, F.lit(None)).otherwise(F.col("lepton_pt"))))
+    try:
+        out = dlpipe("infer", *infer_args(data_dir, source, "infer.model_version=v90",
+                                          "infer.output_table=rejected_predictions"))
+    finally:
+        shutil.rmtree(model / "v90")
+        (folder / "v90.json").unlink()
+    assert out.returncode == 1
+    assert "lepton_pt: " in last_line(out.stderr) and "policy is reject" in last_line(out.stderr)
+    assert not Path(table_path(data_dir, "rejected_predictions")).exists()
+
+
+def test_a_table_name_that_is_not_an_identifier_is_refused(data_dir):
+    out = dlpipe("infer", *infer_args(data_dir, "infer.output_table='p; DROP TABLE features'"))
+    assert out.returncode == 2
+    assert "infer.output_table" in last_line(out.stderr)
