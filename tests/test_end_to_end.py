@@ -61,6 +61,11 @@ def test_auc_beats_chance_clearly(spark, pipeline_run):
     assert metrics["split"] == "validation" and 600 < metrics["rows"] < 1000
     assert metrics["auc"] > 0.65, metrics
     assert metrics["reference_auc"] > metrics["auc"] - 0.02  # nothing beats the true probability by much
+    cells = [metrics[c] for c in ("true_positives", "false_positives", "true_negatives", "false_negatives")]
+    assert sum(cells) == metrics["rows"] and metrics["weight_column"] is None
+    assert metrics["accuracy"] == pytest.approx((cells[0] + cells[2]) / metrics["rows"])
+    for plot in ("roc", "scores", "calibration"):  # PNG files, as the metrics row says
+        assert (Path(metrics["plots"]) / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_model_and_artifact_written(pipeline_run):
@@ -116,7 +121,8 @@ def test_beeline_queries_the_thrift_server(pipeline_run):
         beeline = run([str(BIN / "beeline"), "-u", f"jdbc:hive2://127.0.0.1:{port}/dlpipe", "--outputformat=csv2",
                        "-e", "SELECT count(*) AS n, count(DISTINCT run_id) AS runs FROM predictions"],
                       env={"PATH": f"{BIN}:{os.environ['PATH']}"}, timeout=300)
-        assert beeline.stdout.strip().splitlines()[-2:] == ["n,runs", f"{ROWS},1"], beeline.stdout
+        lines = beeline.stdout.strip().splitlines()  # the header follows beeline's prompt on its line
+        assert lines[-2].endswith("n,runs") and lines[-1] == f"{ROWS},1", beeline.stdout
         server.terminate()  # SIGTERM: the server stops and the process exits cleanly
         assert server.wait(timeout=120) == 0
     finally:

@@ -91,13 +91,13 @@ def test_scores_equal_model_predict_and_carry_their_lineage(spark, data_dir):
 
 def test_a_rerun_replaces_exactly_its_own_rows(spark, data_dir):
     ok(dlpipe("infer", *infer_args(data_dir), "--run-id", "rerun-1"))
-    ok(dlpipe("infer", *infer_args(data_dir), "--run-id", "rerun-2"))
-    again = ok(dlpipe("infer", *infer_args(data_dir, "infer.threshold=0.9"), "--run-id", "rerun-1"))
-    assert "rerun-1" in again.stdout
-    counts = {r["run_id"]: r["count"] for r in predictions(spark, data_dir).groupBy("run_id").count().collect()}
-    assert counts["rerun-1"] == ROWS and counts["rerun-2"] == ROWS
-    # the rerun's rows are the new ones: its threshold
-    assert predictions(spark, data_dir).where("run_id = 'rerun-1' AND predicted_label = 1 AND score < 0.9").count() == 0
+    first = predictions(spark, data_dir).where("run_id = 'rerun-1'").agg(F.max("scored_at")).first()[0]
+    others = predictions(spark, data_dir).where("run_id != 'rerun-1'").count()
+    ok(dlpipe("infer", *infer_args(data_dir, "infer.threshold=0.9"), "--run-id", "rerun-1"))
+    rerun = predictions(spark, data_dir).where("run_id = 'rerun-1'")
+    assert rerun.count() == ROWS and rerun.where(F.col("scored_at") <= first).count() == 0
+    assert rerun.where("predicted_label = 1 AND score < 0.9").count() == 0  # the new rows: the rerun's threshold
+    assert predictions(spark, data_dir).where("run_id != 'rerun-1'").count() == others
 
 
 def test_a_write_killed_midway_leaves_the_table_at_its_previous_version(spark, data_dir):
@@ -145,7 +145,27 @@ def test_two_runs_into_different_partitions_commit_side_by_side(spark, data_dir)
     assert counts == {"2026-11-01": ROWS, "2026-11-02": ROWS}
 
 
-def test_unseen_categories_and_missing_values_are_scored_and_counted(spark, data_dir, tmp_path):
+# The tests below call the infer stage in this process, on this test session (database dlpipe_test), with the
+# model and artifact of ``data_dir`` and Parquet inputs: each saves a process start.
+
+
+def config(data_dir: Path, *extra: str):
+    from pipelines.config import load_config
+
+    return load_config("conf/demo.yaml", [*infer_args(data_dir, *extra)[3::2], "database=dlpipe_test"])
+
+
+def failure(call) -> str:
+    from pipelines.errors import PipelineError
+
+    with pytest.raises(PipelineError) as err:
+        call()
+    return str(err.value)
+
+
+def test_unseen_categories_and_missing_values_are_scored_and_counted(spark, data_dir, tmp_path, capsys):
+    from pipelines import infer
+
     def change(df):
         return (df.withColumn("trigger_id", F.when(F.col("row_id") % 10 == 0, F.lit("never-seen"))
                               .otherwise(F.col("trigger_id")))
@@ -155,52 +175,56 @@ def test_unseen_categories_and_missing_values_are_scored_and_counted(spark, data
                             .otherwise(F.col("lepton_pt"))))
 
     source = write_input(spark, data_dir, tmp_path / "odd", change)
-    out = ok(dlpipe("infer", *infer_args(data_dir, source, "infer.output_table=odd_predictions"), "--run-id", "odd-1"))
-    assert "detector_region 300" in out.stdout  # rows ending in 1: a region never seen in training
-    assert "lepton_pt 3" in out.stdout  # the NaNs (rows ending in 2) plus the generator's nulls, filled
-    scores = predictions(spark, data_dir, "odd_predictions")
+    result = infer.run(spark, config(data_dir, source, "infer.output_table=odd_predictions"), run_id="odd-1")
+    assert result.rows == ROWS
+    assert result.out_of_vocabulary["detector_region"] == ROWS // 10  # a region never seen in training
+    assert result.out_of_vocabulary["trigger_id"] >= ROWS // 10
+    nulls = (spark.read.format("delta").load(table_path(data_dir, "raw_events"))
+             .where("lepton_pt IS NULL AND row_id % 10 != 2").count())
+    assert result.missing["lepton_pt"] == ROWS // 10 + nulls  # the NaNs plus the generator's other nulls, filled
+    assert f"detector_region {ROWS // 10:,}" in capsys.readouterr().out
+    scores = spark.table("dlpipe_test.odd_predictions")
     assert scores.count() == ROWS
     assert scores.where(F.isnan("score") | F.col("score").isNull()).count() == 0
 
 
-def test_empty_input_writes_nothing_or_fails_by_config(spark, data_dir, tmp_path):
+def test_empty_input_writes_nothing_or_fails_by_config(spark, data_dir, tmp_path, capsys):
+    from pipelines import infer
+
     source = write_input(spark, data_dir, tmp_path / "empty", lambda df: df.limit(0))
-    args = infer_args(data_dir, source, "infer.output_table=empty_predictions")
-    out = ok(dlpipe("infer", *args))
-    assert "has no rows: nothing scored, dlpipe.empty_predictions left as it is" in out.stdout
-    assert not Path(table_path(data_dir, "empty_predictions")).exists()
-    out = dlpipe("infer", *infer_args(data_dir, source, "infer.on_empty=fail"))
-    assert out.returncode == 1
-    assert last_line(out.stderr) == (
-        f"dlpipe infer: error: parquet path {tmp_path / 'empty'} has no rows to score (infer.on_empty: fail)")
+    result = infer.run(spark, config(data_dir, source, "infer.output_table=empty_predictions"))
+    assert result.rows == 0 and result.table_version is None
+    assert "has no rows: nothing scored, dlpipe_test.empty_predictions left as it is" in capsys.readouterr().out
+    assert not spark.catalog.tableExists("dlpipe_test.empty_predictions")
+    assert failure(lambda: infer.run(spark, config(data_dir, source, "infer.on_empty=fail"))) == (
+        f"parquet path {tmp_path / 'empty'} has no rows to score (infer.on_empty: fail)")
 
 
 def test_an_input_without_a_feature_column_fails_before_scoring(spark, data_dir, tmp_path):
+    from pipelines import infer
+
     source = write_input(spark, data_dir, tmp_path / "narrow", lambda df: df.drop("jet1_pt"))
-    out = dlpipe("infer", *infer_args(data_dir, source, "infer.output_table=narrow_predictions"))
-    assert out.returncode == 1
-    assert "jet1_pt" in last_line(out.stderr) and "nothing was scored" in last_line(out.stderr)
-    assert not Path(table_path(data_dir, "narrow_predictions")).exists()
+    message = failure(lambda: infer.run(spark, config(data_dir, source, "infer.output_table=narrow_predictions")))
+    assert "jet1_pt" in message and message.endswith("nothing was scored")
+    assert not spark.catalog.tableExists("dlpipe_test.narrow_predictions")
 
 
 def test_missing_model_and_version_are_named(data_dir):
-    out = dlpipe("infer", *settings(data_dir, "train.model_name=no_such_model"))
-    assert out.returncode == 1
-    assert last_line(out.stderr) == (f"dlpipe infer: error: no trained model no_such_model under "
-                                     f"{data_dir / 'models' / 'no_such_model'}: run `dlpipe train` first")
-    out = dlpipe("infer", *infer_args(data_dir, "infer.model_version=v9"))
-    assert out.returncode == 1
-    assert last_line(out.stderr) == (f"dlpipe infer: error: model {MODEL} v9 not found at "
-                                     f"{data_dir / 'models' / MODEL / 'v9'}: train it first or fix the version")
+    from pipelines.infer import scoring_model
+
+    assert failure(lambda: scoring_model(config(data_dir, "train.model_name=no_such_model"))) == (
+        f"no trained model no_such_model under {data_dir / 'models' / 'no_such_model'}: run `dlpipe train` first")
+    assert failure(lambda: scoring_model(config(data_dir, "infer.model_version=v9"))) == (
+        f"model {MODEL} v9 not found at {data_dir / 'models' / MODEL / 'v9'}: train it first or fix the version")
 
 
 def test_an_artifact_from_another_run_is_refused(data_dir):
-    out = dlpipe("infer", *infer_args(data_dir, "infer.feature_version=v7"))
-    assert out.returncode == 1
-    assert last_line(out.stderr) == (
-        f"dlpipe infer: error: model {MODEL} v1 was trained on feature artifact features/v1, and "
-        "infer.feature_version asks for v7: another artifact encodes the features differently. "
-        "Unset infer.feature_version, or train a model on that artifact")
+    from pipelines.infer import scoring_model
+
+    assert failure(lambda: scoring_model(config(data_dir, "infer.feature_version=v7"))) == (
+        f"model {MODEL} v1 was trained on feature artifact features/v1, and infer.feature_version asks for v7: "
+        "another artifact encodes the features differently. Unset infer.feature_version, or train a model on "
+        "that artifact")
 
     artifact = data_dir / "artifacts" / "features" / "v1.json"
     original = artifact.read_text()
@@ -208,25 +232,23 @@ def test_an_artifact_from_another_run_is_refused(data_dir):
     refit["numeric"]["lepton_pt"]["center"] += 0.5  # what a refit on other data gives under the same version
     artifact.write_text(json.dumps(refit))
     try:
-        out = dlpipe("infer", *infer_args(data_dir))
+        message = failure(lambda: scoring_model(config(data_dir)))
     finally:
         artifact.write_text(original)
-    assert out.returncode == 1
-    assert last_line(out.stderr).startswith(
-        f"dlpipe infer: error: feature artifact features/v1 is not the one model {MODEL} v1 was trained on")
+    assert message.startswith(f"feature artifact features/v1 is not the one model {MODEL} v1 was trained on")
 
     artifact.rename(artifact.with_suffix(".moved"))
     try:
-        out = dlpipe("infer", *infer_args(data_dir))
+        message = failure(lambda: scoring_model(config(data_dir)))
     finally:
         artifact.with_suffix(".moved").rename(artifact)
-    assert out.returncode == 1
-    assert last_line(out.stderr) == (f"dlpipe infer: error: feature artifact {artifact} not found: run `dlpipe "
-                                     "featurize` first or fix the version")
+    assert message == f"feature artifact {artifact} not found: run `dlpipe featurize` first or fix the version"
 
 
 def test_reject_policy_fails_with_the_count(spark, data_dir, tmp_path):
     """A model whose artifact rejects missing lepton_pt values, scoring an input with some: nothing is written."""
+    from pipelines import infer
+
     folder = data_dir / "artifacts" / "features"
     artifact = json.loads((folder / "v1.json").read_text())
     for entry in artifact["spec"]["numeric"]:
@@ -240,17 +262,21 @@ def test_reject_policy_fails_with_the_count(spark, data_dir, tmp_path):
     metadata.update(model_version="v90", feature_artifact={"table": "features", "version": "v90",
                                                            "sha256": artifact_digest(artifact)})
     (model / "v90" / "metadata.json").write_text(json.dumps(metadata))
+    raw = spark.read.format("delta").load(table_path(data_dir, "raw_events"))
+    nulls = raw.where("lepton_pt IS NULL").count() + raw.where("row_id < 5 AND lepton_pt IS NOT NULL").count()
     source = write_input(spark, data_dir, tmp_path / "nulls", lambda df: df.withColumn(
         "lepton_pt", F.when(F.col("row_id") < 5, F.lit(None)).otherwise(F.col("lepton_pt"))))
     try:
-        out = dlpipe("infer", *infer_args(data_dir, source, "infer.model_version=v90",
-                                          "infer.output_table=rejected_predictions"))
+        message = failure(lambda: infer.run(spark, config(data_dir, source, "infer.model_version=v90",
+                                                          "infer.output_table=rejected_predictions")))
     finally:
         shutil.rmtree(model / "v90")
         (folder / "v90.json").unlink()
-    assert out.returncode == 1
-    assert "lepton_pt: " in last_line(out.stderr) and "policy is reject" in last_line(out.stderr)
-    assert not Path(table_path(data_dir, "rejected_predictions")).exists()
+    assert message == (
+        f"parquet path {tmp_path / 'nulls'} has missing values (null, NaN or infinite) in columns whose "
+        f"missing-value policy is reject (lepton_pt: {nulls:,}): nothing was scored. Clean the input, or fit the "
+        "artifact with another policy")
+    assert not spark.catalog.tableExists("dlpipe_test.rejected_predictions")
 
 
 def test_a_table_name_that_is_not_an_identifier_is_refused(data_dir):
