@@ -14,6 +14,7 @@ BENCHMARKS = {
     "reader_vs_pyarrow": "benchmarks.reader_vs_pyarrow",
     "train_vs_keras": "benchmarks.train_vs_keras",
     "auc_vs_bayes": "benchmarks.auc_vs_bayes",
+    "infer_vs_predict": "benchmarks.infer_vs_predict",
 }
 
 

@@ -1,9 +1,9 @@
 """Scoring Arrow record batches with a saved Keras model, inside Spark's Python workers.
 
 ``score_batches`` is the function Spark's ``mapInArrow`` runs: featurized rows arrive as Arrow record batches,
-their feature columns become the model's NumPy inputs without a copy per row (a list column's values are one flat
-buffer, reshaped), the model scores the whole batch in one call, and the passthrough columns go back out untouched
-beside the score. The model is loaded once per Python worker process and kept for the next tasks (Spark reuses its
+their features become the model's NumPy inputs without a copy per row (the dense features come packed in one list
+column, whose values are one flat buffer, reshaped), the model scores the whole batch in one call, and the
+passthrough columns go back out untouched beside the score. The model is loaded once per Python worker process and kept for the next tasks (Spark reuses its
 Python workers), with TensorFlow limited to the task's CPUs (``spark.task.cpus``) so that parallel tasks do not
 fight over cores.
 """
@@ -21,23 +21,14 @@ _LOADED: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
 
 
 def model_inputs(batch: pa.RecordBatch, schema: FeatureSchema) -> dict[str, np.ndarray]:
-    """The model's inputs for the rows of ``batch``: one float32 matrix of every dense feature, in schema order, and
-    one int32 vector per index column."""
-    rows = batch.num_rows
+    """The model's inputs for the rows of ``batch``: its ``dense`` column (every dense feature of a row in one float
+    list, in schema order: see ``pipelines.infer.score_features``) as one float32 matrix, and one int32 vector per
+    index column. The list column has no nulls, so its flat values buffer holds the rows one after the other: the
+    matrix is that buffer, reshaped, not a copy per row."""
     inputs: dict[str, np.ndarray] = {}
     if schema.dense:
-        dense = np.empty((rows, schema.dense_width), dtype=np.float32)
-        at = 0
-        for column in schema.dense:
-            values = batch.column(column.name)
-            if column.shape:
-                # A list column with no nulls: its flat values buffer holds the rows one after the other.
-                flat = values.flatten().to_numpy(zero_copy_only=False)
-                dense[:, at:at + column.width] = flat.reshape(rows, column.width)
-            else:
-                dense[:, at] = values.to_numpy(zero_copy_only=False)
-            at += column.width
-        inputs[DENSE_INPUT] = dense
+        flat = batch.column(DENSE_INPUT).flatten().to_numpy(zero_copy_only=False)
+        inputs[DENSE_INPUT] = flat.reshape(batch.num_rows, schema.dense_width).astype(np.float32, copy=False)
     for column in schema.index:
         inputs[column.name] = batch.column(column.name).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
     return inputs

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -22,7 +22,7 @@ from features.apply import apply_features, missing_flag_column, out_of_vocabular
 from features.errors import FeatureError
 from features.expressions import numeric_value
 from features.fitted import FittedFeatures
-from features.schema import FeatureSchema
+from features.schema import DENSE_INPUT, FeatureSchema
 from models.scoring import SCORE, make_batch_scorer
 from pipelines.config import Config
 from pipelines.errors import PipelineError
@@ -124,6 +124,28 @@ def spread(raw: DataFrame, slots: int) -> DataFrame:
     return raw if raw.rdd.getNumPartitions() >= slots else raw.repartition(slots)
 
 
+def dense_vector(schema: FeatureSchema) -> Column:
+    """Every dense feature of a featurized row in one float list, in the model's order."""
+    scalars = [F.col(c.name) for c in schema.dense if not c.shape]
+    vectors = [F.col(c.name) for c in schema.dense if c.shape]
+    parts = ([F.array(*scalars)] if scalars else []) + vectors
+    return parts[0] if len(parts) == 1 else F.concat(*parts)
+
+
+def score_features(features: DataFrame, model: ScoringModel) -> DataFrame:
+    """The passthrough columns of featurized rows and the model's float32 ``score``. The rows go to the Python
+    workers as Arrow batches (``mapInArrow``, ``infer.batch_size`` rows each: see ``arrow_batch_size``) with the
+    dense features packed in one list column: Spark writes a row's values into Arrow one column at a time, and one
+    list column of 38 floats went over in 1.25 s per million rows here, 38 float columns in 1.84 s."""
+    schema = model.fitted.schema
+    keep = schema.passthrough
+    packed = [dense_vector(schema).alias(DENSE_INPUT)] if schema.dense else []
+    return features.select(*keep, *packed, *(c.name for c in schema.index)).mapInArrow(
+        make_batch_scorer(str(model.path), schema, keep),
+        T.StructType([*(features.schema[c] for c in keep), T.StructField(SCORE, T.FloatType(), False)]),
+    )
+
+
 def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: dt.date | None = None) -> InferResult:
     started = time.time()
     ic = cfg.infer
@@ -160,11 +182,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
         F.count(F.lit(1)).alias("rows"),
     )
     keep = schema.passthrough
-    scored = features.select(*keep, *schema.feature_columns).mapInArrow(
-        make_batch_scorer(str(model.path), schema, keep),
-        T.StructType([*(features.schema[c] for c in keep), T.StructField(SCORE, T.FloatType(), False)]),
-    )
-    predictions = scored.select(
+    predictions = score_features(features, model).select(
         *keep,
         F.col(SCORE),
         (F.col(SCORE) >= F.lit(ic.threshold)).cast("int").alias("predicted_label"),

@@ -1,0 +1,165 @@
+"""infer_vs_predict: batch scoring throughput (rows/s) of dlpipe's infer stage against ``model.predict`` on NumPy
+arrays of the same featurized rows in one process (the limit on this machine), on 1,000,000 and 10,000,000
+generated rows in one run (``--rows N``: that size only).
+
+Per size, in var/bench/infer-<rows>/ (made once, kept): the demo pipeline's generate and featurize stages on the
+rows, and a model trained on them for one epoch (2 Horovod workers; its quality does not matter here).
+
+- ``infer``: ``pipelines.infer.run`` as ``dlpipe infer`` runs it: read the raw table, featurize with the artifact,
+  score, write the Delta predictions table. ``infer_rows_per_s`` and ``ratio_infer`` (against the baseline).
+- scoring alone (``seconds``, ``rows_per_s``, ``ratio``): ``pipelines.infer.score_features`` over the feature
+  table's rows (already featurized: the baseline's input), read from its Parquet files and scored, written to
+  Spark's ``noop`` sink; run ``REPEATS`` times after the infer stage (warm Python workers), the median reported.
+- baseline (``benchmarks.predict_baseline``, its own process): ``model.predict`` with the same batch size on the
+  feature table's rows read into NumPy with pyarrow, ``REPEATS`` times, the median reported; the read
+  (``baseline_load_seconds``) is not counted.
+
+Peak resident memory, sampled every 0.25 s: ``peak_jvm_mb`` (the Spark driver JVM, which in local mode is also the
+executor), ``peak_python_workers_mb`` (Spark's Python workers, where the model runs: the executor side of the
+scoring), ``peak_driver_python_mb`` (the Python driver), and ``baseline_peak_mem_mb``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+
+from benchmarks import training_data
+
+DEFAULT_ROWS = (1_000_000, 10_000_000)
+REPEATS = 3  # scoring alone and the baseline each run this often; medians are reported
+
+
+class MemoryByRole:
+    """Peak resident memory of this process tree, summed per role: the JVM, Spark's Python workers, this driver."""
+
+    def __init__(self, interval: float = 0.25):
+        self.interval = interval
+        self.peak = {"jvm": 0.0, "python_workers": 0.0, "driver_python": 0.0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def role(proc: psutil.Process, root: psutil.Process) -> str | None:
+        if proc.pid == root.pid:
+            return "driver_python"
+        command = " ".join(proc.cmdline())
+        if "java" in command.split(" ")[0]:
+            return "jvm"
+        if "pyspark.daemon" in command or "pyspark.worker" in command or "python" in command:
+            return "python_workers"
+        return None
+
+    def _sample(self) -> None:
+        root = psutil.Process(os.getpid())
+        while not self._stop.is_set():
+            totals = dict.fromkeys(self.peak, 0.0)
+            for proc in [root, *root.children(recursive=True)]:
+                try:
+                    role = self.role(proc, root)
+                    if role:
+                        totals[role] += proc.memory_info().rss / 2**20
+                except psutil.Error:
+                    pass
+            for role, mb in totals.items():
+                self.peak[role] = max(self.peak[role], mb)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "MemoryByRole":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def prepare(spark, cfg) -> None:
+    from pipelines import featurize, generate, train
+
+    marker = cfg.data_path / "prepared.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("rows") == cfg.generate.rows:
+        return
+    generate.run(spark, cfg)
+    featurize.run(spark, cfg)
+    train.run(spark, cfg)
+    marker.write_text(json.dumps({"rows": cfg.generate.rows}) + "\n")
+
+
+def predict_baseline(job: dict) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(job, f)
+    try:
+        out = subprocess.run([sys.executable, "-m", "benchmarks.predict_baseline", f.name],
+                             capture_output=True, text=True, check=False)
+    finally:
+        os.unlink(f.name)
+    if out.returncode != 0:
+        raise SystemExit(f"predict baseline failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(rows: int) -> dict:
+    from pipelines import infer
+    from pipelines.session import build_session
+    from pipelines.train import table_files
+
+    cfg = training_data.config(rows, "train.epochs=1", "train.early_stopping=null", "train.num_proc=2",
+                               f"data_dir={training_data.REPO / 'var' / 'bench' / f'infer-{rows}'}")
+    spark = build_session(cfg)
+    try:
+        prepare(spark, cfg)
+        model = infer.scoring_model(cfg)
+        with MemoryByRole() as memory:
+            started = time.perf_counter()
+            result = infer.run(spark, cfg, run_id="bench")
+            infer_seconds = time.perf_counter() - started
+
+            features = spark.table(cfg.qualified(cfg.featurize.output_table))
+            timings = []
+            with infer.arrow_batch_size(spark, cfg.infer.batch_size):
+                for _ in range(REPEATS):
+                    started = time.perf_counter()
+                    infer.score_features(features, model).write.format("noop").mode("overwrite").save()
+                    timings.append(time.perf_counter() - started)
+            scoring_seconds = statistics.median(timings)
+        files = [f.path for split in ("train", "validation", "test")
+                 for f in table_files(spark, cfg.qualified(cfg.featurize.output_table), split)]
+    finally:
+        spark.stop()
+    baseline = predict_baseline({"schema": model.fitted.schema.to_json(), "files": files, "model": str(model.path),
+                                 "batch_size": cfg.infer.batch_size, "repeats": REPEATS})
+    assert baseline["rows"] == result.rows == rows, (baseline["rows"], result.rows, rows)
+    return {
+        "name": "infer_vs_predict",
+        "rows": rows,
+        "seconds": round(scoring_seconds, 3),
+        "rows_per_s": round(rows / scoring_seconds, 1),
+        "baseline": "tf.keras model.predict on NumPy arrays, one process",
+        "baseline_seconds": baseline["predict_seconds"],
+        "baseline_rows_per_s": round(rows / baseline["predict_seconds"], 1),
+        "ratio": round(baseline["predict_seconds"] / scoring_seconds, 3),
+        "seconds_range": [round(min(timings), 3), round(max(timings), 3)],
+        "baseline_seconds_range": baseline["predict_seconds_range"],
+        "infer_seconds": round(infer_seconds, 3),
+        "infer_rows_per_s": round(rows / infer_seconds, 1),
+        "ratio_infer": round(baseline["predict_seconds"] / infer_seconds, 3),
+        "batch_size": cfg.infer.batch_size,
+        "peak_jvm_mb": round(memory.peak["jvm"], 1),
+        "peak_python_workers_mb": round(memory.peak["python_workers"], 1),
+        "peak_driver_python_mb": round(memory.peak["driver_python"], 1),
+        "baseline_load_seconds": baseline["load_seconds"],
+        "baseline_peak_mem_mb": baseline["peak_mem_mb"],
+    }
+
+
+def main(rows) -> None:
+    for size in (rows if isinstance(rows, tuple) else (rows,)):
+        print(json.dumps(measure(size)), flush=True)
