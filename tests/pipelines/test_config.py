@@ -56,7 +56,7 @@ def test_config_objects_are_frozen(conf_dir):
          "momentum, num_proc, optimizer, pin_cpus, sample_weight, seed, start_timeout_s, use_gpu, warmup_epochs)"),
         ("trian:\n  epochs: 3\n",
          "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, "
-         "spark, stages, train, tune)"),
+         "spark, sql_server, stages, train, tune)"),
         ("train:\n  batch_size: -5\n", "{p}: train.batch_size: must be greater than 0, got -5"),
         ("train:\n  num_proc: 0\n", "{p}: train.num_proc: must be a positive integer or auto, got 0"),
         ("train:\n  epochs: three\n", "{p}: train.epochs: expected an integer, got str 'three'"),
@@ -133,6 +133,13 @@ def test_config_objects_are_frozen(conf_dir):
          "the index encoding of 'c'; rename the input column or drop one of them from the spec"),
         ("featurize:\n  label: y\n  numeric: [y]\n",
          "{p}: featurize.numeric: the label column 'y' cannot also be a feature"),
+        ("infer:\n  model_version: latest\n", "{p}: infer.model_version: must be a version such as v1, got 'latest'"),
+        ("infer:\n  partition_by: [run_date, run_date]\n",
+         "{p}: infer.partition_by: names a column twice: ['run_date', 'run_date']"),
+        ("infer:\n  partition_by: [score]\n",
+         "{p}: infer.partition_by[0]: expected one of 'run_date', 'model_name', 'model_version', got str 'score'"),
+        ("infer:\n  on_empty: ignore\n", "{p}: infer.on_empty: expected one of 'skip', 'fail', got str 'ignore'"),
+        ("sql_server:\n  port: 70000\n", "{p}: sql_server.port: must be a TCP port (1-65535), got 70000"),
     ],
 )
 def test_bad_values_name_key_and_file(conf_dir, text, message):
