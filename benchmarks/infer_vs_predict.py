@@ -81,18 +81,6 @@ class MemoryByRole:
         self._thread.join()
 
 
-def prepare(spark, cfg) -> None:
-    from pipelines import featurize, generate, train
-
-    marker = cfg.data_path / "prepared.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("rows") == cfg.generate.rows:
-        return
-    generate.run(spark, cfg)
-    featurize.run(spark, cfg)
-    train.run(spark, cfg)
-    marker.write_text(json.dumps({"rows": cfg.generate.rows}) + "\n")
-
-
 def predict_baseline(job: dict) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(job, f)
@@ -115,7 +103,7 @@ def measure(rows: int) -> dict:
                                f"data_dir={training_data.REPO / 'var' / 'bench' / f'infer-{rows}'}")
     spark = build_session(cfg)
     try:
-        prepare(spark, cfg)
+        training_data.prepare(spark, cfg, train_model=True)
         model = infer.scoring_model(cfg)
         with MemoryByRole() as memory:
             started = time.perf_counter()

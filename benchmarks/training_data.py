@@ -26,15 +26,18 @@ def config(rows: int, *overrides: str):
     ])
 
 
-def prepare(spark, cfg) -> None:
-    """Generate and featurize unless this folder already holds the table for these rows."""
-    from pipelines import featurize, generate
+def prepare(spark, cfg, train_model: bool = False) -> None:
+    """Generate and featurize (and with ``train_model``, train) unless this folder already holds the table for
+    these rows."""
+    from pipelines import featurize, generate, train
 
     marker = cfg.data_path / "prepared.json"
     if marker.is_file() and json.loads(marker.read_text()).get("rows") == cfg.generate.rows:
         return
     generate.run(spark, cfg)
     featurize.run(spark, cfg)
+    if train_model:
+        train.run(spark, cfg)
     marker.write_text(json.dumps({"rows": cfg.generate.rows}) + "\n")
 
 

@@ -179,7 +179,6 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
           for f in model.fitted.spec.numeric],
         *[F.count(F.when(F.col(out_of_vocabulary_flag_column(f.column)), 1)).alias(f"oov:{f.column}")
           for f in model.fitted.spec.categorical],
-        F.count(F.lit(1)).alias("rows"),
     )
     keep = schema.passthrough
     predictions = score_features(features, model).select(

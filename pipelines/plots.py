@@ -18,6 +18,13 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
 def save_training_curves(history: dict, path: Path, title: str) -> Path:
     """Loss and AUC per epoch, training against validation, as a PNG."""
     plt = _pyplot()
@@ -31,10 +38,7 @@ def save_training_curves(history: dict, path: Path, title: str) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def save_roc_curve(curves: dict[str, ScoreHistogram], path: Path, title: str) -> Path:
@@ -50,10 +54,7 @@ def save_roc_curve(curves: dict[str, ScoreHistogram], path: Path, title: str) ->
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def save_score_distributions(histogram: ScoreHistogram, path: Path, title: str, threshold: float,
@@ -75,10 +76,7 @@ def save_score_distributions(histogram: ScoreHistogram, path: Path, title: str, 
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def save_calibration(histogram: ScoreHistogram, path: Path, title: str, groups: int = 10) -> Path:
@@ -97,7 +95,4 @@ def save_calibration(histogram: ScoreHistogram, path: Path, title: str, groups: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
