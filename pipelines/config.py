@@ -437,6 +437,7 @@ class Config:
 
     data_dir: str = "var"
     database: str = "dlpipe"
+    namespace: str | None = None  # a team's prefix for its database, model store and artifacts (see database_name)
     spark: SparkConfig = field(default_factory=SparkConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
@@ -451,12 +452,24 @@ class Config:
     source_files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _identifier(self, "database")
+        _identifier(self, "database", "namespace")
         _require(bool(self.data_dir), "data_dir", "must not be empty")
 
     @property
     def data_path(self) -> Path:
+        """The data folder: warehouse, metastore and scratch, shared by every namespace."""
         return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def database_name(self) -> str:
+        """The metastore database of this pipeline's tables: ``<namespace>_<database>`` with a namespace."""
+        return f"{self.namespace}_{self.database}" if self.namespace else self.database
+
+    @property
+    def outputs_path(self) -> Path:
+        """Where feature artifacts, models and evaluation plots go: the data folder, or with a namespace its own
+        ``namespaces/<namespace>/`` folder in it, so two teams on one metastore and warehouse never share them."""
+        return self.data_path / "namespaces" / self.namespace if self.namespace else self.data_path
 
     def check_stage(self, stage: str) -> None:
         """Checks that need to know which stage runs (a ``sql`` call needs no feature columns)."""
@@ -465,8 +478,8 @@ class Config:
             raise ConfigError(f"{where}: featurize.numeric: name at least one numeric or categorical feature column")
 
     def qualified(self, table: str) -> str:
-        """``database.table`` for a table name from this config (both are validated identifiers)."""
-        return f"{self.database}.{table}"
+        """``database.table`` for a table name from this config (all parts are validated identifiers)."""
+        return f"{self.database_name}.{table}"
 
 
 # --------------------------------------------------------------------------------------------- loading

@@ -103,7 +103,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
     finally:
         joined.unpersist()
 
-    folder = cfg.data_path / "evaluations" / run_id
+    folder = cfg.outputs_path / "evaluations" / run_id
     folder.mkdir(parents=True, exist_ok=True)
     model = f"{first['model_name']} {first['model_version']}"
     title = f"{model}, run {run_id}, {ec.split} split"

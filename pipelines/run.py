@@ -46,5 +46,5 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> RunResul
         sql.run(spark, cfg, query)
     print(f"\nrun {result.run_id} done: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds_per_stage.items()))
     print(f"outputs under {cfg.data_path}: tables in {cfg.data_path / 'warehouse'}, metastore {cfg.data_path / 'metastore_db'}, "
-          f"models in {cfg.data_path / 'models'}, feature artifacts in {cfg.data_path / 'artifacts'}")
+          f"models in {cfg.outputs_path / 'models'}, feature artifacts in {cfg.outputs_path / 'artifacts'}")
     return result

@@ -42,7 +42,7 @@ def run(spark: SparkSession, cfg: Config, stop: threading.Event | None = None) -
     Hadoop settings, which ``pipelines.session`` sets from ``sql_server`` when it builds the session."""
     host, port = cfg.sql_server.host, cfg.sql_server.port
     check_port_free(host, port)
-    spark.catalog.setCurrentDatabase(cfg.database)
+    spark.catalog.setCurrentDatabase(cfg.database_name)
     thriftserver = spark.sparkContext._jvm.org.apache.spark.sql.hive.thriftserver
     server = thriftserver.HiveThriftServer2.startWithSparkSession(spark._jsparkSession, False)
     stop = stop or threading.Event()
@@ -55,7 +55,7 @@ def run(spark: SparkSession, cfg: Config, stop: threading.Event | None = None) -
                 raise PipelineError(f"the Thrift server did not start listening on {host}:{port} within "
                                     f"{START_TIMEOUT_S}s: see the log above")
             time.sleep(0.5)
-        url = f"jdbc:hive2://{host}:{port}/{cfg.database}"
+        url = f"jdbc:hive2://{host}:{port}/{cfg.database_name}"
         print(f"serve-sql: Spark Thrift JDBC server listening on {host}:{port} (process {os.getpid()})\n"
               f"  query it:  beeline -u {url} -e \"SHOW TABLES\"\n"
               f"  stop it:   Ctrl-C, or kill {os.getpid()}", flush=True)

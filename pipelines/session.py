@@ -133,7 +133,7 @@ def build_session(cfg: Config) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database}")
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database_name}")
     return spark
 
 

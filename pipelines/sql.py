@@ -10,7 +10,7 @@ from pipelines.errors import PipelineError
 
 def run(spark: SparkSession, cfg: Config, query: str, max_rows: int = 50) -> list[tuple]:
     """Execute ``query`` in the config's database and print up to ``max_rows`` rows; returns them."""
-    spark.catalog.setCurrentDatabase(cfg.database)
+    spark.catalog.setCurrentDatabase(cfg.database_name)
     try:
         result = spark.sql(query)
         rows = result.limit(max_rows + 1).collect()

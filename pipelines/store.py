@@ -39,7 +39,7 @@ def _versions(folder: Path, complete) -> list[int]:
 
 
 def artifact_folder(cfg: Config, table: str) -> Path:
-    return cfg.data_path / "artifacts" / table
+    return cfg.outputs_path / "artifacts" / table
 
 
 def save_artifact(cfg: Config, table: str, payload: dict) -> tuple[str, Path]:
@@ -77,7 +77,7 @@ def artifact_digest(artifact: dict) -> str:
 
 
 def model_folder(cfg: Config, name: str) -> Path:
-    return cfg.data_path / "models" / name
+    return cfg.outputs_path / "models" / name
 
 
 def new_model_dir(cfg: Config, name: str) -> tuple[str, Path]:

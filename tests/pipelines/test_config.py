@@ -55,7 +55,7 @@ def test_config_objects_are_frozen(conf_dir):
          "early_stopping, embedding_dim, epochs, hidden_units, l1, l2, learning_rate, loss, model, model_name, "
          "momentum, num_proc, optimizer, pin_cpus, sample_weight, seed, start_timeout_s, use_gpu, warmup_epochs)"),
         ("trian:\n  epochs: 3\n",
-         "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, "
+         "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, namespace, "
          "spark, sql_server, stages, train, tune)"),
         ("train:\n  batch_size: -5\n", "{p}: train.batch_size: must be greater than 0, got -5"),
         ("train:\n  num_proc: 0\n", "{p}: train.num_proc: must be a positive integer or auto, got 0"),
@@ -140,6 +140,8 @@ def test_config_objects_are_frozen(conf_dir):
          "{p}: infer.partition_by[0]: expected one of 'run_date', 'model_name', 'model_version', got str 'score'"),
         ("infer:\n  on_empty: ignore\n", "{p}: infer.on_empty: expected one of 'skip', 'fail', got str 'ignore'"),
         ("sql_server:\n  port: 70000\n", "{p}: sql_server.port: must be a TCP port (1-65535), got 70000"),
+        ("namespace: team-a\n", "{p}: namespace: must be a plain SQL identifier (letters, digits, underscore; not "
+                                 "starting with a digit), got 'team-a'"),
     ],
 )
 def test_bad_values_name_key_and_file(conf_dir, text, message):
@@ -230,3 +232,12 @@ def test_a_search_space_is_replaced_whole_not_merged(conf_dir):
     write(conf_dir, "base.yaml", "tune:\n  space: {learning_rate: [0.1, 0.01]}\n")
     path = write(conf_dir, "p.yaml", "tune:\n  space: {dropout: [0.0, 0.2]}\n")
     assert load_config(path).tune.space == {"dropout": [0.0, 0.2]}
+
+
+def test_a_namespace_prefixes_the_database_and_separates_the_model_store(conf_dir):
+    plain = load_config(write(conf_dir, "p.yaml", "database: dl\n"))
+    team = load_config(write(conf_dir, "q.yaml", "database: dl\nnamespace: physics\n"))
+    assert (plain.database_name, plain.qualified("predictions")) == ("dl", "dl.predictions")
+    assert (team.database_name, team.qualified("predictions")) == ("physics_dl", "physics_dl.predictions")
+    assert plain.outputs_path == plain.data_path
+    assert team.outputs_path == team.data_path / "namespaces" / "physics"
