@@ -80,8 +80,9 @@ class BinaryMetrics:
 def binary_metrics(df: DataFrame, score: str, label: str, threshold: float, weight: str | None = None,
                    bins: int = BINS) -> BinaryMetrics:
     """Metrics of ``score`` (higher: more likely positive) against the 0/1 ``label``, each row counted with its
-    ``weight`` (1 without one), with rows called positive at ``score >= threshold``. Two Spark jobs: the score
-    range, then the histogram."""
+    ``weight`` (1 without one), with rows called positive at ``score >= threshold``; rows without a score are
+    left out. Two Spark jobs: the score range, then the histogram."""
+    df = df.where(F.col(score).isNotNull())
     s = F.col(score).cast("double")
     low, high, rows = df.agg(F.min(s), F.max(s), F.count(F.lit(1))).first()
     if not rows:

@@ -49,7 +49,9 @@ def test_calibration_and_roc_shapes(scored):
 
 
 def test_perfect_and_inverted_scores(spark):
-    df = spark.createDataFrame([(0.1, 0.0), (0.2, 0.0), (0.8, 1.0), (0.9, 1.0)], "score double, label double")
-    assert binary_metrics(df, "score", "label", 0.5).auc == pytest.approx(1.0)
+    df = spark.createDataFrame([(0.1, 0.0), (0.2, 0.0), (0.8, 1.0), (0.9, 1.0), (None, 1.0)],
+                               "score double, label double")
+    perfect = binary_metrics(df, "score", "label", 0.5)
+    assert perfect.auc == pytest.approx(1.0) and perfect.rows == 4  # the row without a score is left out
     inverted = df.selectExpr("1 - score AS score", "label")
     assert binary_metrics(inverted, "score", "label", 0.5).auc == pytest.approx(0.0)
