@@ -7,6 +7,7 @@ arguments or config).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import traceback
@@ -62,8 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--run-id", default=None, help="run id (default: a new UTC timestamp; evaluate: the latest "
                                                              "run; train: an unfinished run id resumes from its checkpoint;"
                                                              " tune: the scan id, a rerun replaces its results)")
+        if name in ("infer", "run"):
+            sub.add_argument("--date", type=logical_date, default=None, metavar="YYYY-MM-DD",
+                             help="the run's logical date: the predictions' run_date partition (default: today, UTC)")
         sub.add_argument("--debug", action="store_true", help="print the full traceback on failure")
     return parser
+
+
+def logical_date(text: str) -> dt.date:
+    """``--date``: a calendar date written YYYY-MM-DD (what schedulers pass, e.g. Airflow's ``{{ ds }}``)."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-27") from None
 
 
 def _stage_function(command: str) -> Callable:
@@ -101,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stage = _stage_function(args.command)
         if args.command == "sql":
             stage(spark, cfg, args.query, max_rows=args.max_rows)
-        elif args.command in ("train", "infer", "evaluate", "run", "tune"):
+        elif args.command in ("infer", "run"):
+            stage(spark, cfg, run_id=args.run_id, run_date=args.date)
+        elif args.command in ("train", "evaluate", "tune"):
             stage(spark, cfg, run_id=args.run_id)
         else:
             stage(spark, cfg)

@@ -1,6 +1,7 @@
 """All stages in order, as ``stages`` in the config lists them, sharing one Spark session and one run id."""
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -19,21 +20,22 @@ class RunResult:
     results: dict[str, object] = field(default_factory=dict)
 
 
-def stage_calls(spark: SparkSession, cfg: Config, run_id: str) -> dict[str, Callable[[], object]]:
+def stage_calls(spark: SparkSession, cfg: Config, run_id: str,
+                run_date: dt.date | None = None) -> dict[str, Callable[[], object]]:
     """Each stage of ``cfg.stages``, in order, as a call that runs it with this session, config and run id."""
     calls = {
         "generate": lambda: generate.run(spark, cfg),
         "featurize": lambda: featurize.run(spark, cfg),
         "train": lambda: train.run(spark, cfg, run_id=run_id),
-        "infer": lambda: infer.run(spark, cfg, run_id=run_id),
+        "infer": lambda: infer.run(spark, cfg, run_id=run_id, run_date=run_date),
         "evaluate": lambda: evaluate.run(spark, cfg, run_id=run_id),
     }
     return {stage: calls[stage] for stage in cfg.stages}
 
 
-def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> RunResult:
+def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: dt.date | None = None) -> RunResult:
     result = RunResult(run_id=check_run_id(run_id or new_run_id()))
-    for stage, call in stage_calls(spark, cfg, result.run_id).items():
+    for stage, call in stage_calls(spark, cfg, result.run_id, run_date).items():
         started = time.time()
         result.results[stage] = call()
         result.seconds_per_stage[stage] = time.time() - started

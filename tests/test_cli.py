@@ -71,3 +71,10 @@ def test_missing_input_path_writes_nothing(tmp_path):
     )
     assert not any((data / "warehouse").rglob("*.parquet"))
     assert not any((data / "artifacts").iterdir())
+
+
+def test_a_date_that_is_not_a_date():
+    out = dlpipe("run", "--date", "2026-13-01")
+    assert out.returncode == 2
+    assert last_line(out.stderr) == ("dlpipe run: error: argument --date: '2026-13-01' is not a date: use YYYY-MM-DD, "
+                                     "e.g. 2026-11-27")

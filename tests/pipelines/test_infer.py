@@ -93,9 +93,11 @@ def test_a_rerun_replaces_exactly_its_own_rows(spark, data_dir):
     ok(dlpipe("infer", *infer_args(data_dir), "--run-id", "rerun-1"))
     first = predictions(spark, data_dir).where("run_id = 'rerun-1'").agg(F.max("scored_at")).first()[0]
     others = predictions(spark, data_dir).where("run_id != 'rerun-1'").count()
-    ok(dlpipe("infer", *infer_args(data_dir, "infer.threshold=0.9"), "--run-id", "rerun-1"))
+    # Again, for another logical date: the run's rows move to that run_date partition, none stay in the old one.
+    ok(dlpipe("infer", *infer_args(data_dir, "infer.threshold=0.9"), "--run-id", "rerun-1", "--date", "2026-01-15"))
     rerun = predictions(spark, data_dir).where("run_id = 'rerun-1'")
     assert rerun.count() == ROWS and rerun.where(F.col("scored_at") <= first).count() == 0
+    assert [str(r[0]) for r in rerun.select("run_date").distinct().collect()] == ["2026-01-15"]
     assert rerun.where("predicted_label = 1 AND score < 0.9").count() == 0  # the new rows: the rerun's threshold
     assert predictions(spark, data_dir).where("run_id != 'rerun-1'").count() == others
 
