@@ -26,59 +26,27 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import psutil
 
 from benchmarks import training_data
+from benchmarks.measure import PeakMemory
 
 DEFAULT_ROWS = (1_000_000, 10_000_000)
 REPEATS = 3  # scoring alone and the baseline each run this often; medians are reported
 
 
-class MemoryByRole:
-    """Peak resident memory of this process tree, summed per role: the JVM, Spark's Python workers, this driver."""
-
-    def __init__(self, interval: float = 0.25):
-        self.interval = interval
-        self.peak = {"jvm": 0.0, "python_workers": 0.0, "driver_python": 0.0}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    @staticmethod
-    def role(proc: psutil.Process, root: psutil.Process) -> str | None:
-        if proc.pid == root.pid:
-            return "driver_python"
-        command = " ".join(proc.cmdline())
-        if "java" in command.split(" ")[0]:
-            return "jvm"
-        if "pyspark.daemon" in command or "pyspark.worker" in command or "python" in command:
-            return "python_workers"
-        return None
-
-    def _sample(self) -> None:
-        root = psutil.Process(os.getpid())
-        while not self._stop.is_set():
-            totals = dict.fromkeys(self.peak, 0.0)
-            for proc in [root, *root.children(recursive=True)]:
-                try:
-                    role = self.role(proc, root)
-                    if role:
-                        totals[role] += proc.memory_info().rss / 2**20
-                except psutil.Error:
-                    pass
-            for role, mb in totals.items():
-                self.peak[role] = max(self.peak[role], mb)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "MemoryByRole":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+def spark_role(proc: psutil.Process, root: psutil.Process) -> str | None:
+    """Which part of a local Spark application a process of this benchmark's tree is."""
+    if proc.pid == root.pid:
+        return "driver_python"
+    command = " ".join(proc.cmdline())
+    if "java" in command.split(" ")[0]:
+        return "jvm"
+    if "pyspark.daemon" in command or "pyspark.worker" in command or "python" in command:
+        return "python_workers"
+    return None
 
 
 def predict_baseline(job: dict) -> dict:
@@ -105,7 +73,7 @@ def measure(rows: int) -> dict:
     try:
         training_data.prepare(spark, cfg, train_model=True)
         model = infer.scoring_model(cfg)
-        with MemoryByRole() as memory:
+        with PeakMemory(role=spark_role) as memory:
             started = time.perf_counter()
             result = infer.run(spark, cfg, run_id="bench")
             infer_seconds = time.perf_counter() - started
@@ -140,9 +108,9 @@ def measure(rows: int) -> dict:
         "infer_rows_per_s": round(rows / infer_seconds, 1),
         "ratio_infer": round(baseline["predict_seconds"] / infer_seconds, 3),
         "batch_size": cfg.infer.batch_size,
-        "peak_jvm_mb": round(memory.peak["jvm"], 1),
-        "peak_python_workers_mb": round(memory.peak["python_workers"], 1),
-        "peak_driver_python_mb": round(memory.peak["driver_python"], 1),
+        "peak_jvm_mb": round(memory.peak_by_role.get("jvm", 0.0), 1),
+        "peak_python_workers_mb": round(memory.peak_by_role.get("python_workers", 0.0), 1),
+        "peak_driver_python_mb": round(memory.peak_by_role.get("driver_python", 0.0), 1),
         "baseline_load_seconds": baseline["load_seconds"],
         "baseline_peak_mem_mb": baseline["peak_mem_mb"],
     }

@@ -6,33 +6,43 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import psutil
 
 
 class PeakMemory:
     """Samples the resident memory of this process tree every ``interval`` seconds; ``peak_mb`` is the largest sum.
-    Processes whose command line contains ``exclude`` (for example Spark's executor class) are left out."""
+    Processes whose command line contains ``exclude`` (for example Spark's executor class) are left out. With
+    ``role`` (process, root process -> a name, or None to leave it out), ``peak_by_role`` has the largest sum of
+    each role's processes as well."""
 
-    def __init__(self, interval: float = 0.25, exclude: str | None = None):
+    def __init__(self, interval: float = 0.25, exclude: str | None = None,
+                 role: Callable[[psutil.Process, psutil.Process], str | None] | None = None):
         self.interval = interval
         self.exclude = exclude
+        self.role = role or (lambda proc, root: "all")
         self.peak_mb = 0.0
+        self.peak_by_role: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         root = psutil.Process(os.getpid())
         while not self._stop.is_set():
-            total = 0
+            totals: dict[str, float] = {}
             for proc in [root, *root.children(recursive=True)]:
                 try:
                     if self.exclude and self.exclude in " ".join(proc.cmdline()):
                         continue
-                    total += proc.memory_info().rss
+                    name = self.role(proc, root)
+                    if name is not None:
+                        totals[name] = totals.get(name, 0.0) + proc.memory_info().rss / 2**20
                 except psutil.Error:
                     pass
-            self.peak_mb = max(self.peak_mb, total / 2**20)
+            self.peak_mb = max(self.peak_mb, sum(totals.values()))
+            for name, mb in totals.items():
+                self.peak_by_role[name] = max(self.peak_by_role.get(name, 0.0), mb)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "PeakMemory":
