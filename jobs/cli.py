@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import sys
 import traceback
-from typing import Callable, Sequence
+from typing import Sequence
 
 EXAMPLES = """\
 examples:
@@ -20,6 +20,10 @@ examples:
   dlpipe tune --config conf/demo.yaml --set tune.trials=4  a hyperparameter scan, trials in parallel
   dlpipe sql "SELECT count(*) FROM predictions"            query tables by name (database from the config)
   dlpipe serve-sql --port 10000                            JDBC for beeline: jdbc:hive2://127.0.0.1:10000/dlpipe
+  dlpipe run --config conf/demo.yaml --date 2026-11-27     a scheduled run: stages unchanged since are skipped
+  dlpipe runs                                              recent runs, one line per stage
+  dlpipe lineage predictions                               what produced a table or model, and from what
+  dlpipe report 20261127T140000Z                           the HTML report of a run
   spark-submit jobs/train.py --config conf/demo.yaml       the same stage under spark-submit
 """
 
@@ -33,7 +37,11 @@ STAGE_HELP = {
     "run": "run the stages listed under `stages` in the config, in order, with one run id",
     "sql": "run a SQL query over the pipeline's tables (metastore and warehouse under data_dir)",
     "serve-sql": "serve the pipeline's tables over JDBC (Spark Thrift server) for beeline and JDBC clients",
+    "runs": "list recent runs from the runs table: one line per stage with status, time, rows and key metric",
+    "lineage": "show what produced a table or model (stage, run, inputs with versions), back to the raw input",
+    "report": "write a run's self-contained HTML report: config, features, training curves, ROC, scores, timings",
 }
+TRACKED = ("generate", "featurize", "train", "infer", "evaluate", "run")  # recorded in the runs table, logged to a file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--max-rows", type=int, default=50, help="print at most this many rows (default 50)")
         if name == "serve-sql":
             sub.add_argument("--port", type=int, default=None, help="TCP port (default: sql_server.port, 10000)")
+        if name == "run":
+            sub.add_argument("--stages", default=None, metavar="A,B",
+                             help="run only these stages, e.g. --stages infer,evaluate (default: `stages` in the config)")
+            sub.add_argument("--force", action="store_true",
+                             help="redo every stage, even unchanged ones, and allow a run id used with another config")
+        if name == "runs":
+            sub.add_argument("--limit", type=int, default=20, help="show the stages of this many recent runs (default 20)")
+            sub.add_argument("--run-id", default=None, help="only this run, with its inputs and outputs")
+        if name == "lineage":
+            sub.add_argument("name", help="a table (e.g. predictions) or a model name (e.g. higgs_mlp)")
+            sub.add_argument("--version", default=None, help="a model version (v3) or Delta table version (default: latest)")
+        if name == "report":
+            sub.add_argument("run_id", metavar="RUN_ID", help="the run to report on (see `dlpipe runs`)")
+            sub.add_argument("--output", default=None, help="the HTML file (default: <data_dir>/runs/<run id>/report.html)")
         sub.add_argument(
             "--config", default="conf/demo.yaml",
             help="pipeline YAML; base.yaml and local.yaml beside it are layered under and over it (default conf/demo.yaml)",
@@ -78,21 +100,40 @@ def logical_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-27") from None
 
 
-def _stage_function(command: str) -> Callable:
-    from pipelines import evaluate, featurize, generate, infer, run, serve_sql, sql, train, tune
+def _command(spark, cfg, args: argparse.Namespace, run_id: str | None) -> None:
+    from pipelines import lineage, report, run, serve_sql, sql, tune
 
-    return {"generate": generate.run, "featurize": featurize.run, "train": train.run, "infer": infer.run,
-            "evaluate": evaluate.run, "run": run.run, "sql": sql.run, "tune": tune.run,
-            "serve-sql": serve_sql.run}[command]
+    command = args.command
+    if command == "run":
+        run.run(spark, cfg, run_id=run_id, run_date=args.date, stages=_stage_names(args.stages), force=args.force)
+    elif command in TRACKED:
+        run.run_stage(spark, cfg, command, run_id, run_date=getattr(args, "date", None),
+                      predictions_run=args.run_id if command == "evaluate" else None)
+    elif command == "tune":
+        tune.run(spark, cfg, run_id=args.run_id)
+    elif command == "sql":
+        sql.run(spark, cfg, args.query, max_rows=args.max_rows)
+    elif command == "serve-sql":
+        serve_sql.run(spark, cfg)
+    elif command == "runs":
+        lineage.list_runs(spark, cfg, limit=args.limit, run_id=args.run_id)
+    elif command == "lineage":
+        lineage.show(spark, cfg, args.name, version=args.version)
+    elif command == "report":
+        report.write(spark, cfg, args.run_id, output=args.output)
+
+
+def _stage_names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from features.errors import FeatureError
     from pipelines.config import ConfigError, load_config
     from pipelines.errors import PipelineError
+    from pipelines.runlog import tee_output
 
     prefix = f"dlpipe {args.command}"
     try:
@@ -104,21 +145,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"{prefix}: config error: {err}", file=sys.stderr)
         return 2
+    from pipelines.run_id import check_run_id, new_run_id, run_folder, selected_stages
+
+    try:
+        if args.command == "run":
+            selected_stages(cfg, _stage_names(args.stages))
+        run_id = None
+        if args.command in TRACKED:
+            run_id = check_run_id(args.run_id) if args.run_id and args.command != "evaluate" else new_run_id()
+        if getattr(args, "run_id", None):
+            check_run_id(args.run_id)
+    except PipelineError as err:
+        print(f"{prefix}: {err}", file=sys.stderr)
+        return 2
+    if run_id is None:
+        return _main(args, cfg, prefix, None)
+    with tee_output(run_folder(cfg, run_id) / "run.log"):
+        return _main(args, cfg, prefix, run_id)
+
+
+def _main(args: argparse.Namespace, cfg, prefix: str, run_id: str | None) -> int:
+    from features.errors import FeatureError
+    from pipelines.config import ConfigError
+    from pipelines.errors import PipelineError
 
     spark = None
     try:
         from pipelines.session import build_session
 
         spark = build_session(cfg)
-        stage = _stage_function(args.command)
-        if args.command == "sql":
-            stage(spark, cfg, args.query, max_rows=args.max_rows)
-        elif args.command in ("infer", "run"):
-            stage(spark, cfg, run_id=args.run_id, run_date=args.date)
-        elif args.command in ("train", "evaluate", "tune"):
-            stage(spark, cfg, run_id=args.run_id)
-        else:
-            stage(spark, cfg)
+        _command(spark, cfg, args, run_id)
         return 0
     except (PipelineError, FeatureError, ConfigError) as err:
         if args.debug:

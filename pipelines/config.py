@@ -431,6 +431,10 @@ class SqlServerConfig:
         _require(bool(self.host), "host", "must not be empty")
 
 
+StageName = Literal["generate", "featurize", "train", "infer", "evaluate"]
+STAGES: tuple[str, ...] = typing.get_args(StageName)  # the pipeline's stages, in the order they run
+
+
 @dataclass(frozen=True)
 class Config:
     """All settings of one pipeline. ``data_dir`` holds the warehouse, metastore, artifacts and models."""
@@ -438,6 +442,7 @@ class Config:
     data_dir: str = "var"
     database: str = "dlpipe"
     namespace: str | None = None  # a team's prefix for its database, model store and artifacts (see database_name)
+    runs_table: str = "runs"      # the Delta table where every stage of every run is recorded (pipelines.tracking)
     spark: SparkConfig = field(default_factory=SparkConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
@@ -446,13 +451,13 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     sql_server: SqlServerConfig = field(default_factory=SqlServerConfig)
-    stages: tuple[Literal["generate", "featurize", "train", "infer", "evaluate"], ...] = (
+    stages: tuple[StageName, ...] = (
         "featurize", "train", "infer", "evaluate",
     )
     source_files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _identifier(self, "database", "namespace")
+        _identifier(self, "database", "namespace", "runs_table")
         _require(bool(self.data_dir), "data_dir", "must not be empty")
 
     @property

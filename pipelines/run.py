@@ -1,52 +1,237 @@
-"""All stages in order, as ``stages`` in the config lists them, sharing one Spark session and one run id."""
+"""``dlpipe run``: the pipeline's stages in order under one run id, each recorded in the runs table.
+
+A stage whose plan (config section and exact input versions, see ``pipelines.stage_plans``) equals that of an
+earlier successful run, whose outputs are still there unchanged, is skipped and reuses those outputs; ``force``
+redoes it. A run that failed in a stage is resumed by running it again with the same run id: the stages that
+succeeded are skipped, the failed one starts again (training from its last checkpoint). A run id that was used
+with another config is refused unless ``force``. So a scheduler may retry a run for a logical date at any time.
+"""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 import time
+import uuid
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pipelines import evaluate, featurize, generate, infer, sql, train
+from pipelines import sql, stage_plans, tracking
 from pipelines.config import Config
-from pipelines.run_id import check_run_id, new_run_id
+from pipelines.errors import PipelineError
+from pipelines.run_id import check_run_id, new_run_id, run_folder, selected_stages
+from pipelines.stage_plans import Handoff
+from pipelines.tracking import StageRecord, config_document, differences, digest, now
+from pipelines.train import git_commit
+
+KEY_METRICS = {"train": ("val_auc", "val_loss"), "evaluate": ("auc",), "infer": ("out_of_vocabulary",)}
+
+
+@dataclass
+class StageOutcome:
+    stage: str
+    status: str                # succeeded or skipped
+    seconds: float             # wall time of the stage, planning and recording included
+    work_seconds: float        # of which the stage's own work (0 when skipped)
+    rows: int | None
+    metrics: dict[str, float]
+    reused_run: str | None = None
 
 
 @dataclass
 class RunResult:
     run_id: str
-    seconds_per_stage: dict[str, float] = field(default_factory=dict)
+    run_date: dt.date
+    outcomes: dict[str, StageOutcome] = field(default_factory=dict)
     results: dict[str, object] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def seconds_per_stage(self) -> dict[str, float]:
+        return {stage: o.seconds for stage, o in self.outcomes.items()}
 
 
-def stage_calls(spark: SparkSession, cfg: Config, run_id: str,
-                run_date: dt.date | None = None) -> dict[str, Callable[[], object]]:
-    """Each stage of ``cfg.stages``, in order, as a call that runs it with this session, config and run id."""
+def check_same_config(run_id: str, history: list[StageRecord], config_hash: str, document: dict) -> None:
+    """Refuse a run id that already ran with another config: its outputs would mix two configs."""
+    other = next((r for r in history if r.run_id == run_id and r.config_hash != config_hash), None)
+    if other is None:
+        return
+    changed = differences(json.loads(other.config or "{}"), document)
+    shown = "; ".join(changed[:3]) + (f"; {len(changed) - 3} more" if len(changed) > 3 else "")
+    raise PipelineError(f"run {run_id} was run with a different config ({shown or 'the config hash differs'}): "
+                        "use a new --run-id, or --force to redo it with this config")
+
+
+def reusable(spark: SparkSession, cfg: Config, history: list[StageRecord], stage: str, key: str) -> tuple[StageRecord | None, str | None]:
+    """(the latest successful run of ``stage`` with this key whose outputs are still there, why not otherwise)."""
+    earlier = next((r for r in history if r.stage == stage and r.status == "succeeded" and r.stage_key == key), None)
+    if earlier is None:
+        return None, None
+    changed = stage_plans.outputs_still_there(spark, cfg, earlier.outputs)
+    return (None, changed) if changed else (earlier, None)
+
+
+def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: dt.date | None = None,
+        stages: list[str] | None = None, force: bool = False) -> RunResult:
+    started = time.time()
+    chosen = selected_stages(cfg, stages)
+    run_id = check_run_id(run_id or new_run_id())
+    run_date = run_date or now().date()
+    document = config_document(cfg)
+    config_hash = digest(document)
+    history = tracking.records(spark, cfg)
+    if not force:
+        check_same_config(run_id, history, config_hash, document)
+    handoff = Handoff()
+    for entry in reversed(history):  # what this run's earlier attempts handed over (a resumed or partial run)
+        if entry.run_id == run_id and entry.status in ("succeeded", "skipped"):
+            handoff.take(entry.outputs)
+
+    result = RunResult(run_id, run_date)
+    base = StageRecord(run_id=run_id, stage="", attempt=uuid.uuid4().hex[:12], status="running", run_date=run_date,
+                       started_at=now(), stage_key="", config_hash=config_hash, git_commit=git_commit(),
+                       config=json.dumps(document))
+    print(f"run {run_id} (run_date {run_date}): stages {', '.join(chosen)}" + (" (--force: none skipped)" if force else ""))
+    try:
+        for stage in chosen:
+            _run_stage(spark, cfg, stage, base, history, handoff, result, force)
+    finally:
+        result.seconds = time.time() - started
+        print(summary_table(result))
+        save_summary(cfg, result)
+    _show_predictions(spark, cfg, result, handoff)
+    return result
+
+
+def _run_stage(spark: SparkSession, cfg: Config, stage: str, base: StageRecord, history: list[StageRecord],
+               handoff: Handoff, result: RunResult, force: bool) -> None:
+    started = time.time()
+    plan = stage_plans.plan(spark, cfg, stage, base.run_id, base.run_date, handoff)
+    entry = dataclasses.replace(base, stage=stage, started_at=now(), stage_key=plan.key, inputs=plan.inputs)
+    earlier, changed = (None, None) if force else reusable(spark, cfg, history, stage, plan.key)
+    if earlier is not None:
+        entry = dataclasses.replace(entry, status="skipped", outputs=earlier.outputs, rows=earlier.rows,
+                                    metrics=earlier.metrics, reused_run=earlier.run_id, ended_at=now())
+        tracking.record(spark, cfg, entry)
+        print(f"{stage}: skipped: inputs and settings unchanged since run {earlier.run_id} "
+              f"({earlier.ended_at:%Y-%m-%d %H:%M} UTC), its outputs are reused (--force redoes it)")
+        handoff.take(entry.outputs)
+        result.outcomes[stage] = StageOutcome(stage, "skipped", time.time() - started, 0.0, entry.rows,
+                                              entry.metrics, earlier.run_id)
+        return
+    if changed:
+        print(f"{stage}: running again: {changed}")
+    tracking.record(spark, cfg, entry)
+    work_started = time.time()
+    try:
+        outcome = stage_plans.execute(spark, cfg, stage, base.run_id, base.run_date, handoff, fresh=force)
+    except BaseException as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        _record_quietly(spark, cfg, dataclasses.replace(entry, status="failed", ended_at=now(), message=message))
+        raise
+    work = time.time() - work_started
+    outputs, rows, metrics = stage_plans.outputs(cfg, stage, outcome)
+    tracking.record(spark, cfg, dataclasses.replace(entry, status="succeeded", outputs=outputs, rows=rows,
+                                                    metrics=metrics, ended_at=now()))
+    handoff.take(outputs)
+    result.results[stage] = outcome
+    result.outcomes[stage] = StageOutcome(stage, "succeeded", time.time() - started, work, rows, metrics)
+
+
+def _record_quietly(spark: SparkSession, cfg: Config, entry: StageRecord) -> None:
+    """Record a failure if Spark still can (a Ctrl-C may have stopped it): the stage's own error comes first."""
+    try:
+        tracking.record(spark, cfg, entry)
+    except Exception as err:  # noqa: BLE001
+        print(f"{entry.stage}: could not record the failure in the runs table: {type(err).__name__}")
+
+
+def run_stage(spark: SparkSession, cfg: Config, stage: str, run_id: str, run_date: dt.date | None = None,
+              predictions_run: str | None = None, **options):
+    """One stage as its own command (``dlpipe train`` ...): always runs, and is recorded in the runs table like a
+    stage of ``dlpipe run`` (so a later ``dlpipe run`` may reuse what it wrote, and lineage can follow it)."""
+    from features.errors import FeatureError
+    from pipelines import evaluate, featurize, generate, infer, train
+
+    run_date = run_date or now().date()
+    document = config_document(cfg)
+    handoff = Handoff(predictions_run=predictions_run)
+    plan = stage_plans.StagePlan(stage, [], {"unplanned": True})
+    if stage != "evaluate" or predictions_run:  # evaluate's default run (the latest) is known once it ran
+        try:
+            plan = stage_plans.plan(spark, cfg, stage, run_id, run_date, handoff)
+        except (PipelineError, FeatureError):  # the stage itself says what is wrong, in its own words
+            pass
+    entry = StageRecord(run_id=run_id, stage=stage, attempt=uuid.uuid4().hex[:12], status="running",
+                        run_date=run_date, started_at=now(), stage_key=plan.key, config_hash=digest(document),
+                        inputs=plan.inputs, git_commit=git_commit(), config=json.dumps(document))
+    tracking.record(spark, cfg, entry)
     calls = {
         "generate": lambda: generate.run(spark, cfg),
         "featurize": lambda: featurize.run(spark, cfg),
-        "train": lambda: train.run(spark, cfg, run_id=run_id),
+        "train": lambda: train.run(spark, cfg, run_id=run_id, **options),
         "infer": lambda: infer.run(spark, cfg, run_id=run_id, run_date=run_date),
-        "evaluate": lambda: evaluate.run(spark, cfg, run_id=run_id),
+        "evaluate": lambda: evaluate.run(spark, cfg, run_id=predictions_run),
     }
-    return {stage: calls[stage] for stage in cfg.stages}
+    try:
+        outcome = calls[stage]()
+    except BaseException as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        _record_quietly(spark, cfg, dataclasses.replace(entry, status="failed", ended_at=now(), message=message))
+        raise
+    outputs, rows, metrics = stage_plans.outputs(cfg, stage, outcome)
+    if stage == "evaluate" and not predictions_run:
+        plan = stage_plans.plan(spark, cfg, stage, run_id, run_date, Handoff(predictions_run=outcome.run_id))
+    tracking.record(spark, cfg, dataclasses.replace(entry, status="succeeded", outputs=outputs, rows=rows,
+                                                    metrics=metrics, ended_at=now(), inputs=plan.inputs,
+                                                    stage_key=plan.key))
+    return outcome
 
 
-def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: dt.date | None = None) -> RunResult:
-    result = RunResult(run_id=check_run_id(run_id or new_run_id()))
-    for stage, call in stage_calls(spark, cfg, result.run_id, run_date).items():
-        started = time.time()
-        result.results[stage] = call()
-        result.seconds_per_stage[stage] = time.time() - started
+def key_metric(outcome: StageOutcome) -> str:
+    for name in KEY_METRICS.get(outcome.stage, ()):
+        if name in outcome.metrics:
+            value = outcome.metrics[name]
+            return f"{name} {value:,.0f}" if value == int(value) and name == "out_of_vocabulary" else f"{name} {value:.4f}"
+    return ""
 
+
+def summary_table(result: RunResult) -> str:
+    rows = [("stage", "status", "seconds", "rows", "key metric")]
+    for o in result.outcomes.values():
+        status = f"skipped (run {o.reused_run})" if o.status == "skipped" else o.status
+        rows.append((o.stage, status, f"{o.seconds:.1f}", f"{o.rows:,}" if o.rows is not None else "", key_metric(o)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [f"\nrun {result.run_id} (run_date {result.run_date}): {len(result.outcomes)} stages in {result.seconds:.1f}s"]
+    for i, r in enumerate(rows):
+        lines.append("  " + "  ".join(c.rjust(w) if j in (2, 3) else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))).rstrip())
+        if i == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def save_summary(cfg: Config, result: RunResult) -> Path:
+    """``runs/<run id>/summary-<time>.json``: the per-stage timings of one invocation (benchmarks and reports)."""
+    folder = run_folder(cfg, result.run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"summary-{now():%Y%m%dT%H%M%S%f}.json"
+    path.write_text(json.dumps({
+        "run_id": result.run_id, "run_date": str(result.run_date), "seconds": result.seconds,
+        "stages": [dataclasses.asdict(o) for o in result.outcomes.values()],
+    }, indent=2) + "\n")
+    return path
+
+
+def _show_predictions(spark: SparkSession, cfg: Config, result: RunResult, handoff: Handoff) -> None:
+    if "infer" not in result.outcomes or handoff.predictions_run is None:
+        return
     predictions = cfg.qualified(cfg.infer.output_table)
-    if "infer" in cfg.stages:
-        query = (f"SELECT predicted_label, count(*) AS rows, round(avg(score), 4) AS mean_score "
-                 f"FROM {predictions} WHERE run_id = '{result.run_id}' GROUP BY predicted_label ORDER BY predicted_label")
-        print(f"\nSQL> {query}")
-        sql.run(spark, cfg, query)
-    print(f"\nrun {result.run_id} done: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds_per_stage.items()))
-    print(f"outputs under {cfg.data_path}: tables in {cfg.data_path / 'warehouse'}, metastore {cfg.data_path / 'metastore_db'}, "
-          f"models in {cfg.outputs_path / 'models'}, feature artifacts in {cfg.outputs_path / 'artifacts'}")
-    return result
+    query = (f"SELECT predicted_label, count(*) AS rows, round(avg(score), 4) AS mean_score FROM {predictions} "
+             f"WHERE run_id = '{handoff.predictions_run}' GROUP BY predicted_label ORDER BY predicted_label")
+    print(f"\nSQL> {query}")
+    sql.run(spark, cfg, query)
+    print(f"outputs under {cfg.data_path}: tables in {cfg.data_path / 'warehouse'}, models in "
+          f"{cfg.outputs_path / 'models'}, run log and report in {run_folder(cfg, result.run_id)}; "
+          f"`dlpipe runs` lists runs, `dlpipe report {result.run_id}` writes the HTML report")

@@ -79,6 +79,8 @@ def spark_settings(cfg: Config) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
         # Delta rebuilds a table's state from its log in this many tasks (default 50: slow on small tables).
         "spark.databricks.delta.snapshotPartitions": str(cfg.spark.shuffle_partitions),
+        # The runs table's and feature tables' wide rows: no warning that a plan's text was shortened.
+        "spark.sql.debug.maxToStringFields": "500",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "true",

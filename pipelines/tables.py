@@ -30,8 +30,12 @@ def table_version(spark: SparkSession, cfg: Config, source: TableSource) -> int 
     """The current Delta version of ``source``, or None when it is not a Delta table."""
     if source.table is not None:
         name = cfg.qualified(source.table)
-        provider = spark.sql(f"DESCRIBE DETAIL {name}").first()["format"] if spark.catalog.tableExists(name) else None
-        return delta_version(spark, name) if provider == "delta" else None
+        if not spark.catalog.tableExists(name):
+            return None
+        try:  # the history of a Delta table reads its log only (DESCRIBE DETAIL would rebuild its state)
+            return delta_version(spark, name)
+        except AnalysisException:  # a table of another format
+            return None
     return delta_version(spark, f"delta.`{source.path}`") if source.format == "delta" else None
 
 

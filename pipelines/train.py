@@ -227,8 +227,10 @@ def training_inputs(spark: SparkSession, cfg: Config) -> TrainingInputs:
     return inputs
 
 
-def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir: str | None = None) -> TrainResult:
-    """Train ``cfg.train`` on the feature table; ``run_id`` names the run, and a run id with a checkpoint resumes.
+def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir: str | None = None,
+        fresh: bool = False) -> TrainResult:
+    """Train ``cfg.train`` on the feature table; ``run_id`` names the run, and a run id with a checkpoint resumes
+    (``fresh``: its checkpoints are dropped and it trains from the start).
     ``record_dir`` (tests): every rank saves the row ids it trained on, per epoch."""
     started = time.time()
     tc = cfg.train
@@ -245,6 +247,9 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
 
     fingerprint, document = config_fingerprint(cfg, artifact, workers)
     run_dir = model_folder(cfg, tc.model_name) / "runs" / run_id
+    if fresh and run_dir.exists():
+        print(f"train: dropping the checkpoints of run {run_id} to train it again from the start")
+        shutil.rmtree(run_dir)
     state = read_state(run_dir)
     if state is not None and state.get("finished"):  # the same run asked again (a retried schedule)
         return _finished(cfg, run_id, run_dir, state, fingerprint, document, started)

@@ -1,0 +1,111 @@
+"""``dlpipe runs`` and ``dlpipe lineage``: reading the runs table (``pipelines.tracking``).
+
+Lineage follows the recorded entries: a stage's input ``{"kind", "name", "version"}`` (or ``run_id``) is matched
+to the output of the successful stage that wrote exactly that, back to inputs no stage of the pipeline wrote.
+"""
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from pipelines.config import Config
+from pipelines.errors import PipelineError
+from pipelines.sql import format_rows
+from pipelines.tracking import StageRecord, latest_per_stage, records, runs_table
+
+_MATCHED = ("name", "version", "run_id")
+
+
+def list_runs(spark: SparkSession, cfg: Config, limit: int = 20, run_id: str | None = None) -> list[StageRecord]:
+    """Print the stages of the ``limit`` most recent runs (or of one run, with inputs and outputs)."""
+    entries = latest_per_stage(records(spark, cfg, where=f"run_id = '{run_id}'" if run_id else None))
+    if not entries:
+        what = f"no run {run_id}" if run_id else "no runs yet"
+        raise PipelineError(f"{what} in {runs_table(cfg)}: `dlpipe run` records its stages there")
+    recent: list[str] = []
+    for e in entries:
+        if e.run_id not in recent:
+            recent.append(e.run_id)
+    shown = [e for e in entries if e.run_id in recent[:limit]]
+    shown.sort(key=lambda e: (recent.index(e.run_id), e.started_at))
+    rows = [(e.run_id, str(e.run_date or ""), e.stage, e.status, f"{e.started_at:%Y-%m-%d %H:%M:%S}",
+             f"{e.seconds:.1f}" if e.seconds is not None else "", f"{e.rows:,}" if e.rows is not None else "",
+             _note(e)) for e in shown]
+    print(format_rows(["run_id", "run_date", "stage", "status", "started (UTC)", "seconds", "rows", "note"], rows))
+    if run_id:
+        for e in shown:
+            print(f"\n{e.stage} ({e.status}), stage key {e.stage_key}, config {e.config_hash}, git {e.git_commit or '-'}")
+            for entry in e.inputs:
+                print(f"  read  {describe(entry)}")
+            for entry in e.outputs:
+                print(f"  wrote {describe(entry)}")
+    return shown
+
+
+def _note(e: StageRecord) -> str:
+    if e.status == "failed":
+        return (e.message or "")[:80]
+    if e.status == "skipped":
+        return f"reused run {e.reused_run}"
+    shown = [f"{k} {v:.4f}" for k, v in e.metrics.items() if k in ("val_auc", "auc")]
+    return ", ".join(shown)
+
+
+def describe(entry: dict) -> str:
+    text = f"{entry['kind']} {entry['name']}"
+    if entry.get("version") is not None:
+        text += f" {entry['version']}" if entry["kind"] in ("model", "artifact") else f" version {entry['version']}"
+    if entry.get("run_id"):
+        text += f" (rows of run {entry['run_id']})"
+    return text
+
+
+def producer(history: list[StageRecord], entry: dict) -> StageRecord | None:
+    """The latest successful stage that wrote exactly ``entry``."""
+    wanted = {k: entry[k] for k in _MATCHED if entry.get(k) is not None}
+    for record in history:
+        if record.status != "succeeded":
+            continue
+        for output in record.outputs:
+            if output["kind"] == entry["kind"] and all(output.get(k) == v for k, v in wanted.items()):
+                return record
+    return None
+
+
+def target(cfg: Config, history: list[StageRecord], name: str, version: str | None) -> dict:
+    """The entry ``dlpipe lineage NAME`` asks about: a model by name, or a table by (qualified) name."""
+    table = name if "." in name else cfg.qualified(name)
+    for record in history:
+        if record.status != "succeeded":
+            continue
+        for output in record.outputs:
+            if output["name"] not in (name, table) or output["kind"] not in ("model", "table"):
+                continue
+            if version is None or str(output.get("version")) == version:
+                return {k: output[k] for k in ("kind", "name", "version", "run_id") if output.get(k) is not None}
+    at = f" at version {version}" if version else ""
+    raise PipelineError(f"no table or model {name}{at} was written by a recorded run (see `dlpipe runs`)")
+
+
+def lines(history: list[StageRecord], entry: dict, depth: int = 0, shown: set | None = None) -> list[str]:
+    """The tree of ``entry``'s producers, one line each; a stage shown once is not expanded again."""
+    shown = set() if shown is None else shown
+    record = producer(history, entry)
+    pad = "  " * depth
+    if record is None:
+        return [f"{pad}{describe(entry)}  <- not written by a recorded stage (an input of the pipeline)"]
+    key = (record.run_id, record.stage, record.attempt)
+    if key in shown:
+        return [f"{pad}{describe(entry)}  <- {record.stage}, run {record.run_id} (above)"]
+    shown.add(key)
+    out = [f"{pad}{describe(entry)}  <- {record.stage}, run {record.run_id}, {record.ended_at:%Y-%m-%d %H:%M} UTC, "
+           f"config {record.config_hash}, git {(record.git_commit or '-')[:10]}"]
+    for source in record.inputs:
+        out += lines(history, source, depth + 1, shown)
+    return out
+
+
+def show(spark: SparkSession, cfg: Config, name: str, version: str | None = None) -> list[str]:
+    history = records(spark, cfg)
+    text = lines(history, target(cfg, history, name, version))
+    print("\n".join(text))
+    return text

@@ -1,0 +1,174 @@
+"""``dlpipe report RUN_ID``: one self-contained HTML file about a run (images inlined, no external files).
+
+Everything comes from what the run recorded: its rows in the runs table (config, timings, rows, metrics, the
+outputs of skipped stages point at the run that made them), the feature artifact's fit report, the model's
+training curves and the evaluation plots.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import yaml
+from pyspark.sql import SparkSession
+
+from pipelines.config import STAGES, Config
+from pipelines.errors import PipelineError
+from pipelines.run_id import run_folder
+from pipelines.tracking import StageRecord, latest_per_stage, records, runs_table
+
+SPLITS = ("train", "validation", "test")
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.8em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 0.5em 0; } td, th { border: 1px solid #ddd; padding: 3px 8px; }
+th { background: #f4f4f4; text-align: left; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.figures { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; } img { max-width: 520px; }
+pre { background: #f8f8f8; padding: 1em; overflow-x: auto; font-size: 0.85em; }
+.failed { color: #b00; } .skipped { color: #777; }
+"""
+
+
+def _table(headers: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="n">{html.escape(str(c))}</td>' if i in numeric else f"<td>{html.escape(str(c))}</td>"
+                         for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _image(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+
+
+def _output(stages: dict[str, StageRecord], stage: str, kind: str) -> dict | None:
+    record = stages.get(stage)
+    return next((o for o in record.outputs if o["kind"] == kind), None) if record else None
+
+
+def _number(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4f}"
+    return f"{int(value):,}"
+
+
+def timings(stages: dict[str, StageRecord]) -> str:
+    rows = []
+    for stage, r in stages.items():
+        status = f"skipped (reused run {r.reused_run})" if r.status == "skipped" else r.status
+        if r.status == "failed":
+            status += f": {r.message}"
+        metrics = ", ".join(f"{k} {_number(v)}" for k, v in r.metrics.items())
+        rows.append([stage, status, f"{r.started_at:%Y-%m-%d %H:%M:%S}", f"{r.seconds:.1f}" if r.seconds is not None else "running",
+                     _number(r.rows), metrics])
+    return _table(["stage", "status", "started (UTC)", "seconds", "rows", "metrics"], rows, {3, 4})
+
+
+def feature_summary(stages: dict[str, StageRecord]) -> str:
+    """Rows per split, then missing values and categorical values folded into id 0: per split as fitting saw them,
+    and in the input the run scored."""
+    parts = []
+    artifact = _output(stages, "featurize", "artifact")
+    scored = _output(stages, "infer", "table") or {}
+    report = None
+    if artifact and artifact.get("path") and Path(artifact["path"]).is_file():
+        report = json.loads(Path(artifact["path"]).read_text())["report"]
+        parts.append(f"<p>Feature artifact {html.escape(artifact['name'])} {html.escape(artifact['version'])}: rows and "
+                     "positive labels per split.</p>")
+        parts.append(_table(["split", "rows", "positive"],
+                            [[s, _number(report["rows"].get(s, 0)), _number(report["positives"].get(s, 0))] for s in SPLITS],
+                            {1, 2}))
+    where = (f"scored input (run {scored['run_id']}, {_number(stages['infer'].rows)} rows)" if scored else None)
+    missing_fit = report["missing"] if report else {}
+    missing_scored = scored.get("missing", {})
+    columns = list(dict.fromkeys([*missing_fit, *missing_scored]))
+    rows = [[c, *(_number(missing_fit.get(c, {}).get(s, 0)) for s in SPLITS if report),
+             *([_number(missing_scored.get(c, 0))] if where else [])] for c in columns]
+    rows = [r for r in rows if any(v not in ("0", "") for v in r[1:])]
+    if rows:
+        parts.append("<p>Missing values per column, filled by the fitted policy:</p>")
+        parts.append(_table(["column", *(SPLITS if report else ()), *([where] if where else [])], rows,
+                            set(range(1, 5))))
+    other = report.get("other", {}) if report else {}
+    outside = scored.get("out_of_vocabulary", {})
+    columns = list(dict.fromkeys([*other, *outside]))
+    if columns:
+        rows = [[c, *(_number(other.get(c, {}).get(s, 0)) for s in SPLITS if report),
+                 *(_number(report["unseen"].get(c, {}).get(s, 0)) for s in SPLITS[1:] if report),
+                 *([_number(outside.get(c, 0))] if where else [])] for c in columns]
+        headers = ["column", *(f"id 0, {s}" for s in SPLITS if report), *(f"unseen, {s}" for s in SPLITS[1:] if report),
+                   *([f"id 0, {where}"] if where else [])]
+        parts.append("<p>Categorical values mapped to the reserved id 0 (too rare to keep, or never seen in "
+                     "training), per split and in the scored input:</p>")
+        parts.append(_table(headers, rows, set(range(1, 7))))
+    return "\n".join(parts) or "<p>No feature or scoring stage in this run.</p>"
+
+
+def figures(stages: dict[str, StageRecord]) -> tuple[str, int]:
+    shown = []
+    model = _output(stages, "train", "model")
+    if model:
+        meta_path = Path(model["path"]) / "metadata.json"
+        if meta_path.is_file():
+            curves = Path(model["path"]) / json.loads(meta_path.read_text())["training_curves"]
+            if curves.is_file():
+                shown.append(_image(curves, f"training curves: {model['name']} {model['version']}"))
+    plots = _output(stages, "evaluate", "plots")
+    for kind, title in (("roc", "ROC curve"), ("scores", "score distribution per class"), ("calibration", "calibration")):
+        if plots and plots.get(kind) and Path(plots[kind]).is_file():
+            shown.append(_image(Path(plots[kind]), title))
+    return '<div class="figures">' + "\n".join(shown) + "</div>", len(shown)
+
+
+def render(cfg: Config, run_id: str, entries: list[StageRecord]) -> tuple[str, int]:
+    latest = latest_per_stage(entries)
+    stages = {s: r for s in STAGES for r in sorted(latest, key=lambda e: e.started_at) if r.stage == s}
+    config = json.loads(next((e.config for e in entries if e.config), "{}"))
+    headline = []
+    if "train" in stages and "val_auc" in stages["train"].metrics:
+        headline.append(f"validation AUC (training) {stages['train'].metrics['val_auc']:.4f}")
+    if "evaluate" in stages and "auc" in stages["evaluate"].metrics:
+        m = stages["evaluate"].metrics
+        headline.append(f"AUC {m['auc']:.4f}, accuracy {m.get('accuracy', float('nan')):.4f}, log loss "
+                        f"{m.get('log_loss', float('nan')):.4f}")
+        if "reference_auc" in m:
+            headline.append(f"reference AUC {m['reference_auc']:.4f}")
+    if "infer" in stages and stages["infer"].rows is not None:
+        headline.append(f"{stages['infer'].rows:,} rows scored")
+    first = min(entries, key=lambda e: e.started_at)
+    images, count = figures(stages)
+    body = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>dlpipe run {html.escape(run_id)}</title><style>{_STYLE}</style></head>
+<body>
+<h1>dlpipe run {html.escape(run_id)}</h1>
+<p>run_date {html.escape(str(first.run_date))}, started {first.started_at:%Y-%m-%d %H:%M:%S} UTC, database
+{html.escape(cfg.database_name)}, config {html.escape(first.config_hash)}, git {html.escape(first.git_commit or "-")}</p>
+<p id="headline"><b>{html.escape("; ".join(headline))}</b></p>
+<h2>Stages</h2>
+{timings(stages)}
+<h2>Training and evaluation</h2>
+{images}
+<h2>Features</h2>
+{feature_summary(stages)}
+<h2>Config</h2>
+<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>
+</body></html>
+"""
+    return body, count
+
+
+def write(spark: SparkSession, cfg: Config, run_id: str, output: str | None = None) -> Path:
+    entries = records(spark, cfg, where=f"run_id = '{run_id}'")
+    if not entries:
+        raise PipelineError(f"no run {run_id} in {runs_table(cfg)}: see `dlpipe runs` for the run ids")
+    text, images = render(cfg, run_id, entries)
+    path = Path(output) if output else run_folder(cfg, run_id) / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"report: wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {images} figures) for run {run_id}")
+    return path

@@ -1,0 +1,138 @@
+"""The runs table: one Delta table per database that records every stage a pipeline ran, skipped or failed.
+
+Each stage appends a ``running`` row when it starts and a ``succeeded``, ``skipped`` or ``failed`` row when it
+ends (appends never conflict in Delta, so concurrent runs can record at once). A row holds what the stage read
+(``inputs``) and wrote (``outputs``), both JSON lists of ``{"kind", "name", "version", ...}`` entries that lineage
+follows, the hash of the stage's inputs and settings (``stage_key``: equal keys mean the stage would write the
+same thing again), the hash of the whole run's config (``config_hash``), row counts, metrics and the config itself.
+A stage killed with its process keeps its ``running`` row: ``dlpipe runs`` shows it as such.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import getpass
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from pipelines.config import Config
+
+RUNS_SCHEMA = (
+    "run_id string, stage string, attempt string, status string, run_date date, started_at timestamp, "
+    "ended_at timestamp, seconds double, stage_key string, config_hash string, inputs string, outputs string, "
+    "rows long, metrics map<string, double>, reused_run string, message string, git_commit string, user string, "
+    "config string"
+)
+FINAL = ("succeeded", "skipped", "failed")
+# Settings of how a run executes, not of what it computes: a run id may be resumed with other values of these.
+_HOW = {"spark", "sql_server", "tune", "stages", "source_files"}
+_HOW_TRAIN = {"start_timeout_s", "pin_cpus"}
+
+
+def config_document(cfg: Config) -> dict:
+    """The config as plain JSON data, without the settings that only say how a run executes."""
+    document = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    document = {k: v for k, v in document.items() if k not in _HOW}
+    document["train"] = {k: v for k, v in document["train"].items() if k not in _HOW_TRAIN}
+    return document
+
+
+def digest(document) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def differences(old, new, prefix: str = "") -> list[str]:
+    """``key old -> new`` for every leaf that differs between two JSON documents."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in sorted(set(old) | set(new), key=str):
+            found += differences(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
+        return found
+    return [] if old == new else [f"{prefix} {json.dumps(old)} -> {json.dumps(new)}"]
+
+
+@dataclass
+class StageRecord:
+    """One row of the runs table."""
+
+    run_id: str
+    stage: str
+    attempt: str
+    status: str
+    run_date: dt.date | None
+    started_at: dt.datetime
+    stage_key: str
+    config_hash: str
+    inputs: list[dict] = field(default_factory=list)
+    outputs: list[dict] = field(default_factory=list)
+    ended_at: dt.datetime | None = None
+    rows: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    reused_run: str | None = None
+    message: str | None = None
+    git_commit: str | None = None
+    config: str | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        return (self.ended_at - self.started_at).total_seconds() if self.ended_at else None
+
+    def as_row(self) -> tuple:
+        return (self.run_id, self.stage, self.attempt, self.status, self.run_date, self.started_at, self.ended_at,
+                self.seconds, self.stage_key, self.config_hash, json.dumps(self.inputs), json.dumps(self.outputs),
+                self.rows, {k: float(v) for k, v in self.metrics.items() if v is not None}, self.reused_run,
+                self.message, self.git_commit, getpass.getuser(), self.config)
+
+    @classmethod
+    def from_row(cls, row) -> "StageRecord":
+        return cls(run_id=row["run_id"], stage=row["stage"], attempt=row["attempt"], status=row["status"],
+                   run_date=row["run_date"], started_at=row["started_at"], stage_key=row["stage_key"],
+                   config_hash=row["config_hash"], inputs=json.loads(row["inputs"] or "[]"),
+                   outputs=json.loads(row["outputs"] or "[]"), ended_at=row["ended_at"], rows=row["rows"],
+                   metrics=dict(row["metrics"] or {}), reused_run=row["reused_run"], message=row["message"],
+                   git_commit=row["git_commit"], config=row["config"])
+
+
+def now() -> dt.datetime:
+    """UTC wall time without a zone, as Spark's timestamp columns hold it."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def runs_table(cfg: Config) -> str:
+    return cfg.qualified(cfg.runs_table)
+
+
+def record(spark: SparkSession, cfg: Config, entry: StageRecord) -> None:
+    """Append one row (a single Delta commit; the table is created by the first)."""
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database_name}")
+    (spark.createDataFrame([entry.as_row()], RUNS_SCHEMA).write.format("delta").mode("append")
+     .saveAsTable(runs_table(cfg)))
+
+
+def records(spark: SparkSession, cfg: Config, where: str | None = None, limit: int | None = None) -> list[StageRecord]:
+    """Rows of the runs table (newest first), optionally filtered by a SQL condition built from checked values."""
+    table = runs_table(cfg)
+    if not spark.catalog.tableExists(table):
+        return []
+    df = spark.table(table)
+    if where:
+        df = df.where(where)
+    df = df.orderBy(F.desc("started_at"), F.desc(F.coalesce("ended_at", "started_at")))
+    if limit:
+        df = df.limit(limit)
+    return [StageRecord.from_row(r) for r in df.collect()]
+
+
+def latest_per_stage(entries: list[StageRecord]) -> list[StageRecord]:
+    """The last row of each (run, stage, attempt): a stage's final status, or ``running`` if it never ended."""
+    latest: dict[tuple, StageRecord] = {}
+    for entry in entries:
+        key = (entry.run_id, entry.stage, entry.attempt)
+        held = latest.get(key)
+        if held is None or (entry.status in FINAL and held.status not in FINAL):
+            latest[key] = entry
+    return sorted(latest.values(), key=lambda e: e.started_at, reverse=True)
