@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 HOROVOD_BUILD_ENV := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=GLOO MAKEFLAGS=-j2
 
-.PHONY: install demo test bench lock clean
+.PHONY: install demo test bench dist lock clean
 
 # The set-up. The venv's pyspark package is the Spark distribution (SPARK_HOME) of spark-submit, spark-sql and the
 # workers: the Delta jars go into its jars/ folder, so every Spark tool started from the venv has Delta on its
@@ -41,6 +41,9 @@ $(STAMP): requirements.lock pyproject.toml
 		&& for artifact in io.delta:delta-spark_2.13:$(DELTA_VERSION) io.delta:delta-storage:$(DELTA_VERSION); do \
 			mvn --batch-mode --quiet dependency:copy -Dartifact=$$artifact -DoutputDirectory=$$jars || exit 1; done
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# Headless Chromium renders the HTML run report in its test (Debian's package; needs root to install).
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+		|| { echo "need Chromium for the report test: apt-get install chromium (as root)"; exit 1; }
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -52,6 +55,24 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks all
+
+# What `spark-submit --archives` ships to a cluster (README "Running on a cluster"): the dlpipe wheel and a packed
+# virtual environment with it, the locked libraries and Horovod. pyspark is left out: executors import the pyspark
+# of the cluster's own Spark. The environment needs python3.11 at the same path on every node.
+DIST_VENV := build/dist-venv
+
+dist: install
+	rm -rf dist $(DIST_VENV)
+	$(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist .
+	$(PYTHON) -m venv $(DIST_VENV)
+	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check "pip==24.3.1"
+	grep -v -E '^(pyspark|venv-pack)==' requirements.lock > build/dist-requirements.txt
+	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r build/dist-requirements.txt
+	$(HOROVOD_BUILD_ENV) $(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps \
+		horovod==$(HOROVOD_VERSION)
+	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps dist/dlpipe-*.whl
+	$(BIN)/venv-pack --quiet -p $(DIST_VENV) -o dist/dlpipe-env.tar.gz --compress-level 1
+	@ls -l dist
 
 # Re-resolve the lock from requirements.in in a throw-away venv (needs the network; review the diff).
 lock:

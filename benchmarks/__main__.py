@@ -9,7 +9,7 @@ import sys
 import warnings
 
 BENCHMARKS = {
-    "e2e_demo": "benchmarks.e2e_demo",
+    "pipeline_e2e": "benchmarks.pipeline_e2e",
     "featurize_vs_mllib": "benchmarks.featurize_vs_mllib",
     "reader_vs_pyarrow": "benchmarks.reader_vs_pyarrow",
     "train_vs_keras": "benchmarks.train_vs_keras",

@@ -130,6 +130,7 @@ def _stage_names(text: str | None) -> list[str] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a pipe, a log file or a scheduler at once
 
     from pipelines.config import ConfigError, load_config
     from pipelines.errors import PipelineError
@@ -152,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             selected_stages(cfg, _stage_names(args.stages))
         run_id = None
         if args.command in TRACKED:
-            run_id = check_run_id(args.run_id) if args.run_id and args.command != "evaluate" else new_run_id()
+            run_id = check_run_id(args.run_id) if args.run_id else new_run_id()  # evaluate: the run it evaluates
         if getattr(args, "run_id", None):
             check_run_id(args.run_id)
     except PipelineError as err:

@@ -2,9 +2,10 @@
 
 Reads the predictions of one run (default: the latest) and the labelled input; computes AUC, accuracy, log loss
 and the confusion matrix at ``infer.threshold`` from a score histogram (``pipelines.binary_metrics``: only the
-histogram reaches the driver), each row weighted by ``train.sample_weight`` when the config names one; appends one
-row to the Delta table ``evaluate.metrics_table`` and saves the ROC curve, the score distribution per class and
-the calibration curve as PNG files under ``<data_dir>/evaluations/<run id>/``.
+histogram reaches the driver), each row weighted by ``train.sample_weight`` when the config names one; writes one
+row to the Delta table ``evaluate.metrics_table`` (replacing an earlier evaluation of the same run) and saves the
+ROC curve, the score distribution per class and the calibration curve as PNG files under
+``<data_dir>/evaluations/<run id>/``.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.expressions import encoded_label
@@ -119,13 +120,22 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
             metrics.auc, metrics.accuracy, metrics.log_loss, threshold, metrics.true_positives,
             metrics.false_positives, metrics.true_negatives, metrics.false_negatives, metrics.precision,
             metrics.recall, reference_auc, str(folder), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))]
-    (spark.createDataFrame(row, METRICS_SCHEMA).write.format("delta").mode("append")
-     .option("mergeSchema", "true").saveAsTable(metrics_table))
+    write_metrics(spark, spark.createDataFrame(row, METRICS_SCHEMA), metrics_table, run_id)
     result = EvaluateResult(run_id, ec.split, metrics.rows, metrics.auc, metrics.accuracy, metrics.log_loss,
                             reference_auc, metrics_table, time.time() - started, metrics,
                             {k: str(v) for k, v in plots.items()})
     print(summary(result, ec.reference_column, weight))
     return result
+
+
+def write_metrics(spark: SparkSession, row: DataFrame, table: str, run_id: str) -> None:
+    """The run's metrics row, replacing an earlier evaluation of the same run (one commit; new columns merged)."""
+    writer = row.write.format("delta").option("mergeSchema", "true")
+    if spark.catalog.tableExists(table):
+        writer = writer.mode("overwrite").option("replaceWhere", f"run_id = '{check_run_id(run_id)}'")
+    else:
+        writer = writer.mode("append")
+    writer.saveAsTable(table)
 
 
 def summary(result: EvaluateResult, reference_column: str | None, weight: str | None) -> str:

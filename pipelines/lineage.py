@@ -5,6 +5,8 @@ to the output of the successful stage that wrote exactly that, back to inputs no
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from pyspark.sql import SparkSession
 
 from pipelines.config import Config
@@ -16,24 +18,31 @@ _MATCHED = ("name", "version", "run_id")
 
 
 def list_runs(spark: SparkSession, cfg: Config, limit: int = 20, run_id: str | None = None) -> list[StageRecord]:
-    """Print the stages of the ``limit`` most recent runs (or of one run, with inputs and outputs)."""
-    entries = latest_per_stage(records(spark, cfg, where=f"run_id = '{run_id}'" if run_id else None))
-    if not entries:
+    """Print the stages of the ``limit`` most recent runs, one line per stage (its latest attempt); or, for one
+    run, every attempt of each stage with what it read and wrote."""
+    attempts = latest_per_stage(records(spark, cfg, where=f"run_id = '{run_id}'" if run_id else None))
+    if not attempts:
         what = f"no run {run_id}" if run_id else "no runs yet"
         raise PipelineError(f"{what} in {runs_table(cfg)}: `dlpipe run` records its stages there")
-    recent: list[str] = []
-    for e in entries:
-        if e.run_id not in recent:
-            recent.append(e.run_id)
-    shown = [e for e in entries if e.run_id in recent[:limit]]
-    shown.sort(key=lambda e: (recent.index(e.run_id), e.started_at))
-    rows = [(e.run_id, str(e.run_date or ""), e.stage, e.status, f"{e.started_at:%Y-%m-%d %H:%M:%S}",
-             f"{e.seconds:.1f}" if e.seconds is not None else "", f"{e.rows:,}" if e.rows is not None else "",
-             _note(e)) for e in shown]
-    print(format_rows(["run_id", "run_date", "stage", "status", "started (UTC)", "seconds", "rows", "note"], rows))
+    recent = list(dict.fromkeys(e.run_id for e in attempts))[:limit]  # newest first
+    tried = Counter((e.run_id, e.stage) for e in attempts)
+    if run_id:
+        shown = sorted(attempts, key=lambda e: e.started_at)
+    else:
+        latest = {}
+        for e in sorted(attempts, key=lambda e: e.started_at):
+            if e.run_id in recent:
+                latest[(e.run_id, e.stage)] = e
+        shown = sorted(latest.values(), key=lambda e: (recent.index(e.run_id), e.started_at))
+    rows = [(e.run_id, str(e.run_date or ""), e.stage, e.status, str(tried[(e.run_id, e.stage)]),
+             f"{e.started_at:%Y-%m-%d %H:%M:%S}", f"{e.seconds:.1f}" if e.seconds is not None else "",
+             f"{e.rows:,}" if e.rows is not None else "", _note(e)) for e in shown]
+    print(format_rows(["run_id", "run_date", "stage", "status", "attempts", "started (UTC)", "seconds", "rows", "note"],
+                      rows))
     if run_id:
         for e in shown:
-            print(f"\n{e.stage} ({e.status}), stage key {e.stage_key}, config {e.config_hash}, git {e.git_commit or '-'}")
+            print(f"\n{e.stage} ({e.status}, attempt {e.attempt}), stage key {e.stage_key}, config {e.config_hash}, "
+                  f"git {e.git_commit or '-'}")
             for entry in e.inputs:
                 print(f"  read  {describe(entry)}")
             for entry in e.outputs:

@@ -30,6 +30,17 @@ pre { background: #f8f8f8; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 .failed { color: #b00; } .skipped { color: #777; }
 """
 
+_SCRIPT = """<script>
+// Say on the page when a figure did not load (the counts are also what the report's browser test reads).
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const broken = images.filter(img => !(img.complete && img.naturalWidth > 0));
+  document.body.dataset.imagesLoaded = images.length - broken.length;
+  document.body.dataset.imagesBroken = broken.length;
+  broken.forEach(img => img.insertAdjacentText("afterend", "(this figure did not load)"));
+});
+</script>"""
+
 
 def _table(headers: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
@@ -157,6 +168,7 @@ def render(cfg: Config, run_id: str, entries: list[StageRecord]) -> tuple[str, i
 {feature_summary(stages)}
 <h2>Config</h2>
 <pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>
+{_SCRIPT}
 </body></html>
 """
     return body, count

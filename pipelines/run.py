@@ -121,8 +121,7 @@ def _run_stage(spark: SparkSession, cfg: Config, stage: str, base: StageRecord, 
         result.outcomes[stage] = StageOutcome(stage, "skipped", time.time() - started, 0.0, entry.rows,
                                               entry.metrics, earlier.run_id)
         return
-    if changed:
-        print(f"{stage}: running again: {changed}")
+    print(f"{stage}: starting" + (f" again: {changed}" if changed else ""))
     tracking.record(spark, cfg, entry)
     work_started = time.time()
     try:

@@ -1,5 +1,6 @@
-"""The same jobs on a real Spark standalone cluster: a master and two 1-core workers on 127.0.0.1, the pipeline's
-driver in its own process pointed at them with ``spark.master``, Horovod with one rank per worker."""
+"""The pipeline on a real Spark standalone cluster, as README "Running on a cluster" submits it: `make dist` packs
+the environment, `spark-submit jobs/run.py --archives dist/dlpipe-env.tar.gz#environment` sends it to a master and
+two 1-core workers on 127.0.0.1, the executors run Python from the unpacked archive, Horovod one rank per worker."""
 import json
 import os
 import subprocess
@@ -7,25 +8,41 @@ import sys
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from tests.standalone import standalone_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+ARCHIVE = REPO / "dist" / "dlpipe-env.tar.gz"
+ROWS = 3000
 
 pytestmark = pytest.mark.slow
 
 
-def test_generate_featurize_and_train_on_a_standalone_cluster(tmp_path):
+def packed_environment() -> Path:
+    """``make dist``'s archive, built again when any source file is newer than it."""
+    sources = [p for folder in ("features", "models", "pipelines", "jobs") for p in (REPO / folder).rglob("*.py")]
+    sources += [REPO / "requirements.lock", REPO / "pyproject.toml"]
+    if not ARCHIVE.is_file() or max(p.stat().st_mtime for p in sources) > ARCHIVE.stat().st_mtime:
+        out = subprocess.run(["make", "dist"], cwd=REPO, capture_output=True, text=True, timeout=1200)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return ARCHIVE
+
+
+def test_spark_submit_with_the_packed_environment_runs_the_pipeline_on_a_standalone_cluster(spark, tmp_path):
+    archive = packed_environment()
     data_dir = tmp_path / "var"
+    sets = [f"data_dir={data_dir}", f"generate.rows={ROWS}", "generate.partitions=2", "train.num_proc=2",
+            "train.epochs=2", "train.batch_size=64", "train.hidden_units=[16, 8]"]
     with standalone_cluster(tmp_path / "cluster", workers=2, cores=1, memory="3g") as master:
-        sets = [f"data_dir={data_dir}", f"spark.master={master}", "spark.conf={spark.executor.memory: 2g}",
-                "stages=[generate, featurize, train]", "generate.rows=3000", "generate.partitions=2",
-                "train.num_proc=2", "train.epochs=2", "train.batch_size=64", "train.hidden_units=[16, 8]"]
-        out = subprocess.run([str(BIN / "dlpipe"), "run", "--config", "conf/demo.yaml", "--run-id", "cluster-1",
-                              *[arg for s in sets for arg in ("--set", s)]],
-                             cwd=REPO, capture_output=True, text=True, timeout=900,
-                             env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
+        command = [str(BIN / "spark-submit"), "--master", master, "--archives", f"{archive}#environment",
+                   "--conf", f"spark.pyspark.driver.python={sys.executable}",
+                   "--conf", "spark.pyspark.python=./environment/bin/python",
+                   "--conf", "spark.executor.memory=2g", "jobs/run.py", "--config", "conf/demo.yaml",
+                   "--run-id", "cluster-1", *[arg for s in sets for arg in ("--set", s)]]
+        out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200, env={
+            **os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PATH": f"{BIN}:{os.environ['PATH']}"})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     log = out.stdout + out.stderr
     assert "on 2 Horovod workers" in log and "train: epoch 2/2:" in log
@@ -33,6 +50,11 @@ def test_generate_featurize_and_train_on_a_standalone_cluster(tmp_path):
     assert metadata["run_id"] == "cluster-1" and metadata["epochs_done"] == 2
     assert len(metadata["seconds_per_rank"]) == 2
     assert 0.5 < metadata["history"]["val_auc"][-1] <= 1.0
-    # the executors ran on the workers, not in the driver: each worker has an application folder
+
+    predictions = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "predictions"))
+    assert predictions.where(F.col("run_id") == "cluster-1").count() == ROWS
+    assert predictions.where(F.col("score").isNull()).count() == 0
+    # the executors ran on the workers with the archive's Python, not the driver's
     apps = list((tmp_path / "cluster" / "work").glob("app-*/*"))
     assert len(apps) >= 2, apps
+    assert all((app / "environment" / "bin" / "python").exists() for app in apps), apps

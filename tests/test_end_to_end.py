@@ -1,8 +1,11 @@
 """The demo pipeline end to end on tiny data, as a user runs it: `dlpipe run` in its own process, then the tables
 seen by name from other processes (`dlpipe sql`, `spark-sql`) and a stage under `spark-submit`."""
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from pyspark.sql import functions as F
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ROWS = 8000
+DATE = "2026-11-01"
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +34,7 @@ def run(command: list[str], env: dict | None = None, timeout: int = 900) -> subp
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("e2e") / "var"
-    out = run([str(BIN / "dlpipe"), "run", *settings(data_dir), "--run-id", "e2e-1"])
+    out = run([str(BIN / "dlpipe"), "run", *settings(data_dir), "--run-id", "e2e-1", "--date", DATE])
     return data_dir, out.stdout
 
 
@@ -44,6 +48,7 @@ def test_run_prints_auc_sql_rows_and_locations(pipeline_run):
 def test_predictions_table(spark, pipeline_run):
     data_dir, _ = pipeline_run
     predictions = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "predictions"))
+    predictions = predictions.where(F.col("run_id") == "e2e-1")  # later tests here add runs
     assert predictions.dtypes == [
         ("row_id", "bigint"), ("score", "float"), ("predicted_label", "int"), ("model_name", "string"),
         ("model_version", "string"), ("feature_version", "string"), ("input_version", "bigint"),
@@ -57,7 +62,8 @@ def test_predictions_table(spark, pipeline_run):
 
 def test_auc_beats_chance_clearly(spark, pipeline_run):
     data_dir, _ = pipeline_run
-    metrics = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "metrics")).first()
+    metrics = (spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "metrics"))
+               .where(F.col("run_id") == "e2e-1").first())
     assert metrics["split"] == "validation" and 600 < metrics["rows"] < 1000
     assert metrics["auc"] > 0.65, metrics
     assert metrics["reference_auc"] > metrics["auc"] - 0.02  # nothing beats the true probability by much
@@ -94,7 +100,7 @@ def test_stage_under_spark_submit(spark, pipeline_run):
     run([str(BIN / "spark-submit"), "jobs/evaluate.py", *settings(data_dir), "--run-id", "e2e-1"],
         env={"PATH": f"{BIN}:{os.environ['PATH']}", "PYSPARK_PYTHON": sys.executable})
     metrics = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "metrics"))
-    assert metrics.where(F.col("run_id") == "e2e-1").count() == 2
+    assert metrics.where(F.col("run_id") == "e2e-1").count() == 1  # evaluating a run again replaces its row
 
 
 def free_port() -> int:
@@ -119,7 +125,7 @@ def test_beeline_queries_the_thrift_server(pipeline_run):
                 break
         assert server.poll() is None, "".join(log[-50:])
         beeline = run([str(BIN / "beeline"), "-u", f"jdbc:hive2://127.0.0.1:{port}/dlpipe", "--outputformat=csv2",
-                       "-e", "SELECT count(*) AS n, count(DISTINCT run_id) AS runs FROM predictions"],
+                       "-e", "SELECT count(*) AS n, count(DISTINCT run_id) AS runs FROM predictions WHERE run_id = 'e2e-1'"],
                       env={"PATH": f"{BIN}:{os.environ['PATH']}"}, timeout=300)
         lines = beeline.stdout.strip().splitlines()  # the header follows beeline's prompt on its line
         assert lines[-2].endswith("n,runs") and lines[-1] == f"{ROWS},1", beeline.stdout
@@ -129,3 +135,131 @@ def test_beeline_queries_the_thrift_server(pipeline_run):
         if server.poll() is None:
             os.killpg(server.pid, 9)
             server.wait()
+
+
+# ------------------------------------------------------------------ scheduled runs: skip, resume, lineage, report
+# These continue from run e2e-1 above (file order): a scheduler's view of the same data folder.
+
+
+def dlpipe(*args: str, data_dir: Path, ok: bool = True, **sets: str) -> subprocess.CompletedProcess:
+    extra = [arg for key, value in sets.items() for arg in ("--set", f"{key.replace('__', '.')}={value}")]
+    command = [str(BIN / "dlpipe"), *args, *settings(data_dir), *extra]
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    if ok:
+        assert out.returncode == 0, f"{command} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+def stage_lines(stdout: str) -> dict[str, str]:
+    """stage -> its line in the run's summary table."""
+    table = stdout[stdout.index("stages in"):]
+    return {line.split()[0]: line for line in table.splitlines()[1:]
+            if line.strip() and line.split()[0] in ("generate", "featurize", "train", "infer", "evaluate")}
+
+
+def test_a_rerun_for_the_same_date_skips_every_stage(pipeline_run):
+    data_dir, _ = pipeline_run
+    out = dlpipe("run", "--run-id", "e2e-retry", "--date", DATE, data_dir=data_dir)
+    for stage in ("generate", "featurize", "train", "infer", "evaluate"):
+        assert f"{stage}: skipped: inputs and settings unchanged since run e2e-1" in out.stdout
+        assert "skipped (run e2e-1)" in stage_lines(out.stdout)[stage]
+    assert "starting" not in out.stdout
+    assert "WHERE run_id = 'e2e-1'" in out.stdout and "| 0               |" in out.stdout  # e2e-1's predictions
+
+
+def test_a_changed_model_config_reruns_only_train_infer_and_evaluate(spark, pipeline_run):
+    data_dir, _ = pipeline_run
+    out = dlpipe("run", "--run-id", "e2e-model2", "--date", DATE, data_dir=data_dir, train__hidden_units="[32, 16]")
+    lines = stage_lines(out.stdout)
+    assert "skipped (run e2e-1)" in lines["generate"] and "skipped (run e2e-1)" in lines["featurize"]
+    for stage in ("train", "infer", "evaluate"):
+        assert f"{stage}: starting" in out.stdout and "succeeded" in lines[stage]
+    predictions = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "predictions"))
+    rows = predictions.where(F.col("run_id") == "e2e-model2").select("model_version").distinct().collect()
+    assert [r[0] for r in rows] == ["v2"]
+    assert predictions.where(F.col("run_id") == "e2e-model2").count() == ROWS
+
+
+def test_a_run_id_used_with_another_config_is_refused(pipeline_run):
+    data_dir, _ = pipeline_run
+    out = dlpipe("run", "--run-id", "e2e-1", "--date", DATE, data_dir=data_dir, ok=False, train__learning_rate="0.01")
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        "dlpipe run: error: run e2e-1 was run with a different config (train.learning_rate 0.001 -> 0.01): "
+        "use a new --run-id, or --force to redo it with this config")
+
+
+def test_a_run_killed_in_infer_resumes_there(spark, pipeline_run):
+    data_dir, _ = pipeline_run
+    args = [str(BIN / "dlpipe"), "run", *settings(data_dir), "--run-id", "e2e-day2", "--date", "2026-11-02",
+            "--set", "train.hidden_units=[16]"]
+    job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    seen = []
+    for line in job.stdout:
+        seen.append(line)
+        if line.startswith("infer: starting"):
+            time.sleep(2.0)  # inside the stage, well before its one commit (scoring alone takes longer)
+            break
+    assert job.poll() is None, "the run ended before it could be killed:\n" + "".join(seen[-40:])
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait(60)
+    assert "train: starting" in "".join(seen)  # this run trained its own model before it was killed
+
+    out = run(args)
+    lines = stage_lines(out.stdout)
+    assert "skipped (run e2e-1)" in lines["featurize"]
+    assert "train: skipped: inputs and settings unchanged since run e2e-day2" in out.stdout  # not trained again
+    assert "infer: starting" in out.stdout and "succeeded" in lines["infer"] and "succeeded" in lines["evaluate"]
+    predictions = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "predictions"))
+    assert predictions.where(F.col("run_id") == "e2e-day2").count() == ROWS
+
+    log = (data_dir / "runs" / "e2e-day2" / "run.log").read_text()  # both attempts, without the progress bar
+    assert log.count("infer: starting") == 2 and "train: epoch 4/4" in log and "[Stage " not in log
+
+    # `dlpipe runs`: one line per stage (its latest attempt); with --run-id every attempt, the killed one too
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in dlpipe("runs", data_dir=data_dir).stdout.splitlines()
+             if line.startswith("| e2e-day2 ")]
+    assert [(c[2], c[3], c[4]) for c in cells] == [
+        ("generate", "skipped", "2"), ("featurize", "skipped", "2"), ("train", "skipped", "2"),
+        ("infer", "succeeded", "2"), ("evaluate", "succeeded", "1")]
+    detail = dlpipe("runs", "--run-id", "e2e-day2", data_dir=data_dir).stdout
+    infer = [[c.strip() for c in line.split("|")[1:-1]] for line in detail.splitlines() if "| infer " in line]
+    assert [c[3] for c in infer] == ["running", "succeeded"]
+    assert "read  model higgs_mlp v3" in detail and "wrote table dlpipe.predictions version" in detail
+
+
+def test_lineage_of_the_predictions_goes_back_to_the_raw_table(pipeline_run):
+    data_dir, _ = pipeline_run
+    out = dlpipe("lineage", "predictions", data_dir=data_dir).stdout.strip().splitlines()
+    tree = out[out.index(next(line for line in out if line.startswith("table dlpipe.predictions"))):]
+    assert tree[0].startswith("table dlpipe.predictions version") and "<- infer, run e2e-day2" in tree[0]
+    assert tree[1].startswith("  model higgs_mlp v3  <- train, run e2e-day2")
+    assert any(line.startswith("    table dlpipe.features version 0  <- featurize, run e2e-1") for line in tree)
+    assert any(line.strip().startswith("table dlpipe.raw_events version 0  <- generate, run e2e-1") for line in tree)
+
+
+def test_report_renders_in_chromium(spark, pipeline_run, tmp_path):
+    data_dir, _ = pipeline_run
+    chromium = shutil.which("chromium")
+    assert chromium, "the report test needs Debian's chromium package: `make install` installs it"
+    dlpipe("report", "e2e-day2", data_dir=data_dir)
+    page = data_dir / "runs" / "e2e-day2" / "report.html"
+    browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
+               "--virtual-time-budget=10000"]
+    dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert 'data-images-loaded="4"' in dom and 'data-images-broken="0"' in dom, dom[:500]
+    metrics = (spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "metrics"))
+               .where(F.col("run_id") == "e2e-day2").first())
+    assert f"AUC {metrics['auc']:.4f}" in dom and f"{ROWS:,} rows scored" in dom
+    for text in ("train_rows", "Missing values per column", "learning_rate", "evaluate"):
+        assert text in dom
+    shot = data_dir / "runs" / "e2e-day2" / "report.png"
+    subprocess.run([*browser, "--window-size=1200,2000", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    unknown = dlpipe("report", "no-such-run", data_dir=data_dir, ok=False)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().splitlines()[-1] == (
+        "dlpipe report: error: no run no-such-run in dlpipe.runs: see `dlpipe runs` for the run ids")

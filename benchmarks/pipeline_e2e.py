@@ -1,0 +1,90 @@
+"""pipeline_e2e: the scheduled pipeline on generated rows, as a scheduler runs it, and what orchestration costs.
+
+Generates ``--rows`` rows (``dlpipe generate``, outside the measurement), then times, each in its own process as a
+scheduler starts them:
+
+1. ``dlpipe run --stages featurize,train,infer,evaluate`` for one date: wall time per stage (planning and
+   recording included) and of the stage's own work, from the run's summary file;
+2. ``dlpipe report`` of that run;
+3. the same ``dlpipe run`` again for the same date (a retried schedule: every stage skipped).
+
+``overhead_share`` is the share of (1) + (2) spent outside the four stages' own work: starting the driver and
+Spark, reading and writing the runs table, planning and skip checks, the summary and the report. Peak resident
+memory is sampled over the whole process tree of (1), per role: the driver's Python, the JVM (driver and, in local
+mode, executors) and the Python workers with the Horovod ranks.
+
+Runs in a scratch data folder under var/bench/ so it never touches the demo's tables.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from benchmarks.measure import PeakMemory
+
+DEFAULT_ROWS = 10_000_000
+REPO = Path(__file__).resolve().parents[1]
+DLPIPE = Path(sys.executable).parent / "dlpipe"
+FOUR = ("featurize", "train", "infer", "evaluate")
+
+
+def role(proc: psutil.Process, root: psutil.Process) -> str | None:
+    """Which part of a local dlpipe run a process of this benchmark's tree is (the benchmark itself: none)."""
+    if proc.pid == root.pid:
+        return None
+    command = proc.cmdline()
+    if command and "java" in command[0]:
+        return "jvm"
+    if proc.ppid() == root.pid:
+        return "driver_python"
+    return "python_workers"
+
+
+def dlpipe(args: list[str], settings: list[str]) -> float:
+    """Seconds of one ``dlpipe`` command in its own process; its output goes to this console."""
+    started = time.perf_counter()
+    subprocess.run([str(DLPIPE), *args, *settings], cwd=REPO, check=True)
+    return time.perf_counter() - started
+
+
+def main(rows: int) -> None:
+    data_dir = REPO / "var" / "bench" / "pipeline_e2e"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    sets = [f"data_dir={data_dir}", f"generate.rows={rows}", f"generate.partitions={max(8, rows // 125_000)}",
+            "spark.conf={spark.ui.showConsoleProgress: false}"]
+    settings = ["--config", "conf/demo.yaml", *[a for s in sets for a in ("--set", s)]]
+    stages = ["--stages", ",".join(FOUR), "--date", "2026-11-26"]
+
+    generate_s = dlpipe(["generate"], settings)
+    with PeakMemory(role=role) as memory:
+        run_s = dlpipe(["run", *stages, "--run-id", "bench-1"], settings)
+    report_s = dlpipe(["report", "bench-1"], settings)
+    rerun_s = dlpipe(["run", *stages, "--run-id", "bench-2"], settings)
+
+    summary = json.loads(sorted((data_dir / "runs" / "bench-1").glob("summary-*.json"))[-1].read_text())
+    per_stage = {s["stage"]: s for s in summary["stages"]}
+    work = sum(per_stage[s]["work_seconds"] for s in FOUR)
+    total = run_s + report_s
+    around = run_s - sum(per_stage[s]["seconds"] for s in FOUR)  # process and Spark start, history, summaries
+    tracking = sum(per_stage[s]["seconds"] - per_stage[s]["work_seconds"] for s in FOUR)  # plans, skip checks, rows
+    print(json.dumps({
+        "name": "pipeline_e2e",
+        "rows": rows,
+        "seconds": round(total, 1),
+        "rows_per_s": round(rows / total, 1),
+        "seconds_per_stage": {s: round(per_stage[s]["seconds"], 1) for s in FOUR},
+        "work_seconds_per_stage": {s: round(per_stage[s]["work_seconds"], 1) for s in FOUR},
+        "overhead_seconds": {"process_and_session": round(around, 1), "planning_and_tracking": round(tracking, 1),
+                             "report": round(report_s, 1)},
+        "overhead_share": round((total - work) / total, 4),
+        "rerun_all_skipped_seconds": round(rerun_s, 1),
+        "generate_seconds_not_counted": round(generate_s, 1),
+        "peak_mem_mb": round(memory.peak_mb, 1),
+        "peak_mem_mb_by_role": {k: round(v, 1) for k, v in sorted(memory.peak_by_role.items())},
+    }), flush=True)
