@@ -78,3 +78,16 @@ def test_a_date_that_is_not_a_date():
     assert out.returncode == 2
     assert last_line(out.stderr) == ("dlpipe run: error: argument --date: '2026-13-01' is not a date: use YYYY-MM-DD, "
                                      "e.g. 2026-11-27")
+
+
+def test_a_stage_that_does_not_exist():
+    out = dlpipe("run", "--stages", "featurize,trian")
+    assert out.returncode == 2
+    assert last_line(out.stderr) == ("dlpipe run: no stage named 'trian': the stages are generate, featurize, train, "
+                                     "infer, evaluate")
+
+
+def test_a_run_id_that_could_break_sql():
+    out = dlpipe("report", "x' OR '1'='1")
+    assert out.returncode == 2
+    assert last_line(out.stderr).startswith("dlpipe report: run id \"x' OR '1'='1\" is not valid")
