@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
 import traceback
 from typing import Sequence
@@ -161,8 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if run_id is None:
         return _main(args, cfg, prefix, None)
+    signal.signal(signal.SIGTERM, _terminated)  # a scheduler's kill: the stage is recorded as failed, then exit
     with tee_output(run_folder(cfg, run_id) / "run.log"):
         return _main(args, cfg, prefix, run_id)
+
+
+def _terminated(signum, frame) -> None:
+    raise SystemExit("dlpipe: terminated by SIGTERM")
 
 
 def _main(args: argparse.Namespace, cfg, prefix: str, run_id: str | None) -> int:

@@ -15,6 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from pyspark.sql import SparkSession
 
@@ -64,7 +65,8 @@ def check_same_config(run_id: str, history: list[StageRecord], config_hash: str,
                         "use a new --run-id, or --force to redo it with this config")
 
 
-def reusable(spark: SparkSession, cfg: Config, history: list[StageRecord], stage: str, key: str) -> tuple[StageRecord | None, str | None]:
+def reusable(spark: SparkSession, cfg: Config, history: list[StageRecord], stage: str,
+             key: str) -> tuple[StageRecord | None, str | None]:
     """(the latest successful run of ``stage`` with this key whose outputs are still there, why not otherwise)."""
     earlier = next((r for r in history if r.stage == stage and r.status == "succeeded" and r.stage_key == key), None)
     if earlier is None:
@@ -94,9 +96,14 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
                        started_at=now(), stage_key="", config_hash=config_hash, git_commit=git_commit(),
                        config=json.dumps(document))
     print(f"run {run_id} (run_date {run_date}): stages {', '.join(chosen)}" + (" (--force: none skipped)" if force else ""))
+    stage = chosen[0]
     try:
         for stage in chosen:
             _run_stage(spark, cfg, stage, base, history, handoff, result, force)
+    except BaseException:
+        print(f"run {run_id} stopped in {stage}: the same command with --run-id {run_id} resumes it there "
+              "(the stages that finished are skipped)")
+        raise
     finally:
         result.seconds = time.time() - started
         print(summary_table(result))
@@ -122,14 +129,9 @@ def _run_stage(spark: SparkSession, cfg: Config, stage: str, base: StageRecord, 
                                               entry.metrics, earlier.run_id)
         return
     print(f"{stage}: starting" + (f" again: {changed}" if changed else ""))
-    tracking.record(spark, cfg, entry)
     work_started = time.time()
-    try:
-        outcome = stage_plans.execute(spark, cfg, stage, base.run_id, base.run_date, handoff, fresh=force)
-    except BaseException as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        _record_quietly(spark, cfg, dataclasses.replace(entry, status="failed", ended_at=now(), message=message))
-        raise
+    outcome = _attempt(spark, cfg, entry, lambda: stage_plans.execute(
+        spark, cfg, stage, base.run_id, base.run_date, handoff, fresh=force))
     work = time.time() - work_started
     outputs, rows, metrics = stage_plans.outputs(cfg, stage, outcome)
     tracking.record(spark, cfg, dataclasses.replace(entry, status="succeeded", outputs=outputs, rows=rows,
@@ -139,20 +141,27 @@ def _run_stage(spark: SparkSession, cfg: Config, stage: str, base: StageRecord, 
     result.outcomes[stage] = StageOutcome(stage, "succeeded", time.time() - started, work, rows, metrics)
 
 
-def _record_quietly(spark: SparkSession, cfg: Config, entry: StageRecord) -> None:
-    """Record a failure if Spark still can (a Ctrl-C may have stopped it): the stage's own error comes first."""
+def _attempt(spark: SparkSession, cfg: Config, entry: StageRecord, call: Callable[[], object]):
+    """Record ``entry`` as running, then do ``call``; if it fails, record the failure with the error's first line."""
+    tracking.record(spark, cfg, entry)
     try:
-        tracking.record(spark, cfg, entry)
-    except Exception as err:  # noqa: BLE001
-        print(f"{entry.stage}: could not record the failure in the runs table: {type(err).__name__}")
+        return call()
+    except BaseException as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        failed = dataclasses.replace(entry, status="failed", ended_at=now(), message=message)
+        try:  # if Spark still can (a Ctrl-C may have stopped it): the stage's own error comes first
+            tracking.record(spark, cfg, failed)
+        except Exception as also:  # noqa: BLE001
+            print(f"{entry.stage}: could not record the failure in the runs table: {type(also).__name__}")
+        raise
 
 
 def run_stage(spark: SparkSession, cfg: Config, stage: str, run_id: str, run_date: dt.date | None = None,
-              predictions_run: str | None = None, **options):
+              predictions_run: str | None = None):
     """One stage as its own command (``dlpipe train`` ...): always runs, and is recorded in the runs table like a
     stage of ``dlpipe run`` (so a later ``dlpipe run`` may reuse what it wrote, and lineage can follow it)."""
     from features.errors import FeatureError
-    from pipelines import evaluate, featurize, generate, infer, train
+    from pipelines import evaluate
 
     run_date = run_date or now().date()
     document = config_document(cfg)
@@ -166,20 +175,10 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, run_id: str, run_dat
     entry = StageRecord(run_id=run_id, stage=stage, attempt=uuid.uuid4().hex[:12], status="running",
                         run_date=run_date, started_at=now(), stage_key=plan.key, config_hash=digest(document),
                         inputs=plan.inputs, git_commit=git_commit(), config=json.dumps(document))
-    tracking.record(spark, cfg, entry)
-    calls = {
-        "generate": lambda: generate.run(spark, cfg),
-        "featurize": lambda: featurize.run(spark, cfg),
-        "train": lambda: train.run(spark, cfg, run_id=run_id, **options),
-        "infer": lambda: infer.run(spark, cfg, run_id=run_id, run_date=run_date),
-        "evaluate": lambda: evaluate.run(spark, cfg, run_id=predictions_run),
-    }
-    try:
-        outcome = calls[stage]()
-    except BaseException as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        _record_quietly(spark, cfg, dataclasses.replace(entry, status="failed", ended_at=now(), message=message))
-        raise
+    if stage == "evaluate":  # alone, it evaluates the run it is given, or the latest one
+        outcome = _attempt(spark, cfg, entry, lambda: evaluate.run(spark, cfg, run_id=predictions_run))
+    else:
+        outcome = _attempt(spark, cfg, entry, lambda: stage_plans.execute(spark, cfg, stage, run_id, run_date, handoff))
     outputs, rows, metrics = stage_plans.outputs(cfg, stage, outcome)
     if stage == "evaluate" and not predictions_run:
         plan = stage_plans.plan(spark, cfg, stage, run_id, run_date, Handoff(predictions_run=outcome.run_id))

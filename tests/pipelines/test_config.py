@@ -56,7 +56,7 @@ def test_config_objects_are_frozen(conf_dir):
          "momentum, num_proc, optimizer, pin_cpus, sample_weight, seed, start_timeout_s, use_gpu, warmup_epochs)"),
         ("trian:\n  epochs: 3\n",
          "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, namespace, "
-         "spark, sql_server, stages, train, tune)"),
+         "runs_table, spark, sql_server, stages, train, tune)"),
         ("train:\n  batch_size: -5\n", "{p}: train.batch_size: must be greater than 0, got -5"),
         ("train:\n  num_proc: 0\n", "{p}: train.num_proc: must be a positive integer or auto, got 0"),
         ("train:\n  epochs: three\n", "{p}: train.epochs: expected an integer, got str 'three'"),
@@ -95,6 +95,9 @@ def test_config_objects_are_frozen(conf_dir):
         ("tune:\n  output_table: 'tune; drop'\n",
          "{p}: tune.output_table: must be a plain SQL identifier (letters, digits, underscore; not starting with a "
          "digit), got 'tune; drop'"),
+        ("runs_table: runs-2\n",
+         "{p}: runs_table: must be a plain SQL identifier (letters, digits, underscore; not starting with a digit), "
+         "got 'runs-2'"),
         ("database: drop table x\n",
          "{p}: database: must be a plain SQL identifier (letters, digits, underscore; not starting with a digit), "
          "got 'drop table x'"),
