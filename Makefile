@@ -57,21 +57,24 @@ bench: install
 	$(BIN)/python -m benchmarks all
 
 # What `spark-submit --archives` ships to a cluster (README "Running on a cluster"): the dlpipe wheel and a packed
-# virtual environment with it, the locked libraries and Horovod. pyspark is left out: executors import the pyspark
-# of the cluster's own Spark. The environment needs python3.11 at the same path on every node.
+# virtual environment with it, the locked libraries and Horovod. Left out: pyspark (executors import the pyspark
+# of the cluster's own Spark), what only tests and builds use (pytest, scikit-learn and scipy, libclang,
+# TensorFlow's C++ headers) and venv-pack itself. The environment needs python3.11 at the same path on every node.
 DIST_VENV := build/dist-venv
+DIST_LEFT_OUT := pyspark|venv-pack|pytest|iniconfig|pluggy|scikit-learn|scipy|joblib|threadpoolctl|libclang
 
 dist: install
 	rm -rf dist $(DIST_VENV)
 	$(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist .
 	$(PYTHON) -m venv $(DIST_VENV)
 	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check "pip==24.3.1"
-	grep -v -E '^(pyspark|venv-pack)==' requirements.lock > build/dist-requirements.txt
+	grep -v -E '^($(DIST_LEFT_OUT))==' requirements.lock > build/dist-requirements.txt
 	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r build/dist-requirements.txt
 	$(HOROVOD_BUILD_ENV) $(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps \
 		horovod==$(HOROVOD_VERSION)
 	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps dist/dlpipe-*.whl
-	$(BIN)/venv-pack --quiet -p $(DIST_VENV) -o dist/dlpipe-env.tar.gz --compress-level 1
+	$(BIN)/venv-pack --quiet -p $(DIST_VENV) -o dist/dlpipe-env.tar.gz --compress-level 1 \
+		--exclude 'lib/python3.11/site-packages/tensorflow/include/*'
 	@ls -l dist
 
 # Re-resolve the lock from requirements.in in a throw-away venv (needs the network; review the diff).

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
             help="override one config key, e.g. --set train.num_proc=2 (repeatable; values are YAML)",
         )
-        if name in ("train", "infer", "evaluate", "run", "tune"):
+        if name in (*TRACKED, "tune"):
             sub.add_argument("--run-id", default=None, help="run id (default: a new UTC timestamp; evaluate: the latest "
                                                              "run; train: an unfinished run id resumes from its checkpoint;"
                                                              " tune: the scan id, a rerun replaces its results)")

@@ -72,8 +72,11 @@ class tee_output:
         self.saved: dict[int, int] = {}
 
     def __enter__(self) -> "tee_output":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.path, "ab", buffering=0)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(self.path, "ab", buffering=0)
+        except OSError:  # an unusable data folder: the command itself says so; there is just no log file
+            return self
         lock = threading.Lock()
         sys.stdout.flush()
         sys.stderr.flush()

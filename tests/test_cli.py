@@ -69,7 +69,8 @@ def test_missing_input_path_writes_nothing(tmp_path):
     assert last_line(out.stderr) == (
         "dlpipe featurize: error: input path /no/such/table does not exist: fix the input path in the config"
     )
-    assert not any((data / "warehouse").rglob("*.parquet"))
+    tables = {p.relative_to(data / "warehouse").parts[:2] for p in (data / "warehouse").rglob("*.parquet")}
+    assert tables == {("dlpipe.db", "runs")}  # only the record of the failed stage
     assert not any((data / "artifacts").iterdir())
 
 

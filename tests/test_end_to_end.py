@@ -167,19 +167,6 @@ def test_a_rerun_for_the_same_date_skips_every_stage(pipeline_run):
     assert "WHERE run_id = 'e2e-1'" in out.stdout and "| 0               |" in out.stdout  # e2e-1's predictions
 
 
-def test_a_changed_model_config_reruns_only_train_infer_and_evaluate(spark, pipeline_run):
-    data_dir, _ = pipeline_run
-    out = dlpipe("run", "--run-id", "e2e-model2", "--date", DATE, data_dir=data_dir, train__hidden_units="[32, 16]")
-    lines = stage_lines(out.stdout)
-    assert "skipped (run e2e-1)" in lines["generate"] and "skipped (run e2e-1)" in lines["featurize"]
-    for stage in ("train", "infer", "evaluate"):
-        assert f"{stage}: starting" in out.stdout and "succeeded" in lines[stage]
-    predictions = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "predictions"))
-    rows = predictions.where(F.col("run_id") == "e2e-model2").select("model_version").distinct().collect()
-    assert [r[0] for r in rows] == ["v2"]
-    assert predictions.where(F.col("run_id") == "e2e-model2").count() == ROWS
-
-
 def test_a_run_id_used_with_another_config_is_refused(pipeline_run):
     data_dir, _ = pipeline_run
     out = dlpipe("run", "--run-id", "e2e-1", "--date", DATE, data_dir=data_dir, ok=False, train__learning_rate="0.01")
@@ -189,10 +176,12 @@ def test_a_run_id_used_with_another_config_is_refused(pipeline_run):
         "use a new --run-id, or --force to redo it with this config")
 
 
-def test_a_run_killed_in_infer_resumes_there(spark, pipeline_run):
+def test_a_changed_model_config_reruns_train_and_a_run_killed_in_infer_resumes_there(spark, pipeline_run):
+    """One run with another network: featurize is reused, train runs; the run is killed in infer; the same command
+    again resumes it in infer (train not redone), and scores with the new model."""
     data_dir, _ = pipeline_run
-    args = [str(BIN / "dlpipe"), "run", *settings(data_dir), "--run-id", "e2e-day2", "--date", "2026-11-02",
-            "--set", "train.hidden_units=[16]"]
+    args = [str(BIN / "dlpipe"), "run", *settings(data_dir), "--run-id", "e2e-model2", "--date", DATE,
+            "--set", "train.hidden_units=[32, 16]"]
     job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            start_new_session=True)
     seen = []
@@ -204,37 +193,42 @@ def test_a_run_killed_in_infer_resumes_there(spark, pipeline_run):
     assert job.poll() is None, "the run ended before it could be killed:\n" + "".join(seen[-40:])
     os.killpg(job.pid, signal.SIGKILL)
     job.wait(60)
-    assert "train: starting" in "".join(seen)  # this run trained its own model before it was killed
+    killed = "".join(seen)
+    for stage in ("generate", "featurize"):
+        assert f"{stage}: skipped: inputs and settings unchanged since run e2e-1" in killed
+    assert "train: starting" in killed  # the new network is trained
 
     out = run(args)
     lines = stage_lines(out.stdout)
-    assert "skipped (run e2e-1)" in lines["featurize"]
-    assert "train: skipped: inputs and settings unchanged since run e2e-day2" in out.stdout  # not trained again
-    assert "infer: starting" in out.stdout and "succeeded" in lines["infer"] and "succeeded" in lines["evaluate"]
+    assert "skipped (run e2e-1)" in lines["generate"] and "skipped (run e2e-1)" in lines["featurize"]
+    assert "train: skipped: inputs and settings unchanged since run e2e-model2" in out.stdout  # not trained again
+    for stage in ("infer", "evaluate"):
+        assert f"{stage}: starting" in out.stdout and "succeeded" in lines[stage]
     predictions = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "predictions"))
-    assert predictions.where(F.col("run_id") == "e2e-day2").count() == ROWS
+    model2 = predictions.where(F.col("run_id") == "e2e-model2")
+    assert model2.count() == ROWS and [r[0] for r in model2.select("model_version").distinct().collect()] == ["v2"]
 
-    log = (data_dir / "runs" / "e2e-day2" / "run.log").read_text()  # both attempts, without the progress bar
+    log = (data_dir / "runs" / "e2e-model2" / "run.log").read_text()  # both attempts, without the progress bar
     assert log.count("infer: starting") == 2 and "train: epoch 4/4" in log and "[Stage " not in log
 
     # `dlpipe runs`: one line per stage (its latest attempt); with --run-id every attempt, the killed one too
     cells = [[c.strip() for c in line.split("|")[1:-1]] for line in dlpipe("runs", data_dir=data_dir).stdout.splitlines()
-             if line.startswith("| e2e-day2 ")]
+             if line.startswith("| e2e-model2 ")]
     assert [(c[2], c[3], c[4]) for c in cells] == [
         ("generate", "skipped", "2"), ("featurize", "skipped", "2"), ("train", "skipped", "2"),
         ("infer", "succeeded", "2"), ("evaluate", "succeeded", "1")]
-    detail = dlpipe("runs", "--run-id", "e2e-day2", data_dir=data_dir).stdout
+    detail = dlpipe("runs", "--run-id", "e2e-model2", data_dir=data_dir).stdout
     infer = [[c.strip() for c in line.split("|")[1:-1]] for line in detail.splitlines() if "| infer " in line]
     assert [c[3] for c in infer] == ["running", "succeeded"]
-    assert "read  model higgs_mlp v3" in detail and "wrote table dlpipe.predictions version" in detail
+    assert "read  model higgs_mlp v2" in detail and "wrote table dlpipe.predictions version" in detail
 
 
 def test_lineage_of_the_predictions_goes_back_to_the_raw_table(pipeline_run):
     data_dir, _ = pipeline_run
     out = dlpipe("lineage", "predictions", data_dir=data_dir).stdout.strip().splitlines()
     tree = out[out.index(next(line for line in out if line.startswith("table dlpipe.predictions"))):]
-    assert tree[0].startswith("table dlpipe.predictions version") and "<- infer, run e2e-day2" in tree[0]
-    assert tree[1].startswith("  model higgs_mlp v3  <- train, run e2e-day2")
+    assert tree[0].startswith("table dlpipe.predictions version") and "<- infer, run e2e-model2" in tree[0]
+    assert tree[1].startswith("  model higgs_mlp v2  <- train, run e2e-model2")
     assert any(line.startswith("    table dlpipe.features version 0  <- featurize, run e2e-1") for line in tree)
     assert any(line.strip().startswith("table dlpipe.raw_events version 0  <- generate, run e2e-1") for line in tree)
 
@@ -243,18 +237,18 @@ def test_report_renders_in_chromium(spark, pipeline_run, tmp_path):
     data_dir, _ = pipeline_run
     chromium = shutil.which("chromium")
     assert chromium, "the report test needs Debian's chromium package: `make install` installs it"
-    dlpipe("report", "e2e-day2", data_dir=data_dir)
-    page = data_dir / "runs" / "e2e-day2" / "report.html"
+    dlpipe("report", "e2e-model2", data_dir=data_dir)
+    page = data_dir / "runs" / "e2e-model2" / "report.html"
     browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
                "--virtual-time-budget=10000"]
     dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert 'data-images-loaded="4"' in dom and 'data-images-broken="0"' in dom, dom[:500]
     metrics = (spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "metrics"))
-               .where(F.col("run_id") == "e2e-day2").first())
+               .where(F.col("run_id") == "e2e-model2").first())
     assert f"AUC {metrics['auc']:.4f}" in dom and f"{ROWS:,} rows scored" in dom
     for text in ("train_rows", "Missing values per column", "learning_rate", "evaluate"):
         assert text in dom
-    shot = data_dir / "runs" / "e2e-day2" / "report.png"
+    shot = data_dir / "runs" / "e2e-model2" / "report.png"
     subprocess.run([*browser, "--window-size=1200,2000", f"--screenshot={shot}", page.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
