@@ -45,6 +45,8 @@ class InferResult:
     seconds: float
     missing: dict[str, int] = field(default_factory=dict)             # numeric column -> values filled by policy
     out_of_vocabulary: dict[str, int] = field(default_factory=dict)   # categorical column -> rows given id 0
+    predicted_positive: int = 0                                       # rows with predicted_label 1
+    mean_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
         F.lit(scored_at).cast("timestamp").alias("scored_at"),
         F.lit(run_date).cast("date").alias("run_date"),
     )
+    scores = Observation("infer_scores")  # counted as the rows are written: no second pass
+    predictions = predictions.observe(scores, F.sum("predicted_label").alias("positive"), F.avg(SCORE).alias("mean"))
     partitions = {"run_date": run_date, "model_name": model.name, "model_version": model.version}
     with arrow_batch_size(spark, ic.batch_size):
         version, rows = write_run(spark, predictions, table, run_id, {c: partitions[c] for c in ic.partition_by})
@@ -200,16 +204,21 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     counts = quality.get
     missing = {f.column: counts[f"missing:{f.column}"] for f in model.fitted.spec.numeric}
     outside = {f.column: counts[f"oov:{f.column}"] for f in model.fitted.spec.categorical}
-    result = InferResult(table, version, run_id, run_date, rows, time.time() - started, missing, outside)
-    print(summary(result, model, source, input_version))
+    scored = scores.get
+    result = InferResult(table, version, run_id, run_date, rows, time.time() - started, missing, outside,
+                         int(scored["positive"] or 0), scored["mean"])
+    print(summary(result, model, source, input_version, ic.threshold))
     return result
 
 
-def summary(result: InferResult, model: ScoringModel, source: str, input_version: int | None) -> str:
+def summary(result: InferResult, model: ScoringModel, source: str, input_version: int | None,
+            threshold: float) -> str:
     at = f" (Delta version {input_version})" if input_version is not None else ""
     lines = [f"infer: scored {result.rows:,} rows of {source}{at} with {model.name} {model.version} (features "
              f"{model.feature_version}) into {result.table} (run {result.run_id}, run_date {result.run_date}, "
-             f"Delta version {result.table_version}) in {result.seconds:.1f}s"]
+             f"Delta version {result.table_version}) in {result.seconds:.1f}s",
+             f"  predicted_label 1 (score >= {threshold}): {result.predicted_positive:,} rows "
+             f"({result.predicted_positive / max(result.rows, 1):.1%}); mean score {result.mean_score or 0:.4f}"]
     if any(result.missing.values()):
         lines.append("  missing numeric values, filled by the fitted policy: " + counted(result.missing))
     if result.out_of_vocabulary:

@@ -19,7 +19,7 @@ from typing import Callable
 
 from pyspark.sql import SparkSession
 
-from pipelines import sql, stage_plans, tracking
+from pipelines import stage_plans, tracking
 from pipelines.config import Config
 from pipelines.errors import PipelineError
 from pipelines.run_id import check_run_id, new_run_id, run_folder, selected_stages
@@ -27,7 +27,8 @@ from pipelines.stage_plans import Handoff
 from pipelines.tracking import StageRecord, config_document, differences, digest, now
 from pipelines.train import git_commit
 
-KEY_METRICS = {"train": ("val_auc", "val_loss"), "evaluate": ("auc",), "infer": ("out_of_vocabulary",)}
+KEY_METRICS = {"train": ("val_auc", "val_loss"), "evaluate": ("auc",), "infer": ("predicted_positive",)}
+COUNTS = {"predicted_positive"}
 
 
 @dataclass
@@ -107,8 +108,10 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     finally:
         result.seconds = time.time() - started
         print(summary_table(result))
-        save_summary(cfg, result)
-    _show_predictions(spark, cfg, result, handoff)
+        reported = time.time()
+        _write_report(spark, cfg, run_id)
+        save_summary(cfg, result, report_seconds=time.time() - reported)
+    _where_things_are(cfg, result, handoff)
     return result
 
 
@@ -192,7 +195,7 @@ def key_metric(outcome: StageOutcome) -> str:
     for name in KEY_METRICS.get(outcome.stage, ()):
         if name in outcome.metrics:
             value = outcome.metrics[name]
-            return f"{name} {value:,.0f}" if value == int(value) and name == "out_of_vocabulary" else f"{name} {value:.4f}"
+            return f"{name} {value:,.0f}" if name in COUNTS else f"{name} {value:.4f}"
     return ""
 
 
@@ -210,26 +213,36 @@ def summary_table(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-def save_summary(cfg: Config, result: RunResult) -> Path:
+def save_summary(cfg: Config, result: RunResult, report_seconds: float | None = None) -> Path:
     """``runs/<run id>/summary-<time>.json``: the per-stage timings of one invocation (benchmarks and reports)."""
     folder = run_folder(cfg, result.run_id)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"summary-{now():%Y%m%dT%H%M%S%f}.json"
     path.write_text(json.dumps({
         "run_id": result.run_id, "run_date": str(result.run_date), "seconds": result.seconds,
+        "report_seconds": report_seconds,
         "stages": [dataclasses.asdict(o) for o in result.outcomes.values()],
     }, indent=2) + "\n")
     return path
 
 
-def _show_predictions(spark: SparkSession, cfg: Config, result: RunResult, handoff: Handoff) -> None:
-    if "infer" not in result.outcomes or handoff.predictions_run is None:
-        return
-    predictions = cfg.qualified(cfg.infer.output_table)
-    query = (f"SELECT predicted_label, count(*) AS rows, round(avg(score), 4) AS mean_score FROM {predictions} "
-             f"WHERE run_id = '{handoff.predictions_run}' GROUP BY predicted_label ORDER BY predicted_label")
-    print(f"\nSQL> {query}")
-    sql.run(spark, cfg, query)
+def _write_report(spark: SparkSession, cfg: Config, run_id: str) -> None:
+    """The run's HTML report, as ``dlpipe report`` writes it (a failed run gets one too, if Spark still works)."""
+    from pipelines import report
+
+    try:
+        report.write(spark, cfg, run_id)
+    except Exception as err:  # noqa: BLE001 - the run's own outcome matters more than its report
+        print(f"report: not written ({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''})")
+
+
+def _where_things_are(cfg: Config, result: RunResult, handoff: Handoff) -> None:
+    if handoff.predictions_run is not None and "infer" in result.outcomes:
+        infer = result.outcomes["infer"]
+        print(f"\npredictions of run {handoff.predictions_run}: {infer.rows:,} rows, "
+              f"{int(infer.metrics.get('predicted_positive', 0)):,} with predicted_label 1; query them by name:\n"
+              f"  dlpipe sql \"SELECT predicted_label, count(*), avg(score) FROM {cfg.infer.output_table} "
+              f"WHERE run_id = '{handoff.predictions_run}' GROUP BY predicted_label\"")
     print(f"outputs under {cfg.data_path}: tables in {cfg.data_path / 'warehouse'}, models in "
-          f"{cfg.outputs_path / 'models'}, run log and report in {run_folder(cfg, result.run_id)}; "
-          f"`dlpipe runs` lists runs, `dlpipe report {result.run_id}` writes the HTML report")
+          f"{cfg.outputs_path / 'models'}; log and report of this run in {run_folder(cfg, result.run_id)}; "
+          "`dlpipe runs` lists runs")

@@ -147,7 +147,9 @@ def outputs(cfg: Config, stage: str, result) -> tuple[list[dict], int | None, di
                  "run_id": result.run_id, "run_date": str(result.run_date), "missing": result.missing,
                  "out_of_vocabulary": result.out_of_vocabulary}
         return [entry], result.rows, {"missing_values": float(sum(result.missing.values())),
-                                      "out_of_vocabulary": float(sum(result.out_of_vocabulary.values()))}
+                                      "out_of_vocabulary": float(sum(result.out_of_vocabulary.values())),
+                                      "predicted_positive": float(result.predicted_positive),
+                                      **({"mean_score": result.mean_score} if result.mean_score is not None else {})}
     if stage == "evaluate":
         metrics = {"auc": result.auc, "accuracy": result.accuracy, "log_loss": result.log_loss}
         if result.reference_auc is not None:

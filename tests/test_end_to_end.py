@@ -41,8 +41,9 @@ def pipeline_run(tmp_path_factory):
 def test_run_prints_auc_sql_rows_and_locations(pipeline_run):
     data_dir, stdout = pipeline_run
     assert "evaluate: run e2e-1 on" in stdout and "AUC" in stdout
-    assert "| predicted_label | rows" in stdout
+    assert f"predictions of run e2e-1: {ROWS:,} rows" in stdout and "dlpipe sql \"SELECT predicted_label" in stdout
     assert f"outputs under {data_dir}" in stdout
+    assert f"report: wrote {data_dir / 'runs' / 'e2e-1' / 'report.html'}" in stdout  # every run writes its report
 
 
 def test_predictions_table(spark, pipeline_run):
@@ -164,7 +165,7 @@ def test_a_rerun_for_the_same_date_skips_every_stage(pipeline_run):
         assert f"{stage}: skipped: inputs and settings unchanged since run e2e-1" in out.stdout
         assert "skipped (run e2e-1)" in stage_lines(out.stdout)[stage]
     assert "starting" not in out.stdout
-    assert "WHERE run_id = 'e2e-1'" in out.stdout and "| 0               |" in out.stdout  # e2e-1's predictions
+    assert f"predictions of run e2e-1: {ROWS:,} rows" in out.stdout  # the predictions it reuses
 
 
 def test_a_run_id_used_with_another_config_is_refused(pipeline_run):
