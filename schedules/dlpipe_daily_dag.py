@@ -28,9 +28,10 @@ def spark_submit(stage: str) -> str:
     """The README's spark-submit line for one stage of the day's run."""
     ship = "" if MASTER.startswith("local") else (
         "--archives dist/dlpipe-env.tar.gz#environment --conf spark.pyspark.python=./environment/bin/python ")
-    return (
-        f"cd {HOME} && .venv/bin/spark-submit --master '{MASTER}' --conf spark.pyspark.driver.python=.venv/bin/python "
-        f"{ship}jobs/run.py --config {CONFIG} " + "--date {{ ds }} --run-id {{ ds }} --stages " + stage
+    return (  # the venv first on PATH, as `source .venv/bin/activate` does: spark-submit finds its Spark through it
+        f"cd {HOME} && PATH={HOME}/.venv/bin:$PATH spark-submit --master '{MASTER}' "
+        f"--conf spark.pyspark.driver.python=.venv/bin/python {ship}jobs/run.py --config {CONFIG} "
+        "--date {{ ds }} --run-id {{ ds }} --stages " + stage
     )
 
 
