@@ -22,7 +22,7 @@ from pyspark.sql.utils import AnalysisException
 from pipelines import evaluate, infer, train
 from pipelines.config import Config, TableSource
 from pipelines.session import training_workers
-from pipelines.store import artifact_folder, load_artifact, load_model_metadata
+from pipelines.store import latest_artifact_version, load_artifact, load_model_metadata
 from pipelines.tables import delta_version, input_identity, read_source
 from pipelines.tracking import digest
 
@@ -174,9 +174,7 @@ def outputs_still_there(spark: SparkSession, cfg: Config, entries: list[dict]) -
                 if current != entry["version"]:
                     return f"table {name} changed since (version {entry['version']} -> {current})"
         elif kind == "artifact":
-            folder = artifact_folder(cfg, name)
-            versions = sorted((int(p.stem[1:]) for p in folder.glob("v*.json") if p.stem[1:].isdigit()), reverse=True)
-            if not versions or f"v{versions[0]}" != entry["version"]:
+            if latest_artifact_version(cfg, name) != entry["version"]:
                 return f"feature artifact {name} {entry['version']} is no longer the latest"
         elif kind == "model" and not (Path(entry["path"]) / "metadata.json").is_file():
             return f"model {name} {entry['version']} no longer exists"

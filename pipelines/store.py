@@ -53,14 +53,19 @@ def save_artifact(cfg: Config, table: str, payload: dict) -> tuple[str, Path]:
     return version, path
 
 
+def latest_artifact_version(cfg: Config, table: str) -> str | None:
+    """The latest artifact version of ``table`` (``v3``), or None when it has none."""
+    versions = _versions(artifact_folder(cfg, table), Path.is_file)
+    return f"v{versions[-1]}" if versions else None
+
+
 def load_artifact(cfg: Config, table: str, version: str | None = None) -> dict:
     """The artifact of ``table`` at ``version`` (default: latest)."""
     folder = artifact_folder(cfg, table)
     if version is None:
-        versions = _versions(folder, Path.is_file)
-        if not versions:
+        version = latest_artifact_version(cfg, table)
+        if version is None:
             raise PipelineError(f"no feature artifact for table {table} under {folder}: run `dlpipe featurize` first")
-        version = f"v{versions[-1]}"
     path = folder / f"{version}.json"
     if not path.is_file():
         raise PipelineError(f"feature artifact {path} not found: run `dlpipe featurize` first or fix the version")
