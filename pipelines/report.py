@@ -174,8 +174,10 @@ def render(cfg: Config, run_id: str, entries: list[StageRecord]) -> tuple[str, i
     return body, count
 
 
-def write(spark: SparkSession, cfg: Config, run_id: str, output: str | None = None) -> Path:
-    entries = records(spark, cfg, where=f"run_id = '{run_id}'")
+def write(spark: SparkSession, cfg: Config, run_id: str, output: str | None = None,
+          entries: list[StageRecord] | None = None) -> Path:
+    """Write the report of ``run_id`` from its rows in the runs table (or from ``entries``, its rows in hand)."""
+    entries = entries if entries is not None else records(spark, cfg, where=f"run_id = '{run_id}'")
     if not entries:
         raise PipelineError(f"no run {run_id} in {runs_table(cfg)}: see `dlpipe runs` for the run ids")
     text, images = render(cfg, run_id, entries)

@@ -98,25 +98,56 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
                        config=json.dumps(document))
     print(f"run {run_id} (run_date {run_date}): stages {', '.join(chosen)}" + (" (--force: none skipped)" if force else ""))
     stage = chosen[0]
+    rows = Rows(spark, cfg)
     try:
         for stage in chosen:
-            _run_stage(spark, cfg, stage, base, history, handoff, result, force)
+            _run_stage(spark, cfg, stage, base, history, handoff, result, rows, force)
     except BaseException:
         print(f"run {run_id} stopped in {stage}: the same command with --run-id {run_id} resumes it there "
               "(the stages that finished are skipped)")
         raise
     finally:
+        rows.flush()
         result.seconds = time.time() - started
         print(summary_table(result))
         reported = time.time()
-        _write_report(spark, cfg, run_id)
+        _write_report(spark, cfg, run_id, [e for e in history if e.run_id == run_id] + rows.written)
         save_summary(cfg, result, report_seconds=time.time() - reported)
     _where_things_are(cfg, result, handoff)
     return result
 
 
+class Rows:
+    """This run's rows for the runs table. A stage's final row waits for the next stage's first row and both go in
+    one commit (a commit costs about half a second, whatever it holds); ``flush`` writes what waits."""
+
+    def __init__(self, spark: SparkSession, cfg: Config):
+        self.spark, self.cfg = spark, cfg
+        self.waiting: list[StageRecord] = []
+        self.written: list[StageRecord] = []
+
+    def hold(self, entry: StageRecord) -> None:
+        self.waiting.append(entry)
+
+    def write(self, entry: StageRecord | None = None) -> None:
+        batch = self.waiting + ([entry] if entry else [])
+        tracking.append(self.spark, self.cfg, batch)
+        self.waiting = []
+        self.written += batch
+
+    def flush(self) -> None:
+        """Write what waits, if Spark still can (a Ctrl-C may have stopped it)."""
+        if not self.waiting:
+            return
+        try:
+            self.write()
+        except Exception as err:  # noqa: BLE001 - the run's own outcome (or error) comes first
+            stages = ", ".join(e.stage for e in self.waiting)
+            print(f"could not record {stages} in the runs table: {type(err).__name__}")
+
+
 def _run_stage(spark: SparkSession, cfg: Config, stage: str, base: StageRecord, history: list[StageRecord],
-               handoff: Handoff, result: RunResult, force: bool) -> None:
+               handoff: Handoff, result: RunResult, rows: Rows, force: bool) -> None:
     started = time.time()
     plan = stage_plans.plan(spark, cfg, stage, base.run_id, base.run_date, handoff)
     entry = dataclasses.replace(base, stage=stage, started_at=now(), stage_key=plan.key, inputs=plan.inputs)
@@ -124,38 +155,36 @@ def _run_stage(spark: SparkSession, cfg: Config, stage: str, base: StageRecord, 
     if earlier is not None:
         entry = dataclasses.replace(entry, status="skipped", outputs=earlier.outputs, rows=earlier.rows,
                                     metrics=earlier.metrics, reused_run=earlier.run_id, ended_at=now())
-        tracking.record(spark, cfg, entry)
+        rows.hold(entry)
         print(f"{stage}: skipped: inputs and settings unchanged since run {earlier.run_id} "
               f"({earlier.ended_at:%Y-%m-%d %H:%M} UTC), its outputs are reused (--force redoes it)")
         handoff.take(entry.outputs)
         result.outcomes[stage] = StageOutcome(stage, "skipped", time.time() - started, 0.0, entry.rows,
                                               entry.metrics, earlier.run_id)
         return
+    rows.write(entry)  # the running row, with the row of the stage before
     print(f"{stage}: starting" + (f" again: {changed}" if changed else ""))
     work_started = time.time()
-    outcome = _attempt(spark, cfg, entry, lambda: stage_plans.execute(
+    outcome = _attempt(rows, entry, lambda: stage_plans.execute(
         spark, cfg, stage, base.run_id, base.run_date, handoff, fresh=force))
     work = time.time() - work_started
-    outputs, rows, metrics = stage_plans.outputs(cfg, stage, outcome)
-    tracking.record(spark, cfg, dataclasses.replace(entry, status="succeeded", outputs=outputs, rows=rows,
-                                                    metrics=metrics, ended_at=now()))
+    outputs, rows_out, metrics = stage_plans.outputs(cfg, stage, outcome)
+    rows.hold(dataclasses.replace(entry, status="succeeded", outputs=outputs, rows=rows_out, metrics=metrics,
+                                  ended_at=now()))
     handoff.take(outputs)
     result.results[stage] = outcome
-    result.outcomes[stage] = StageOutcome(stage, "succeeded", time.time() - started, work, rows, metrics)
+    result.outcomes[stage] = StageOutcome(stage, "succeeded", time.time() - started, work, rows_out, metrics)
 
 
-def _attempt(spark: SparkSession, cfg: Config, entry: StageRecord, call: Callable[[], object]):
-    """Record ``entry`` as running, then do ``call``; if it fails, record the failure with the error's first line."""
-    tracking.record(spark, cfg, entry)
+def _attempt(rows: Rows, entry: StageRecord, call: Callable[[], object]):
+    """Do ``call`` (``entry``, the stage's running row, is recorded); if it fails, record the failure with the
+    error's first line."""
     try:
         return call()
     except BaseException as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        failed = dataclasses.replace(entry, status="failed", ended_at=now(), message=message)
-        try:  # if Spark still can (a Ctrl-C may have stopped it): the stage's own error comes first
-            tracking.record(spark, cfg, failed)
-        except Exception as also:  # noqa: BLE001
-            print(f"{entry.stage}: could not record the failure in the runs table: {type(also).__name__}")
+        rows.hold(dataclasses.replace(entry, status="failed", ended_at=now(), message=message))
+        rows.flush()
         raise
 
 
@@ -178,16 +207,17 @@ def run_stage(spark: SparkSession, cfg: Config, stage: str, run_id: str, run_dat
     entry = StageRecord(run_id=run_id, stage=stage, attempt=uuid.uuid4().hex[:12], status="running",
                         run_date=run_date, started_at=now(), stage_key=plan.key, config_hash=digest(document),
                         inputs=plan.inputs, git_commit=git_commit(), config=json.dumps(document))
+    rows = Rows(spark, cfg)
+    rows.write(entry)
     if stage == "evaluate":  # alone, it evaluates the run it is given, or the latest one
-        outcome = _attempt(spark, cfg, entry, lambda: evaluate.run(spark, cfg, run_id=predictions_run))
+        outcome = _attempt(rows, entry, lambda: evaluate.run(spark, cfg, run_id=predictions_run))
     else:
-        outcome = _attempt(spark, cfg, entry, lambda: stage_plans.execute(spark, cfg, stage, run_id, run_date, handoff))
-    outputs, rows, metrics = stage_plans.outputs(cfg, stage, outcome)
+        outcome = _attempt(rows, entry, lambda: stage_plans.execute(spark, cfg, stage, run_id, run_date, handoff))
+    outputs, rows_out, metrics = stage_plans.outputs(cfg, stage, outcome)
     if stage == "evaluate" and not predictions_run:
         plan = stage_plans.plan(spark, cfg, stage, run_id, run_date, Handoff(predictions_run=outcome.run_id))
-    tracking.record(spark, cfg, dataclasses.replace(entry, status="succeeded", outputs=outputs, rows=rows,
-                                                    metrics=metrics, ended_at=now(), inputs=plan.inputs,
-                                                    stage_key=plan.key))
+    rows.write(dataclasses.replace(entry, status="succeeded", outputs=outputs, rows=rows_out, metrics=metrics,
+                                 ended_at=now(), inputs=plan.inputs, stage_key=plan.key))
     return outcome
 
 
@@ -226,12 +256,13 @@ def save_summary(cfg: Config, result: RunResult, report_seconds: float | None = 
     return path
 
 
-def _write_report(spark: SparkSession, cfg: Config, run_id: str) -> None:
-    """The run's HTML report, as ``dlpipe report`` writes it (a failed run gets one too, if Spark still works)."""
+def _write_report(spark: SparkSession, cfg: Config, run_id: str, entries: list[StageRecord]) -> None:
+    """The run's HTML report, as ``dlpipe report`` writes it from the runs table (here from the rows of this run
+    already in hand). A failed run gets one too."""
     from pipelines import report
 
     try:
-        report.write(spark, cfg, run_id)
+        report.write(spark, cfg, run_id, entries=entries)
     except Exception as err:  # noqa: BLE001 - the run's own outcome matters more than its report
         print(f"report: not written ({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''})")
 

@@ -106,11 +106,18 @@ def runs_table(cfg: Config) -> str:
     return cfg.qualified(cfg.runs_table)
 
 
-def record(spark: SparkSession, cfg: Config, entry: StageRecord) -> None:
-    """Append one row (a single Delta commit; the table is created by the first)."""
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database_name}")
-    (spark.createDataFrame([entry.as_row()], RUNS_SCHEMA).write.format("delta").mode("append")
-     .saveAsTable(runs_table(cfg)))
+def append(spark: SparkSession, cfg: Config, entries: list[StageRecord]) -> None:
+    """Append rows in one Delta commit, as one data file (the table is created by the first append).
+
+    The table compacts its small files itself (Delta auto compaction), so that reading it stays quick after
+    thousands of runs."""
+    if not entries:
+        return
+    table = runs_table(cfg)
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({RUNS_SCHEMA}) USING delta "
+              "TBLPROPERTIES ('delta.autoOptimize.autoCompact' = 'true')")
+    (spark.createDataFrame([e.as_row() for e in entries], RUNS_SCHEMA).coalesce(1)
+     .write.format("delta").mode("append").saveAsTable(table))
 
 
 def records(spark: SparkSession, cfg: Config, where: str | None = None, limit: int | None = None) -> list[StageRecord]:
