@@ -108,6 +108,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
         raise
     finally:
         rows.flush()
+        _compact(spark, cfg, len(history), len(history) + len(rows.written))
         result.seconds = time.time() - started
         print(summary_table(result))
         reported = time.time()
@@ -254,6 +255,13 @@ def save_summary(cfg: Config, result: RunResult, report_seconds: float | None = 
         "stages": [dataclasses.asdict(o) for o in result.outcomes.values()],
     }, indent=2) + "\n")
     return path
+
+
+def _compact(spark: SparkSession, cfg: Config, rows_before: int, rows_after: int) -> None:
+    try:
+        tracking.compact(spark, cfg, rows_before, rows_after)
+    except Exception as err:  # noqa: BLE001 - a later run compacts it
+        print(f"runs table not compacted this time: {type(err).__name__}")
 
 
 def _write_report(spark: SparkSession, cfg: Config, run_id: str, entries: list[StageRecord]) -> None:

@@ -77,8 +77,10 @@ def spark_settings(cfg: Config) -> dict[str, str]:
         "spark.driver.extraJavaOptions": java_opts,
         "spark.executor.extraJavaOptions": java_opts,
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
-        # Delta rebuilds a table's state from its log in this many tasks (default 50: slow on small tables).
-        "spark.databricks.delta.snapshotPartitions": str(cfg.spark.shuffle_partitions),
+        # Delta rebuilds a table's state from its log in this many tasks (default 50). dlpipe's tables have tens of
+        # files per version, for which 2 tasks are quickest: the first read of the runs table 7.0 s -> 5.9 s, later
+        # reads 0.77 -> 0.63 s. Tables of many thousand files want more (spark.conf).
+        "spark.databricks.delta.snapshotPartitions": "2",
         # The runs table's and feature tables' wide rows: no warning that a plan's text was shortened.
         "spark.sql.debug.maxToStringFields": "500",
         "spark.sql.session.timeZone": "UTC",

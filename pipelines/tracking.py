@@ -28,6 +28,7 @@ RUNS_SCHEMA = (
     "config string"
 )
 FINAL = ("succeeded", "skipped", "failed")
+COMPACT_EVERY = 200  # rows (a run of 5 stages writes 6 to 10 of them, in 3 to 6 commits)
 # Settings of how a run executes, not of what it computes: a run id may be resumed with other values of these.
 _HOW = {"spark", "sql_server", "tune", "stages", "source_files"}
 _HOW_TRAIN = {"start_timeout_s", "pin_cpus"}
@@ -107,17 +108,23 @@ def runs_table(cfg: Config) -> str:
 
 
 def append(spark: SparkSession, cfg: Config, entries: list[StageRecord]) -> None:
-    """Append rows in one Delta commit, as one data file (the table is created by the first append).
-
-    The table compacts its small files itself (Delta auto compaction), so that reading it stays quick after
-    thousands of runs."""
+    """Append rows in one Delta commit, as one data file (the table is created by the first append)."""
     if not entries:
         return
     table = runs_table(cfg)
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({RUNS_SCHEMA}) USING delta "
-              "TBLPROPERTIES ('delta.autoOptimize.autoCompact' = 'true')")
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({RUNS_SCHEMA}) USING delta")
     (spark.createDataFrame([e.as_row() for e in entries], RUNS_SCHEMA).coalesce(1)
      .write.format("delta").mode("append").saveAsTable(table))
+
+
+def compact(spark: SparkSession, cfg: Config, rows_before: int, rows_after: int) -> bool:
+    """Rewrite the runs table's files into one (Delta ``OPTIMIZE``) each time it has grown by ``COMPACT_EVERY``
+    rows: every commit adds a small file, and a read of thousands of them takes seconds. (Delta's own auto
+    compaction rewrote the table after every commit here, 1-3 s each.) Appends of other runs may go on meanwhile."""
+    if rows_before // COMPACT_EVERY == rows_after // COMPACT_EVERY:
+        return False
+    spark.sql(f"OPTIMIZE {runs_table(cfg)}")
+    return True
 
 
 def records(spark: SparkSession, cfg: Config, where: str | None = None, limit: int | None = None) -> list[StageRecord]:

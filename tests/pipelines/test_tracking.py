@@ -1,11 +1,14 @@
 """The runs table's pure parts: config hashing and differences, latest attempts, lineage walking, the summary
-table and the HTML report, on hand-made records (the Spark side is tested end to end in tests/test_end_to_end.py)."""
+table and the HTML report, on hand-made records; appending and compacting on the test session (the rest of the
+Spark side is tested end to end in tests/test_end_to_end.py)."""
+import dataclasses
 import datetime as dt
 import json
 
 from pipelines import lineage, report
 from pipelines.config import Config
 from pipelines.run import RunResult, StageOutcome, summary_table
+from pipelines import tracking
 from pipelines.tracking import StageRecord, config_document, differences, digest, latest_per_stage
 
 T0 = dt.datetime(2026, 11, 27, 2, 0, 0)
@@ -79,3 +82,17 @@ def test_report_inlines_the_figures_and_shows_the_numbers(tmp_path):
     assert page.count("data:image/png;base64,") == 2 and "missing.png" not in page
     assert "AUC 0.7894, accuracy 0.7060, log loss 0.5568" in page
     assert "failed: model m v9 not found" in page and "learning_rate: 0.001" in page
+
+
+def test_rows_append_one_file_per_commit_and_compact_as_the_table_grows(spark, test_config):
+    cfg = dataclasses.replace(test_config, runs_table="runs_compaction")
+    table = tracking.runs_table(cfg)
+    files = lambda: spark.sql(f"DESCRIBE DETAIL {table}").first()["numFiles"]  # noqa: E731
+    tracking.append(spark, cfg, [record("featurize", run_id="c1"), record("train", "running", run_id="c1", minute=1)])
+    tracking.append(spark, cfg, [record("train", run_id="c1", minute=1)])
+    assert files() == 2
+    assert [(r.stage, r.status) for r in tracking.records(spark, cfg, where="run_id = 'c1'")] == [
+        ("train", "succeeded"), ("train", "running"), ("featurize", "succeeded")]
+    assert not tracking.compact(spark, cfg, 3, tracking.COMPACT_EVERY - 1) and files() == 2
+    assert tracking.compact(spark, cfg, tracking.COMPACT_EVERY - 1, tracking.COMPACT_EVERY + 2) and files() == 1
+    assert len(tracking.records(spark, cfg)) == 3
