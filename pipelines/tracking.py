@@ -108,11 +108,16 @@ def runs_table(cfg: Config) -> str:
 
 
 def append(spark: SparkSession, cfg: Config, entries: list[StageRecord]) -> None:
-    """Append rows in one Delta commit, as one data file (the table is created by the first append)."""
+    """Append rows in one Delta commit, as one data file (the table is created by the first append).
+
+    The table is always read whole, so it keeps no data-skipping statistics (0.1 s less per commit), and Delta
+    checkpoints its log every 100 commits, not 10: writing a checkpoint cost a run 2.2 s every other time, and
+    reading 45 commit files was quicker than a checkpoint and 5 (5.3 s against 6.0 s in a fresh session)."""
     if not entries:
         return
     table = runs_table(cfg)
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({RUNS_SCHEMA}) USING delta")
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {table} ({RUNS_SCHEMA}) USING delta TBLPROPERTIES ("
+              "'delta.dataSkippingNumIndexedCols' = '0', 'delta.checkpointInterval' = '100')")
     (spark.createDataFrame([e.as_row() for e in entries], RUNS_SCHEMA).coalesce(1)
      .write.format("delta").mode("append").saveAsTable(table))
 
