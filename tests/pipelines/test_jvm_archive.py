@@ -12,4 +12,4 @@ def test_the_driver_maps_the_class_archive_that_make_install_built(spark):
     info = subprocess.run(["jcmd", str(SparkContext._gateway.proc.pid), "VM.info"], capture_output=True, text=True,
                           check=True).stdout
     mapped = [line for line in info.splitlines() if line.rstrip().endswith(str(archive)) and "-p " in line]
-    assert mapped, "the driver JVM did not map the class archive (stale? `make install` rebuilds it)"
+    assert mapped, f"the driver JVM did not map {archive}: stale (another JDK or jars)? delete it and `make install`"
