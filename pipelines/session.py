@@ -64,10 +64,12 @@ def driver_java_options(cfg: Config, archive_at_exit: Path | None = None) -> str
     """The driver's own JVM options: its log settings, and its class archive, used if there is one (a stale or
     foreign archive is skipped without a word), or written at exit (``archive_at_exit``)."""
     options = f"-Dlog4j2.configurationFile={cfg.data_path / 'conf' / 'log4j2.properties'}"
+    quiet = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # the JVM's archive messages: none when made, none when skipped
     if archive_at_exit is not None:
-        return f"{options} -XX:ArchiveClassesAtExit={archive_at_exit} -Xlog:cds=off -Xlog:cds+dynamic=off"
-    if class_archive().is_file():
-        options += f" -XX:SharedArchiveFile={class_archive()} -Xlog:cds=off -Xlog:cds+dynamic=off"
+        return f"{options} -XX:ArchiveClassesAtExit={archive_at_exit} {quiet}"
+    archive = class_archive()
+    if archive.is_file():
+        options += f" -XX:SharedArchiveFile={archive} {quiet}"
     return options
 
 
