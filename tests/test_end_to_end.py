@@ -258,3 +258,29 @@ def test_report_renders_in_chromium(spark, pipeline_run, tmp_path):
     assert unknown.returncode == 1
     assert unknown.stderr.strip().splitlines()[-1] == (
         "dlpipe report: error: no run no-such-run in dlpipe.runs: see `dlpipe runs` for the run ids")
+
+
+def test_a_scheduler_sigterm_to_the_process_group_is_recorded_as_a_failure(pipeline_run):
+    """What Airflow does to a task it stops: SIGTERM to the whole process group. The driver JVM ignores it (it would
+    die at once otherwise), the stage is recorded as failed, Spark stops, the command exits 1."""
+    data_dir, _ = pipeline_run
+    args = [str(BIN / "dlpipe"), "run", *settings(data_dir), "--run-id", "e2e-term", "--date", DATE,
+            "--stages", "infer", "--force"]
+    job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    seen = []
+    for line in job.stdout:
+        seen.append(line)
+        if line.startswith("infer: starting"):
+            time.sleep(2.0)
+            break
+    assert job.poll() is None, "the run ended before it could be stopped:\n" + "".join(seen[-40:])
+    os.killpg(job.pid, signal.SIGTERM)
+    rest = job.stdout.read()
+    assert job.wait(120) == 1, rest[-3000:]
+    assert "dlpipe: terminated by SIGTERM" in rest and "Traceback" not in rest, rest[-3000:]
+    assert "run e2e-term stopped in infer: the same command with --run-id e2e-term resumes it there" in rest
+    detail = dlpipe("runs", "--run-id", "e2e-term", data_dir=data_dir).stdout
+    infer = [[c.strip() for c in line.split("|")[1:-1]] for line in detail.splitlines() if "| infer " in line]
+    assert [c[3] for c in infer] == ["running", "failed"], detail
+    assert "dlpipe: terminated by SIGTERM" in detail
