@@ -36,7 +36,7 @@ COUNTS = {"predicted_positive"}
 @dataclass
 class StageOutcome:
     stage: str
-    status: str                # succeeded or skipped
+    status: str                # succeeded, skipped or failed
     seconds: float             # wall time of the stage, planning and recording included
     work_seconds: float        # of which the stage's own work (0 when skipped)
     rows: int | None
@@ -171,8 +171,13 @@ def _run_stage(spark: SparkSession, cfg: Config, stage: str, base: StageRecord, 
     rows.write(entry)  # the running row, with the row of the stage before
     print(f"{stage}: starting" + (f" again: {changed}" if changed else ""))
     work_started = time.time()
-    outcome = _attempt(rows, entry, lambda: stage_plans.execute(
-        spark, cfg, stage, base.run_id, base.run_date, handoff, fresh=force))
+    try:
+        outcome = _attempt(rows, entry, lambda: stage_plans.execute(
+            spark, cfg, stage, base.run_id, base.run_date, handoff, fresh=force))
+    except BaseException:  # the run's summary shows the stage it stopped in
+        result.outcomes[stage] = StageOutcome(stage, "failed", time.time() - started, time.time() - work_started,
+                                              None, {})
+        raise
     work = time.time() - work_started
     outputs, rows_out, metrics = stage_plans.outputs(cfg, stage, outcome)
     rows.hold(dataclasses.replace(entry, status="succeeded", outputs=outputs, rows=rows_out, metrics=metrics,

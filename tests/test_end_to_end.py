@@ -293,6 +293,7 @@ def test_a_scheduler_sigterm_to_the_process_group_is_recorded_as_a_failure(pipel
     assert "dlpipe: terminated by SIGTERM" in rest, rest[-3000:]
     assert group_ends(job.pid, within=30), "processes of the stopped run are left (the driver JVM?)"
     assert "run e2e-term stopped in infer: the same command with --run-id e2e-term resumes it there" in rest, rest
+    assert stage_lines(rest)["infer"].split()[:2] == ["infer", "failed"], rest
     detail = dlpipe("runs", "--run-id", "e2e-term", data_dir=data_dir).stdout
     infer = [[c.strip() for c in line.split("|")[1:-1]] for line in detail.splitlines() if "| infer " in line]
     assert [(c[3], c[8]) for c in infer] == [("failed", "dlpipe: terminated by SIGTERM")], detail
