@@ -41,9 +41,17 @@ def test_spark_submit_with_the_packed_environment_runs_the_pipeline_on_a_standal
                    "--conf", "spark.pyspark.python=./environment/bin/python",
                    "--conf", "spark.executor.memory=2g", "jobs/run.py", "--config", "conf/demo.yaml",
                    "--run-id", "cluster-1", *[arg for s in sets for arg in ("--set", s)]]
-        out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200, env={
-            **os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PATH": f"{BIN}:{os.environ['PATH']}"})
+        env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PATH": f"{BIN}:{os.environ['PATH']}"}
+        out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200, env=env)
+        # the MPI controller is for one machine: on a cluster it is refused before anything starts
+        mpi = [*command[:command.index("jobs/run.py")], "jobs/train.py", "--config", "conf/demo.yaml",
+               "--run-id", "cluster-mpi", *[arg for s in [*sets, "train.controller=mpi"] for arg in ("--set", s)]]
+        refused = subprocess.run(mpi, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    expected = (f"train.controller: mpi runs on one machine (a local[...] Spark master), not on {master}: "
+                "use train.controller: gloo on a cluster")
+    # spark-submit's PythonRunner hands the driver's stderr on through its stdout
+    assert refused.returncode != 0 and expected in refused.stdout + refused.stderr, refused.stdout[-3000:]
     log = out.stdout + out.stderr
     assert "on 2 Horovod workers" in log and "train: epoch 2/2:" in log
     metadata = json.loads(sorted((data_dir / "models" / "higgs_mlp").glob("v*/metadata.json"))[-1].read_text())

@@ -51,7 +51,7 @@ def test_config_objects_are_frozen(conf_dir):
     "text, message",
     [
         ("train:\n  bach_size: 3\n",
-         "{p}: unknown key train.bach_size (valid keys here: activation, batch_norm, batch_size, dropout, "
+         "{p}: unknown key train.bach_size (valid keys here: activation, batch_norm, batch_size, controller, dropout, "
          "early_stopping, embedding_dim, epochs, hidden_units, l1, l2, learning_rate, loss, model, model_name, "
          "momentum, num_proc, optimizer, pin_cpus, sample_weight, seed, start_timeout_s, use_gpu, warmup_epochs)"),
         ("trian:\n  epochs: 3\n",
@@ -64,6 +64,7 @@ def test_config_objects_are_frozen(conf_dir):
         ("train:\n  activation: swish\n",
          "{p}: train.activation: expected one of 'relu', 'tanh', 'elu', 'leaky_relu', got str 'swish'"),
         ("train:\n  hidden_units: 64\n", "{p}: train.hidden_units: expected a list of int, got int 64"),
+        ("train:\n  controller: nccl\n", "{p}: train.controller: expected one of 'gloo', 'mpi', got str 'nccl'"),
         ("train:\n  embedding_dim: big\n", "{p}: train.embedding_dim: expected int or 'auto', got str 'big'"),
         ("train:\n  model: transformer\n",
          "{p}: train.model: expected one of 'mlp', 'autoencoder', got str 'transformer'"),
