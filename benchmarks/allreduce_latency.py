@@ -24,17 +24,22 @@ CALL = 20  # allreduces per call into TensorFlow, as training's steps_per_execut
 SMALL = 256
 
 
-def measure_rank(count: int, sizes: tuple[int, ...]) -> dict:
-    """On each Horovod rank: mean milliseconds per allreduce of float32 tensors of each size."""
+def measure_rank(count: int, schema_json: str, network) -> dict:
+    """On each Horovod rank: mean milliseconds per allreduce of float32 tensors of a small size and of the size of
+    the network's gradients (its parameter count, from the model built here: the driver keeps TensorFlow out)."""
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
+    from features.schema import FeatureSchema
+    from models.networks import build_model
     from models.trainer import pin_to_cpu_share
 
     hvd.init()
     pin_to_cpu_share(hvd.local_rank(), hvd.local_size())
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    params = int(build_model(FeatureSchema.from_json(schema_json), network).count_params())
+    sizes = (SMALL, params)
     result = {}
     for size in sizes:
         @tf.function
@@ -50,7 +55,7 @@ def measure_rank(count: int, sizes: tuple[int, ...]) -> dict:
         for _ in range(calls):
             x = chain(x)
         result[size] = (time.perf_counter() - started) / (calls * CALL) * 1e3
-    return {"rank": hvd.rank(), "ms": result}
+    return {"rank": hvd.rank(), "params": params, "ms": result}
 
 
 def round_trip_ms(count: int) -> float:
@@ -80,38 +85,33 @@ def round_trip_ms(count: int) -> float:
         ours.close()
 
 
-def gradient_size() -> int:
-    """Parameters of the demo config's default network on the demo feature layout (the size of its gradients)."""
+def demo_network():
+    """The schema of the demo feature table (from ``train_vs_keras``'s run) and the demo config's network."""
     from benchmarks import training_data
-    from models.networks import build_model
     from pipelines import train
 
     cfg = training_data.config(1_000_000)
-    schema_path = cfg.data_path / "tmp" / "keras_baseline.json"
-    if not schema_path.is_file():
-        raise SystemExit(f"{schema_path} is missing: run `python -m benchmarks train_vs_keras` once first")
-    from features.schema import FeatureSchema
-
-    schema = FeatureSchema.from_json(json.loads(schema_path.read_text())["schema"])
-    return int(build_model(schema, train.network_settings(cfg)).count_params())
+    job = cfg.data_path / "tmp" / "keras_baseline.json"
+    if not job.is_file():
+        raise SystemExit(f"{job} is missing: run `python -m benchmarks train_vs_keras` once first")
+    return cfg, json.loads(job.read_text())["schema"], train.network_settings(cfg)
 
 
 def main(count: int) -> None:
     import horovod.spark
 
-    from benchmarks import training_data
     from pipelines.session import build_session
     from pipelines.train import pin_threads_env
 
-    params = gradient_size()
+    cfg, schema_json, network = demo_network()
     rtt = round_trip_ms(count)
-    cfg = training_data.config(1_000_000)
     spark = build_session(cfg)
     try:
-        ranks = horovod.spark.run(measure_rank, args=(count, (SMALL, params)), num_proc=2, use_gloo=True,
+        ranks = horovod.spark.run(measure_rank, args=(count, schema_json, network), num_proc=2, use_gloo=True,
                                   env=pin_threads_env(1), verbose=0)
     finally:
         spark.stop()
+    params = ranks[0]["params"]
     small = max(r["ms"][SMALL] for r in ranks)
     gradients = max(r["ms"][params] for r in ranks)
     steps = 3 * 782  # train_vs_keras: 3 epochs of 782 steps per rank (799,742 rows, batch 512, 2 ranks)
