@@ -196,18 +196,7 @@ def _main(args: argparse.Namespace, cfg, prefix: str, run_id: str | None) -> int
         return 1
     finally:
         if spark is not None:
-            _stop(spark)
-
-
-def _stop(spark) -> None:
-    """Stop Spark from a fresh thread (a SIGTERM may have left this one's Py4J connection out of step); a failure
-    to stop must not hide the command's own outcome."""
-    from pipelines.session import on_fresh_thread
-
-    try:
-        on_fresh_thread(spark.stop)
-    except Exception as err:  # noqa: BLE001
-        print(f"dlpipe: Spark did not stop cleanly ({type(err).__name__})", file=sys.stderr)
+            spark.stop()
 
 
 def entry(command: str) -> None:

@@ -23,12 +23,10 @@ from pipelines import stage_plans, tracking
 from pipelines.config import Config
 from pipelines.errors import PipelineError
 from pipelines.run_id import check_run_id, new_run_id, run_folder, selected_stages
-from pipelines.session import on_fresh_thread
 from pipelines.stage_plans import Handoff
 from pipelines.tracking import StageRecord, config_document, differences, digest, now
 from pipelines.train import git_commit
 
-INTERRUPTS = (SystemExit, KeyboardInterrupt)  # a signal (SIGTERM, Ctrl-C) raised these wherever the driver was
 KEY_METRICS = {"train": ("val_auc", "val_loss"), "evaluate": ("auc",), "infer": ("predicted_positive",)}
 COUNTS = {"predicted_positive"}
 
@@ -101,19 +99,16 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     print(f"run {run_id} (run_date {run_date}): stages {', '.join(chosen)}" + (" (--force: none skipped)" if force else ""))
     stage = chosen[0]
     rows = Rows(spark, cfg)
-    interrupted = False
     try:
         for stage in chosen:
             _run_stage(spark, cfg, stage, base, history, handoff, result, rows, force)
-    except BaseException as err:
-        interrupted = isinstance(err, INTERRUPTS)
+    except BaseException:
         print(f"run {run_id} stopped in {stage}: the same command with --run-id {run_id} resumes it there "
               "(the stages that finished are skipped)")
         raise
     finally:
         rows.flush()
-        if not interrupted:
-            _compact(spark, cfg, len(history), len(history) + len(rows.written))
+        _compact(spark, cfg, len(history), len(history) + len(rows.written))
         result.seconds = time.time() - started
         print(summary_table(result))
         reported = time.time()
@@ -142,11 +137,11 @@ class Rows:
         self.written += batch
 
     def flush(self) -> None:
-        """Write what waits, if Spark still can, from a fresh thread (see ``on_fresh_thread``)."""
+        """Write what waits, if Spark still can (a Ctrl-C may have stopped it)."""
         if not self.waiting:
             return
         try:
-            on_fresh_thread(self.write)
+            self.write()
         except Exception as err:  # noqa: BLE001 - the run's own outcome (or error) comes first
             stages = ", ".join(e.stage for e in self.waiting)
             print(f"could not record {stages} in the runs table: {type(err).__name__}")
@@ -194,11 +189,6 @@ def _attempt(rows: Rows, entry: StageRecord, call: Callable[[], object]):
         return call()
     except BaseException as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if isinstance(err, INTERRUPTS):  # the stage's Spark jobs would hold the task slots the record needs
-            try:
-                on_fresh_thread(rows.spark.sparkContext.cancelAllJobs)
-            except Exception:  # noqa: BLE001 - Spark may be gone
-                pass
         rows.hold(dataclasses.replace(entry, status="failed", ended_at=now(), message=message))
         rows.flush()
         raise

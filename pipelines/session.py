@@ -16,9 +16,7 @@ when there is one: Spark starts about 6 s sooner.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -141,42 +139,6 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-class jvm_ignoring_sigterm:
-    """Start the driver JVM with SIGTERM ignored (HotSpot keeps a shutdown signal it inherits as ignored), as pyspark
-    does for SIGINT. A scheduler stops a task with SIGTERM to its whole process group: the JVM would die at once,
-    and the Python driver could no longer record the stage as failed or stop Spark. The JVM still ends when its
-    Python driver does (its stdin closes). Only the main thread may set signal dispositions; elsewhere a no-op."""
-
-    def __enter__(self):
-        self.previous = None
-        if threading.current_thread() is threading.main_thread() and not launched_by_spark_submit():
-            self.previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-
-
-def on_fresh_thread(call):
-    """``call()`` on a new thread, which talks to the JVM over its own Py4J connection. After a signal interrupted
-    a thread inside a Py4J call, that thread's connection is out of step (the interrupted call's answer is still to
-    come), so whatever must still reach Spark (recording the failure, stopping) goes this way."""
-    outcome: dict = {}
-
-    def target():
-        try:
-            outcome["value"] = call()
-        except BaseException as err:  # noqa: BLE001 - handed to the caller
-            outcome["error"] = err
-
-    thread = threading.Thread(target=target, name="dlpipe-spark-call")
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-
-
 def build_session(cfg: Config, archive_at_exit: Path | None = None) -> SparkSession:
     """Build (or return the running) Spark session for this config."""
     prepare_data_dir(cfg)
@@ -195,8 +157,7 @@ def build_session(cfg: Config, archive_at_exit: Path | None = None) -> SparkSess
         builder = builder.master(cfg.spark.master)
     for key, value in settings.items():
         builder = builder.config(key, value)
-    with jvm_ignoring_sigterm():
-        spark = builder.enableHiveSupport().getOrCreate()
+    spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database_name}")
     return spark

@@ -179,8 +179,8 @@ def test_a_run_id_used_with_another_config_is_refused(pipeline_run):
 
 def signal_in_infer(args: list[str], signum: int) -> tuple[subprocess.Popen, str]:
     """Start ``dlpipe run`` in its own process group and send ``signum`` to the whole group 2 s into its infer
-    stage (inside the stage, well before its one commit: scoring alone takes longer), as a scheduler stopping a
-    task does. Returns the process and what it printed until then."""
+    stage (inside the stage, well before its one commit: scoring alone takes longer). Returns the process and what
+    it printed until then."""
     job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            start_new_session=True)
     seen = []
@@ -192,18 +192,6 @@ def signal_in_infer(args: list[str], signum: int) -> tuple[subprocess.Popen, str
     assert job.poll() is None, "the run ended before it could be stopped:\n" + "".join(seen[-40:])
     os.killpg(job.pid, signum)
     return job, "".join(seen)
-
-
-def group_ends(pgid: int, within: float) -> bool:
-    """Whether every process of the group ``pgid`` is gone within ``within`` seconds."""
-    deadline = time.time() + within
-    while time.time() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.5)
-    return False
 
 
 def test_a_changed_model_config_reruns_train_and_a_run_killed_in_infer_resumes_there(spark, pipeline_run):
@@ -278,22 +266,3 @@ def test_report_renders_in_chromium(spark, pipeline_run, tmp_path):
     assert unknown.returncode == 1
     assert unknown.stderr.strip().splitlines()[-1] == (
         "dlpipe report: error: no run no-such-run in dlpipe.runs: see `dlpipe runs` for the run ids")
-
-
-def test_a_scheduler_sigterm_to_the_process_group_is_recorded_as_a_failure(pipeline_run):
-    """What Airflow does to a task it stops: SIGTERM to the whole process group. The driver JVM ignores it (it would
-    die at once otherwise), the stage's running row becomes failed with the reason, Spark stops, the command exits
-    1."""
-    data_dir, _ = pipeline_run
-    args = [str(BIN / "dlpipe"), "run", *settings(data_dir), "--run-id", "e2e-term", "--date", DATE,
-            "--stages", "infer", "--force"]
-    job, seen = signal_in_infer(args, signal.SIGTERM)
-    rest = job.stdout.read()
-    assert job.wait(120) == 1, rest[-3000:]
-    assert "dlpipe: terminated by SIGTERM" in rest, rest[-3000:]
-    assert group_ends(job.pid, within=30), "processes of the stopped run are left (the driver JVM?)"
-    assert "run e2e-term stopped in infer: the same command with --run-id e2e-term resumes it there" in rest, rest
-    assert stage_lines(rest)["infer"].split()[:2] == ["infer", "failed"], rest
-    detail = dlpipe("runs", "--run-id", "e2e-term", data_dir=data_dir).stdout
-    infer = [[c.strip() for c in line.split("|")[1:-1]] for line in detail.splitlines() if "| infer " in line]
-    assert [(c[3], c[8]) for c in infer] == [("failed", "dlpipe: terminated by SIGTERM")], detail
