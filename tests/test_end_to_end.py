@@ -177,32 +177,24 @@ def test_a_run_id_used_with_another_config_is_refused(pipeline_run):
         "use a new --run-id, or --force to redo it with this config")
 
 
-def signal_in_infer(args: list[str], signum: int) -> tuple[subprocess.Popen, str]:
-    """Start ``dlpipe run`` in its own process group and send ``signum`` to the whole group 2 s into its infer
-    stage (inside the stage, well before its one commit: scoring alone takes longer). Returns the process and what
-    it printed until then."""
-    job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           start_new_session=True)
-    seen = []
-    for line in job.stdout:
-        seen.append(line)
-        if line.startswith("infer: starting"):
-            time.sleep(2.0)
-            break
-    assert job.poll() is None, "the run ended before it could be stopped:\n" + "".join(seen[-40:])
-    os.killpg(job.pid, signum)
-    return job, "".join(seen)
-
-
 def test_a_changed_model_config_reruns_train_and_a_run_killed_in_infer_resumes_there(spark, pipeline_run):
     """One run with another network: featurize is reused, train runs; the run is killed in infer; the same command
     again resumes it in infer (train not redone), and scores with the new model."""
     data_dir, _ = pipeline_run
     args = [str(BIN / "dlpipe"), "run", *settings(data_dir), "--run-id", "e2e-model2", "--date", DATE,
             "--set", "train.hidden_units=[32, 16]"]
-    job, seen = signal_in_infer(args, signal.SIGKILL)
+    job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    seen = []
+    for line in job.stdout:
+        seen.append(line)
+        if line.startswith("infer: starting"):
+            time.sleep(2.0)  # inside the stage, well before its one commit (scoring alone takes longer)
+            break
+    assert job.poll() is None, "the run ended before it could be killed:\n" + "".join(seen[-40:])
+    os.killpg(job.pid, signal.SIGKILL)
     job.wait(60)
-    killed = seen
+    killed = "".join(seen)
     for stage in ("generate", "featurize"):
         assert f"{stage}: skipped: inputs and settings unchanged since run e2e-1" in killed
     assert "train: starting" in killed  # the new network is trained
