@@ -86,15 +86,23 @@ def round_trip_ms(count: int) -> float:
 
 
 def demo_network():
-    """The schema of the demo feature table (from ``train_vs_keras``'s run) and the demo config's network."""
+    """From ``train_vs_keras``'s run: the schema of the demo feature table, the demo config's network, and the
+    steps each of its ranks ran (``models.epochs``' plan for 2 ranks, over all its epochs)."""
+    import pyarrow.parquet as pq
+
     from benchmarks import training_data
+    from models.epochs import DataFile, steps_per_epoch
     from pipelines import train
 
     cfg = training_data.config(1_000_000)
-    job = cfg.data_path / "tmp" / "keras_baseline.json"
-    if not job.is_file():
-        raise SystemExit(f"{job} is missing: run `python -m benchmarks train_vs_keras` once first")
-    return cfg, json.loads(job.read_text())["schema"], train.network_settings(cfg)
+    path = cfg.data_path / "tmp" / "keras_baseline.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run `python -m benchmarks train_vs_keras` once first")
+    job = json.loads(path.read_text())
+    files = tuple(DataFile(f, pq.ParquetFile(training_data.local_path(f)).metadata.num_rows)
+                  for f in job["train_files"])
+    steps = steps_per_epoch(files, 2, job["batch_size"], job["epochs"], cfg.train.seed) * job["epochs"]
+    return cfg, job["schema"], train.network_settings(cfg), steps
 
 
 def main(count: int) -> None:
@@ -103,7 +111,7 @@ def main(count: int) -> None:
     from pipelines.session import build_session
     from pipelines.train import pin_threads_env
 
-    cfg, schema_json, network = demo_network()
+    cfg, schema_json, network, steps = demo_network()
     rtt = round_trip_ms(count)
     spark = build_session(cfg)
     try:
@@ -114,7 +122,6 @@ def main(count: int) -> None:
     params = ranks[0]["params"]
     small = max(r["ms"][SMALL] for r in ranks)
     gradients = max(r["ms"][params] for r in ranks)
-    steps = 3 * 782  # train_vs_keras: 3 epochs of 782 steps per rank (799,742 rows, batch 512, 2 ranks)
     print(json.dumps({
         "name": "allreduce_latency",
         "rows": count,
