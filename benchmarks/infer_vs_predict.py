@@ -9,7 +9,10 @@ rows, and a model trained on them for one epoch (2 Horovod workers; its quality 
   score, write the Delta predictions table. ``infer_rows_per_s`` and ``ratio_infer`` (against the baseline).
 - scoring alone (``seconds``, ``rows_per_s``, ``ratio``): ``pipelines.infer.score_features`` over the feature
   table's rows (already featurized: the baseline's input), read from its Parquet files and scored, written to
-  Spark's ``noop`` sink; run ``REPEATS`` times after the infer stage (warm Python workers), the median reported.
+  Spark's ``noop`` sink.
+- the handoff alone (``handoff_seconds``): the same job with the model taken out (the Python workers return the
+  passthrough columns of each batch): what moving the rows from Spark's JVM to Python costs before any scoring.
+  Both run ``REPEATS`` times, alternating, after the infer stage (warm Python workers); medians reported.
 - baseline (``benchmarks.predict_baseline``, its own process): ``model.predict`` with the same batch size on the
   feature table's rows read into NumPy with pyarrow, ``REPEATS`` times, the median reported; the read
   (``baseline_load_seconds``) is not counted.
@@ -62,6 +65,28 @@ def predict_baseline(job: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _passthrough(keep: tuple[str, ...]):
+    def passthrough(batches):
+        from models.spark_worker import keep_archive_indexes
+
+        keep_archive_indexes()  # as the scorer does
+        for batch in batches:
+            yield batch.select(list(keep))
+    return passthrough
+
+
+def handoff_only(features, model):
+    """``score_features`` without the model: the same columns go to the Python workers, the passthrough comes back."""
+    from features.schema import DENSE_INPUT
+    from pipelines.infer import dense_vector
+
+    schema = model.fitted.schema
+    keep = schema.passthrough
+    packed = [dense_vector(schema).alias(DENSE_INPUT)] if schema.dense else []
+    return features.select(*keep, *packed, *(c.name for c in schema.index)).mapInArrow(
+        _passthrough(keep), features.select(*keep).schema)
+
+
 def measure(rows: int) -> dict:
     from pipelines import infer
     from pipelines.session import build_session
@@ -79,13 +104,15 @@ def measure(rows: int) -> dict:
             infer_seconds = time.perf_counter() - started
 
             features = spark.table(cfg.qualified(cfg.featurize.output_table))
-            timings = []
-            with infer.arrow_batch_size(spark, cfg.infer.batch_size):
+            timings = {"score": [], "handoff": []}
+            with infer.arrow_batches(spark, cfg.infer.batch_size):
                 for _ in range(REPEATS):
-                    started = time.perf_counter()
-                    infer.score_features(features, model).write.format("noop").mode("overwrite").save()
-                    timings.append(time.perf_counter() - started)
-            scoring_seconds = statistics.median(timings)
+                    for job, scored in (("score", infer.score_features(features, model)),
+                                        ("handoff", handoff_only(features, model))):
+                        started = time.perf_counter()
+                        scored.write.format("noop").mode("overwrite").save()
+                        timings[job].append(time.perf_counter() - started)
+        scoring_seconds = statistics.median(timings["score"])
         files = [f.path for split in ("train", "validation", "test")
                  for f in table_files(spark, cfg.qualified(cfg.featurize.output_table), split)]
     finally:
@@ -102,7 +129,9 @@ def measure(rows: int) -> dict:
         "baseline_seconds": baseline["predict_seconds"],
         "baseline_rows_per_s": round(rows / baseline["predict_seconds"], 1),
         "ratio": round(baseline["predict_seconds"] / scoring_seconds, 3),
-        "seconds_range": [round(min(timings), 3), round(max(timings), 3)],
+        "seconds_range": [round(min(timings["score"]), 3), round(max(timings["score"]), 3)],
+        "handoff_seconds": round(statistics.median(timings["handoff"]), 3),
+        "handoff_seconds_range": [round(min(timings["handoff"]), 3), round(max(timings["handoff"]), 3)],
         "baseline_seconds_range": baseline["predict_seconds_range"],
         "infer_seconds": round(infer_seconds, 3),
         "infer_rows_per_s": round(rows / infer_seconds, 1),
@@ -116,6 +145,15 @@ def measure(rows: int) -> dict:
     }
 
 
+def run_size(rows: int) -> None:
+    print(json.dumps(measure(rows)), flush=True)
+
+
 def main(rows) -> None:
     for size in (rows if isinstance(rows, tuple) else (rows,)):
-        print(json.dumps(measure(size)), flush=True)
+        # A fresh driver per size: its memory peaks belong to that size alone, and a second Spark session in one
+        # process fails to open the other size's embedded Derby metastore (a NullPointerException inside Derby).
+        code = f"from benchmarks.infer_vs_predict import run_size; run_size({size})"
+        status = subprocess.call([sys.executable, "-c", code], cwd=training_data.REPO)
+        if status != 0:
+            raise SystemExit(f"infer_vs_predict failed at {size:,} rows (exit {status})")

@@ -3,9 +3,11 @@
 ``score_batches`` is the function Spark's ``mapInArrow`` runs: featurized rows arrive as Arrow record batches,
 their features become the model's NumPy inputs without a copy per row (the dense features come packed in one list
 column, whose values are one flat buffer, reshaped), the model scores the whole batch in one call, and the
-passthrough columns go back out untouched beside the score. The model is loaded once per Python worker process and kept for the next tasks (Spark reuses its
-Python workers), with TensorFlow limited to the task's CPUs (``spark.task.cpus``) so that parallel tasks do not
-fight over cores.
+passthrough columns go back out untouched beside the score. The model is loaded once per Python worker process
+and kept for the next tasks (Spark reuses its Python workers), with TensorFlow limited to the task's CPUs
+(``spark.task.cpus``) so that parallel tasks do not fight over cores. Two costs Spark's worker adds to every task
+are taken out (``models.spark_worker``): rereading the archives on its path, and a garbage collection that walks
+TensorFlow's objects.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from features.schema import DENSE_INPUT, FeatureSchema
+from models.spark_worker import freeze_loaded_objects, keep_archive_indexes
 
 SCORE = "score"
 _LOADED: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
@@ -64,6 +67,8 @@ def load_predictor(model_path: str, schema: FeatureSchema, threads: int | None =
     def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
         return forward(inputs).numpy()
 
+    forward.get_concrete_function()  # traced now, so that the graph is frozen with the model
+    freeze_loaded_objects()
     _LOADED[model_path] = predict
     return predict
 
@@ -76,6 +81,7 @@ def make_batch_scorer(model_path: str, schema: FeatureSchema, keep: tuple[str, .
     def score_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
 
+        keep_archive_indexes()
         context = TaskContext.get()
         predict = load_predictor(model_path, schema, threads=context.cpus() if context else None)
         for batch in batches:

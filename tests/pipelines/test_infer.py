@@ -285,3 +285,21 @@ def test_a_table_name_that_is_not_an_identifier_is_refused(data_dir):
     out = dlpipe("infer", *infer_args(data_dir, "infer.output_table='p; DROP TABLE features'"))
     assert out.returncode == 2
     assert "infer.output_table" in last_line(out.stderr)
+
+
+def _batch_sizes(batches):
+    import pyarrow as pa
+
+    for batch in batches:
+        yield pa.RecordBatch.from_arrays([pa.array([batch.num_rows])], names=["rows"])
+
+
+def test_scoring_batches_are_cut_by_rows_alone_and_the_session_settings_come_back(spark):
+    from pipelines.infer import arrow_batches
+
+    before = [spark.conf.get(key) for key in arrow_batches.SETTINGS]
+    with arrow_batches(spark, 1_234):
+        assert [spark.conf.get(key) for key in arrow_batches.SETTINGS] == ["1234", "2147483647"]
+        sizes = [r.rows for r in spark.range(0, 5_000, 1, 1).mapInArrow(_batch_sizes, "rows long").collect()]
+    assert sizes == [1_234] * 4 + [64]
+    assert [spark.conf.get(key) for key in arrow_batches.SETTINGS] == before

@@ -59,11 +59,13 @@ def test_summary_table_lines_up_the_stages():
     result = RunResult("r1", dt.date(2026, 11, 26), seconds=61.0)
     result.outcomes["featurize"] = StageOutcome("featurize", "skipped", 1.2, 0.0, 100_000, {}, "r0")
     result.outcomes["train"] = StageOutcome("train", "succeeded", 40.0, 38.5, 80_000, {"val_auc": 0.78912})
+    result.outcomes["infer"] = StageOutcome("infer", "failed", 3.5, 2.9, None, {})
     lines = summary_table(result).splitlines()
-    assert lines[1] == "run r1 (run_date 2026-11-26): 2 stages in 61.0s"
+    assert lines[1] == "run r1 (run_date 2026-11-26): 3 stages in 61.0s"
     assert lines[2].split() == ["stage", "status", "seconds", "rows", "key", "metric"]
     assert lines[4].split() == ["featurize", "skipped", "(run", "r0)", "1.2", "100,000"]
     assert lines[5].split() == ["train", "succeeded", "40.0", "80,000", "val_auc", "0.7891"]
+    assert lines[6].split() == ["infer", "failed", "3.5"]
 
 
 def test_report_inlines_the_figures_and_shows_the_numbers(tmp_path):
