@@ -77,14 +77,10 @@ def _passthrough(keep: tuple[str, ...]):
 
 def handoff_only(features, model):
     """``score_features`` without the model: the same columns go to the Python workers, the passthrough comes back."""
-    from features.schema import DENSE_INPUT
-    from pipelines.infer import dense_vector
+    from pipelines.infer import scorer_input
 
-    schema = model.fitted.schema
-    keep = schema.passthrough
-    packed = [dense_vector(schema).alias(DENSE_INPUT)] if schema.dense else []
-    return features.select(*keep, *packed, *(c.name for c in schema.index)).mapInArrow(
-        _passthrough(keep), features.select(*keep).schema)
+    keep = model.fitted.schema.passthrough
+    return scorer_input(features, model.fitted.schema).mapInArrow(_passthrough(keep), features.select(*keep).schema)
 
 
 def measure(rows: int) -> dict:
