@@ -57,7 +57,7 @@ $(STAMP): requirements.lock pyproject.toml
 # The classes the Spark driver loads, archived once per installed stack (JDK AppCDS, pipelines/jvm_archive.py):
 # Spark starts about 6 s sooner. Without it (or with a stale one) Spark starts as before.
 $(CLASS_ARCHIVE): $(STAMP)
-	$(BIN)/python -m pipelines.jvm_archive $@
+	$(BIN)/python -m dlpipe.pipelines.jvm_archive $@
 
 demo: install
 	$(BIN)/dlpipe run --config conf/demo.yaml

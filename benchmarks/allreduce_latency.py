@@ -30,9 +30,9 @@ def measure_rank(count: int, schema_json: str, network) -> dict:
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
-    from features.schema import FeatureSchema
-    from models.networks import build_model
-    from models.trainer import pin_to_cpu_share
+    from dlpipe.features.schema import FeatureSchema
+    from dlpipe.models.networks import build_model
+    from dlpipe.models.trainer import pin_to_cpu_share
 
     hvd.init()
     pin_to_cpu_share(hvd.local_rank(), hvd.local_size())
@@ -91,8 +91,8 @@ def demo_network():
     import pyarrow.parquet as pq
 
     from benchmarks import training_data
-    from models.epochs import DataFile, steps_per_epoch
-    from pipelines import train
+    from dlpipe.models.epochs import DataFile, steps_per_epoch
+    from dlpipe.pipelines import train
 
     cfg = training_data.config(1_000_000)
     path = cfg.data_path / "tmp" / "keras_baseline.json"
@@ -108,8 +108,8 @@ def demo_network():
 def main(count: int) -> None:
     import horovod.spark
 
-    from pipelines.session import build_session
-    from pipelines.train import pin_threads_env
+    from dlpipe.pipelines.session import build_session
+    from dlpipe.pipelines.train import pin_threads_env
 
     cfg, schema_json, network, steps = demo_network()
     rtt = round_trip_ms(count)

@@ -19,8 +19,8 @@ DEFAULT_ROWS = 1_000_000
 
 
 def main(rows: int) -> None:
-    from pipelines import evaluate, infer, train
-    from pipelines.session import build_session
+    from dlpipe.pipelines import evaluate, infer, train
+    from dlpipe.pipelines.session import build_session
 
     cfg = training_data.config(rows)
     spark = build_session(cfg)

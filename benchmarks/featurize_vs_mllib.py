@@ -77,8 +77,8 @@ def mllib_featurize(spark, cfg, output: str) -> None:
     from pyspark.ml.feature import Imputer, OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler
     from pyspark.sql import functions as F
 
-    from features.split import assign_split
-    from pipelines.tables import read_source
+    from dlpipe.features.split import assign_split
+    from dlpipe.pipelines.tables import read_source
 
     fc = cfg.featurize
     spec = fc.feature_spec()
@@ -115,8 +115,8 @@ DATA_DIR = REPO / "var" / "bench" / "featurize_vs_mllib"
 
 def configs(rows: int):
     """(demo spec, MLlib-equivalent spec) configs over the generated table of ``rows`` rows."""
-    from features.synthetic import NUMERIC
-    from pipelines.config import load_config
+    from dlpipe.features.synthetic import NUMERIC
+    from dlpipe.pipelines.config import load_config
 
     base = [
         f"data_dir={DATA_DIR}",
@@ -135,7 +135,7 @@ def configs(rows: int):
 
 def contenders(spark, rows: int) -> dict:
     """name -> prepare(): the untimed set-up of one contender, which returns the call to time."""
-    from pipelines import featurize, generate
+    from dlpipe.pipelines import featurize, generate
 
     demo, equivalent = configs(rows)
     table = demo.qualified(demo.generate.output_table)
@@ -162,7 +162,7 @@ def run_size(rows: int) -> None:
     MLlib and dlpipe alternately ``REPEATS`` times, reported as medians with their range."""
     import statistics
 
-    from pipelines.session import build_session
+    from dlpipe.pipelines.session import build_session
 
     spark = build_session(configs(rows)[0])
     spark.sparkContext.setLogLevel("ERROR")

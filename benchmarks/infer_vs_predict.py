@@ -35,6 +35,7 @@ import psutil
 
 from benchmarks import training_data
 from benchmarks.measure import PeakMemory
+from dlpipe.spark_settings import spark_settings
 
 DEFAULT_ROWS = (1_000_000, 10_000_000)
 REPEATS = 3  # scoring alone and the baseline each run this often; medians are reported
@@ -67,7 +68,7 @@ def predict_baseline(job: dict) -> dict:
 
 def _passthrough(keep: tuple[str, ...]):
     def passthrough(batches):
-        from models.spark_worker import keep_archive_indexes
+        from dlpipe.models.spark_worker import keep_archive_indexes
 
         keep_archive_indexes()  # as the scorer does
         for batch in batches:
@@ -77,16 +78,16 @@ def _passthrough(keep: tuple[str, ...]):
 
 def handoff_only(features, model):
     """``score_features`` without the model: the same columns go to the Python workers, the passthrough comes back."""
-    from pipelines.infer import scorer_input
+    from dlpipe.pipelines.infer import scorer_input
 
     keep = model.fitted.schema.passthrough
     return scorer_input(features, model.fitted.schema).mapInArrow(_passthrough(keep), features.select(*keep).schema)
 
 
 def measure(rows: int) -> dict:
-    from pipelines import infer
-    from pipelines.session import build_session
-    from pipelines.train import table_files
+    from dlpipe.pipelines import infer
+    from dlpipe.pipelines.session import build_session
+    from dlpipe.pipelines.train import table_files
 
     cfg = training_data.config(rows, "train.epochs=1", "train.early_stopping=null", "train.num_proc=2",
                                f"data_dir={training_data.REPO / 'var' / 'bench' / f'infer-{rows}'}")
@@ -101,7 +102,7 @@ def measure(rows: int) -> dict:
 
             features = spark.table(cfg.qualified(cfg.featurize.output_table))
             timings = {"score": [], "handoff": []}
-            with infer.arrow_batches(spark, cfg.infer.batch_size):
+            with spark_settings(spark, infer.scoring_batches(cfg.infer.batch_size)):
                 for _ in range(REPEATS):
                     for job, scored in (("score", infer.score_features(features, model)),
                                         ("handoff", handoff_only(features, model))):

@@ -14,9 +14,9 @@ from benchmarks import training_data
 def main(path: str) -> None:
     import tensorflow as tf
 
-    from features.schema import FeatureSchema
-    from models.networks import NetworkSettings, build_model, loss_for
-    from models.trainer import make_optimizer, training_metrics
+    from dlpipe.features.schema import FeatureSchema
+    from dlpipe.models.networks import NetworkSettings, build_model, loss_for
+    from dlpipe.models.trainer import make_optimizer, training_metrics
 
     job = json.loads(open(path).read())
     schema = FeatureSchema.from_json(job["schema"])

@@ -72,9 +72,9 @@ def stages_alone(settings: list[str]) -> float:
 
 
 def _stages_alone_main(argv: list[str]) -> None:
-    from pipelines import evaluate, featurize, infer, train
-    from pipelines.config import load_config
-    from pipelines.session import build_session
+    from dlpipe.pipelines import evaluate, featurize, infer, train
+    from dlpipe.pipelines.config import load_config
+    from dlpipe.pipelines.session import build_session
 
     cfg = load_config(argv[argv.index("--config") + 1], [argv[i + 1] for i, a in enumerate(argv) if a == "--set"])
     spark = build_session(cfg)

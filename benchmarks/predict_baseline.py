@@ -15,7 +15,7 @@ from benchmarks.measure import PeakMemory
 def main(path: str) -> None:
     import tensorflow as tf
 
-    from features.schema import FeatureSchema
+    from dlpipe.features.schema import FeatureSchema
 
     job = json.loads(open(path).read())
     schema = FeatureSchema.from_json(job["schema"])

@@ -23,7 +23,7 @@ REPEATS = 3
 
 
 def read_with_tf_data(settings) -> int:
-    from models.trainer import training_dataset
+    from dlpipe.models.trainer import training_dataset
 
     rows = 0
     for _inputs, label, weight in training_dataset(settings, rank=0, size=1):
@@ -32,10 +32,10 @@ def read_with_tf_data(settings) -> int:
 
 
 def main(rows: int) -> None:
-    from models.epochs import steps_per_epoch
-    from models.networks import NetworkSettings
-    from models.trainer import TrainSettings
-    from pipelines.session import build_session
+    from dlpipe.models.epochs import steps_per_epoch
+    from dlpipe.models.networks import NetworkSettings
+    from dlpipe.models.trainer import TrainSettings
+    from dlpipe.pipelines.session import build_session
 
     cfg = training_data.config(rows)
     spark = build_session(cfg)

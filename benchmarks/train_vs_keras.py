@@ -42,7 +42,7 @@ def keras_fit(job_path: Path) -> dict:
 
 def dlpipe_fit(spark, cfg, controller: str) -> dict:
     """One ``dlpipe train`` stage with this controller: the ranks' fit time, the whole stage's, the last AUC."""
-    from pipelines import train
+    from dlpipe.pipelines import train
 
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, controller=controller))
     started = time.perf_counter()
@@ -54,8 +54,8 @@ def dlpipe_fit(spark, cfg, controller: str) -> dict:
 
 
 def main(rows: int) -> None:
-    from pipelines import train
-    from pipelines.session import build_session
+    from dlpipe.pipelines import train
+    from dlpipe.pipelines.session import build_session
 
     cfg = training_data.config(rows, f"train.epochs={EPOCHS}", "train.early_stopping=null", "train.num_proc=2")
     tc = cfg.train

@@ -16,7 +16,7 @@ def data_dir(rows: int) -> Path:
 
 
 def config(rows: int, *overrides: str):
-    from pipelines.config import load_config
+    from dlpipe.pipelines.config import load_config
 
     return load_config(REPO / "conf" / "demo.yaml", [
         f"data_dir={data_dir(rows)}",
@@ -29,7 +29,7 @@ def config(rows: int, *overrides: str):
 def prepare(spark, cfg, train_model: bool = False) -> None:
     """Generate and featurize (and with ``train_model``, train) unless this folder already holds the table for
     these rows."""
-    from pipelines import featurize, generate, train
+    from dlpipe.pipelines import featurize, generate, train
 
     marker = cfg.data_path / "prepared.json"
     if marker.is_file() and json.loads(marker.read_text()).get("rows") == cfg.generate.rows:
@@ -43,9 +43,9 @@ def prepare(spark, cfg, train_model: bool = False) -> None:
 
 def feature_files(spark, cfg):
     """(feature schema, training files, validation files) of the current feature table."""
-    from features.schema import FeatureSchema
-    from pipelines.store import load_artifact
-    from pipelines.train import table_files
+    from dlpipe.features.schema import FeatureSchema
+    from dlpipe.pipelines.store import load_artifact
+    from dlpipe.pipelines.train import table_files
 
     artifact = load_artifact(cfg, cfg.featurize.output_table)
     table = cfg.qualified(cfg.featurize.output_table)
@@ -63,7 +63,7 @@ def read_numpy(schema, paths: list[str]) -> tuple[dict[str, np.ndarray], np.ndar
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from models.networks import model_inputs
+    from dlpipe.models.networks import model_inputs
 
     columns = list(dict.fromkeys([*schema.feature_columns, schema.label]))
     parts: list[dict[str, np.ndarray]] = []

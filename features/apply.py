@@ -10,12 +10,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.errors import FeatureError
-from features.expressions import categorical_value, encoded_label, numeric_value
-from features.fit import check_input, clip_expression
-from features.fitted import FittedFeatures, NumericStats
-from features.schema import UNSEEN_INDEX
-from features.spec import NumericFeature
+from dlpipe.features.errors import FeatureError
+from dlpipe.features.expressions import categorical_value, encoded_label, numeric_value
+from dlpipe.features.fit import check_input, clip_expression
+from dlpipe.features.fitted import FittedFeatures, NumericStats
+from dlpipe.features.schema import UNSEEN_INDEX
+from dlpipe.features.spec import NumericFeature
 
 
 def check_fitted_schema(df: DataFrame, fitted: FittedFeatures, source: str = "the input",

@@ -6,8 +6,8 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.errors import FeatureError
-from features.spec import LabelSpec, NumericFeature
+from dlpipe.features.errors import FeatureError
+from dlpipe.features.spec import LabelSpec, NumericFeature
 
 
 def numeric_value(feature: NumericFeature) -> Column:

@@ -15,19 +15,19 @@ Only small statistics are collected to the driver; no input row ever is.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.errors import FeatureError
-from features.expressions import (
+from dlpipe.features.errors import FeatureError
+from dlpipe.features.expressions import (
     categorical_value, check_label_type, describe_classes, encoded_label, numeric_value, out_of_log_domain,
 )
-from features.fitted import DEFAULT_QUANTILE_ERROR, FittedFeatures, NumericStats, Vocabulary
-from features.spec import CategoricalFeature, FeatureSpec, NumericFeature
+from dlpipe.features.fitted import DEFAULT_QUANTILE_ERROR, FittedFeatures, NumericStats, Vocabulary
+from dlpipe.features.spec import CategoricalFeature, FeatureSpec, NumericFeature
+from dlpipe.spark_settings import spark_settings
 
 SPLITS = ("train", "validation", "test")
 # A vocabulary beyond this many values is almost certainly an id column: refuse rather than collect it.
@@ -92,7 +92,7 @@ class _Aggregates:
 
     def run(self, df: DataFrame) -> "_Aggregates":
         if self._columns:
-            with _wide_codegen(df.sparkSession):
+            with spark_settings(df.sparkSession, WIDE_CODEGEN):
                 self._row = df.agg(*self._columns).first()
         return self
 
@@ -108,18 +108,6 @@ class _Aggregates:
 # moments) silently falls back to interpreted evaluation, 3-5x slower here (1M rows, 279 aggregates: 10.7 s -> 3.2 s).
 # Both limits are raised for our own aggregations only; Spark still falls back by itself if compilation fails.
 WIDE_CODEGEN = {"spark.sql.codegen.maxFields": "100000", "spark.sql.codegen.hugeMethodLimit": "100000000"}
-
-
-@contextmanager
-def _wide_codegen(spark):
-    before = {key: spark.conf.get(key) for key in WIDE_CODEGEN}
-    for key, value in WIDE_CODEGEN.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            spark.conf.set(key, value)
 
 
 def fit_features(

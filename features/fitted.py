@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from features.schema import FeatureColumn, FeatureSchema
-from features.spec import FeatureSpec
+from dlpipe.features.schema import FeatureColumn, FeatureSchema
+from dlpipe.features.spec import FeatureSpec
 
 # The stated rank error of the approximate quantiles (Spark's percentile_approx with accuracy 1 / error).
 DEFAULT_QUANTILE_ERROR = 0.001

@@ -17,8 +17,8 @@ from typing import Literal
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from features.errors import FeatureError
-from features.spec import SPLIT_COLUMN
+from dlpipe.features.errors import FeatureError
+from dlpipe.features.spec import SPLIT_COLUMN
 
 __all__ = ["SPLIT_COLUMN", "UNSEEN_INDEX", "DENSE_INPUT", "FeatureColumn", "FeatureSchema"]
 UNSEEN_INDEX = 0

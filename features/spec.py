@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from features.errors import FeatureError
+from dlpipe.features.errors import FeatureError
 
 SPLIT_COLUMN = "split"  # the feature table's partition column: train, validation or test
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from features.errors import FeatureError
+from dlpipe.features.errors import FeatureError
 
 BUCKETS = 1_000_000
 

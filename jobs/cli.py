@@ -28,12 +28,8 @@ examples:
   spark-submit jobs/train.py --config conf/demo.yaml       the same stage under spark-submit
 """
 
-STAGE_HELP = {
-    "generate": "write the synthetic HIGGS-shaped data set (generate.*) as a Delta table",
-    "featurize": "split the input, fit the feature transform on the training split, write the feature table",
-    "train": "train the Keras model with Horovod on Spark, streaming the feature table with Petastorm",
-    "infer": "score the input with the latest model through a Spark UDF into the Delta predictions table",
-    "evaluate": "join a run's predictions to the labels and write AUC, accuracy and log loss to the metrics table",
+# The commands besides one per pipeline stage (those come from the stage registry, pipelines.stage).
+COMMAND_HELP = {
     "tune": "hyperparameter scan: train each config of tune.space on one worker per Spark task, rank them in a Delta table",
     "run": "run the stages listed under `stages` in the config, in order, with one run id",
     "sql": "run a SQL query over the pipeline's tables (metastore and warehouse under data_dir)",
@@ -42,7 +38,17 @@ STAGE_HELP = {
     "lineage": "show what produced a table or model (stage, run, inputs with versions), back to the raw input",
     "report": "write a run's self-contained HTML report: config, features, training curves, ROC, scores, timings",
 }
-TRACKED = ("generate", "featurize", "train", "infer", "evaluate", "run")  # recorded in the runs table, logged to a file
+
+
+def stage_help() -> dict[str, str]:
+    from dlpipe.pipelines.stage import registry
+
+    return {name: stage.help for name, stage in registry().items()}
+
+
+def tracked() -> tuple[str, ...]:
+    """The commands recorded in the runs table and logged to a file: every stage, and ``run``."""
+    return (*stage_help(), "run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, text in STAGE_HELP.items():
+    for name, text in {**stage_help(), **COMMAND_HELP}.items():
         sub = commands.add_parser(name, help=text, description=text)
         if name == "sql":
             sub.add_argument("query", help='the SQL statement, e.g. "SELECT count(*) FROM predictions"')
@@ -82,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
             help="override one config key, e.g. --set train.num_proc=2 (repeatable; values are YAML)",
         )
-        if name in (*TRACKED, "tune"):
+        if name in (*tracked(), "tune"):
             sub.add_argument("--run-id", default=None, help="run id (default: a new UTC timestamp; evaluate: the latest "
                                                              "run; train: an unfinished run id resumes from its checkpoint;"
                                                              " tune: the scan id, a rerun replaces its results)")
@@ -102,14 +108,16 @@ def logical_date(text: str) -> dt.date:
 
 
 def _command(spark, cfg, args: argparse.Namespace, run_id: str | None) -> None:
-    from pipelines import lineage, report, run, serve_sql, sql, tune
+    from dlpipe.pipelines import lineage, report, run, serve_sql, sql, tune
+    from dlpipe.pipelines.stage import stage
 
     command = args.command
     if command == "run":
         run.run(spark, cfg, run_id=run_id, run_date=args.date, stages=_stage_names(args.stages), force=args.force)
-    elif command in TRACKED:
+    elif command in tracked():
+        named = stage(command).run_id_names  # what --run-id names besides the stage's own run, if anything
         run.run_stage(spark, cfg, command, run_id, run_date=getattr(args, "date", None),
-                      predictions_run=args.run_id if command == "evaluate" else None)
+                      handoff={named: args.run_id} if named and args.run_id else None)
     elif command == "tune":
         tune.run(spark, cfg, run_id=args.run_id)
     elif command == "sql":
@@ -133,9 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a pipe, a log file or a scheduler at once
 
-    from pipelines.config import ConfigError, load_config
-    from pipelines.errors import PipelineError
-    from pipelines.runlog import tee_output
+    from dlpipe.pipelines.config import ConfigError, load_config
+    from dlpipe.pipelines.errors import PipelineError
+    from dlpipe.pipelines.runlog import TeeOutput
 
     prefix = f"dlpipe {args.command}"
     try:
@@ -147,13 +155,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"{prefix}: config error: {err}", file=sys.stderr)
         return 2
-    from pipelines.run_id import check_run_id, new_run_id, run_folder, selected_stages
+    from dlpipe.pipelines.run_id import check_run_id, new_run_id, run_folder, selected_stages
 
     try:
         if args.command == "run":
             selected_stages(cfg, _stage_names(args.stages))
         run_id = None
-        if args.command in TRACKED:
+        if args.command in tracked():
             run_id = check_run_id(args.run_id) if args.run_id else new_run_id()  # evaluate: the run it evaluates
         if getattr(args, "run_id", None):
             check_run_id(args.run_id)
@@ -163,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run_id is None:
         return _main(args, cfg, prefix, None)
     signal.signal(signal.SIGTERM, _terminated)  # a scheduler's kill: the stage is recorded as failed, then exit
-    with tee_output(run_folder(cfg, run_id) / "run.log"):
+    with TeeOutput(run_folder(cfg, run_id) / "run.log"):
         return _main(args, cfg, prefix, run_id)
 
 
@@ -172,13 +180,13 @@ def _terminated(signum, frame) -> None:
 
 
 def _main(args: argparse.Namespace, cfg, prefix: str, run_id: str | None) -> int:
-    from features.errors import FeatureError
-    from pipelines.config import ConfigError
-    from pipelines.errors import PipelineError
+    from dlpipe.features.errors import FeatureError
+    from dlpipe.pipelines.config import ConfigError
+    from dlpipe.pipelines.errors import PipelineError
 
     spark = None
     try:
-        from pipelines.session import build_session
+        from dlpipe.pipelines.session import build_session
 
         spark = build_session(cfg)
         _command(spark, cfg, args, run_id)

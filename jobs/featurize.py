@@ -1,5 +1,5 @@
 """spark-submit entry for the featurize stage: `spark-submit jobs/featurize.py --config conf/demo.yaml`."""
-from jobs.cli import entry
+from dlpipe.jobs.cli import entry
 
 if __name__ == "__main__":
     entry("featurize")

@@ -15,17 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from features.schema import DENSE_INPUT, FeatureSchema
+from dlpipe.features.schema import DENSE_INPUT, FeatureSchema
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 # TensorFlow is imported inside the functions: the Spark driver imports these settings without paying for
-# TensorFlow, and must not have run TensorFlow before horovod.spark.run forks it (see STACK.md).
-
-ACTIVATIONS = ("relu", "tanh", "elu", "leaky_relu")
-MODEL_KINDS = ("mlp", "autoencoder")
-
+# TensorFlow, and must not have run TensorFlow before horovod.spark.run forks it (see docs/design.md).
 
 @dataclass(frozen=True)
 class NetworkSettings:

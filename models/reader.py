@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-from features.schema import FeatureSchema
+from dlpipe.features.schema import FeatureSchema
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ LABEL, WEIGHT, RECORD = "__label", "__weight", "__record"
 def training_arrays(schema: FeatureSchema, settings: ReadSettings, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A row group's columns as the few arrays training needs: the model inputs (``models.networks.model_inputs``:
     one dense float32 matrix, one int32 array per indexed column), label, weight and the recorded ids."""
-    from models.networks import model_inputs
+    from dlpipe.models.networks import model_inputs
 
     rows = _rows(columns)
     arrays = dict(model_inputs(schema, columns))

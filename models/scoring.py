@@ -16,14 +16,14 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from features.schema import DENSE_INPUT, FeatureSchema
-from models.spark_worker import freeze_loaded_objects, keep_archive_indexes
+from dlpipe.features.schema import DENSE_INPUT, FeatureSchema
+from dlpipe.models.spark_worker import freeze_loaded_objects, keep_archive_indexes
 
 SCORE = "score"
 _LOADED: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
 
 
-def model_inputs(batch: pa.RecordBatch, schema: FeatureSchema) -> dict[str, np.ndarray]:
+def arrow_batch_inputs(batch: pa.RecordBatch, schema: FeatureSchema) -> dict[str, np.ndarray]:
     """The model's inputs for the rows of ``batch``: its ``dense`` column (every dense feature of a row in one float
     list, in schema order: see ``pipelines.infer.score_features``) as one float32 matrix, and one int32 vector per
     index column. The list column has no nulls, so its flat values buffer holds the rows one after the other: the
@@ -87,7 +87,7 @@ def make_batch_scorer(model_path: str, schema: FeatureSchema, keep: tuple[str, .
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            scores = predict(model_inputs(batch, schema))
+            scores = predict(arrow_batch_inputs(batch, schema))
             yield pa.RecordBatch.from_arrays(
                 [batch.column(name) for name in keep] + [pa.array(scores, type=pa.float32())],
                 names=[*keep, SCORE],

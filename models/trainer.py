@@ -26,10 +26,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from features.schema import FeatureSchema
-from models.epochs import DataFile, plan_epoch
-from models.networks import NetworkSettings
-from models.reader import ReadSettings, rank_batches, rank_blocks
+from dlpipe.features.schema import FeatureSchema
+from dlpipe.files import write_json_atomically
+from dlpipe.models.epochs import DataFile, plan_epoch
+from dlpipe.models.networks import NetworkSettings
+from dlpipe.models.reader import ReadSettings, rank_batches, rank_blocks
 
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
@@ -110,12 +111,6 @@ def check_attempt(settings: "TrainSettings") -> None:
                            "this stale worker stops")
 
 
-def write_json_atomically(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def training_dataset(settings: TrainSettings, rank: int, size: int):
     """``tf.data`` of this rank's batches for epochs ``initial_epoch`` .. ``epochs - 1``, ``steps_per_epoch`` each.
     The generator hands over blocks of batches (``models.reader.rank_blocks``), which tf.data slices in C++."""
@@ -145,7 +140,7 @@ def training_dataset(settings: TrainSettings, rank: int, size: int):
 def _signature(schema: FeatureSchema):
     import tensorflow as tf
 
-    from features.schema import DENSE_INPUT
+    from dlpipe.features.schema import DENSE_INPUT
 
     inputs = {}
     if schema.dense:
@@ -221,7 +216,7 @@ def dense_embedding_gradients(settings: TrainSettings) -> bool:
     """Embedding gradients come as sparse row slices, which Horovod allgathers: one more collective per embedding
     and step. Small tables are cheaper to allreduce dense, fused with the other gradients (1M rows, 2 ranks:
     about 1.3x faster); big ones stay sparse."""
-    from models.networks import embedding_size
+    from dlpipe.models.networks import embedding_size
 
     weights = sum(column.cardinality * (settings.network.embedding_dim or embedding_size(column.cardinality))
                   for column in settings.schema.index)
@@ -231,7 +226,7 @@ def dense_embedding_gradients(settings: TrainSettings) -> bool:
 def _callbacks(settings: TrainSettings, model, world, learning_rate, outcome: dict) -> list:
     import tensorflow as tf
 
-    from models.networks import loss_for
+    from dlpipe.models.networks import loss_for
 
     loss_fn = tf.keras.losses.get(loss_for(settings.network, settings.loss))
 
@@ -329,7 +324,7 @@ def _callbacks(settings: TrainSettings, model, world, learning_rate, outcome: di
 
 def warmup_schedule(settings: TrainSettings, size: int):
     """``learning_rate * size`` after ``warmup_epochs`` epochs of linear warm-up (``models.schedules``)."""
-    from models.schedules import LinearWarmup
+    from dlpipe.models.schedules import LinearWarmup
 
     return LinearWarmup(settings.learning_rate, size, settings.warmup_epochs * settings.steps_per_epoch)
 
@@ -355,7 +350,7 @@ def train_on_rank(settings: TrainSettings) -> dict:
     history, seconds, epochs done, NaN epoch if any."""
     import tensorflow as tf
 
-    from models.networks import build_model, loss_for
+    from dlpipe.models.networks import build_model, loss_for
 
     world = _HorovodWorker(dense_embedding_gradients(settings)) if settings.distributed else _SingleWorker()
     if settings.distributed and settings.pin_cpus:

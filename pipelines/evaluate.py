@@ -17,16 +17,17 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.expressions import encoded_label
-from features.spec import FeatureSpec
-from features.split import assign_split
-from pipelines.binary_metrics import BinaryMetrics, binary_metrics
-from pipelines.config import Config
-from pipelines.errors import PipelineError
-from pipelines.plots import save_calibration, save_roc_curve, save_score_distributions
-from pipelines.run_id import check_run_id
-from pipelines.store import load_artifact
-from pipelines.tables import read_source
+from dlpipe.features.expressions import encoded_label
+from dlpipe.features.spec import FeatureSpec
+from dlpipe.features.split import assign_split
+from dlpipe.pipelines.binary_metrics import BinaryMetrics, binary_metrics
+from dlpipe.pipelines.config import Config
+from dlpipe.pipelines.errors import PipelineError
+from dlpipe.pipelines.plots import save_calibration, save_roc_curve, save_score_distributions
+from dlpipe.pipelines.run_id import check_run_id
+from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section, source_input
+from dlpipe.pipelines.store import load_artifact
+from dlpipe.pipelines.tables import read_source
 
 LABEL = "__label"  # the encoded 0/1 label the metrics compare scores with
 METRICS_SCHEMA = (
@@ -59,13 +60,19 @@ def latest_run_id(spark: SparkSession, table: str) -> str:
     return row["run_id"]
 
 
+def scored_run(spark: SparkSession, cfg: Config, run_id: str | None) -> str:
+    """The run whose predictions are evaluated: ``run_id``, or the latest run in the predictions table."""
+    predictions_table = cfg.qualified(cfg.infer.output_table)
+    if not spark.catalog.tableExists(predictions_table):
+        raise PipelineError(f"predictions table {predictions_table} does not exist: run `dlpipe infer` first")
+    return check_run_id(run_id) if run_id else latest_run_id(spark, predictions_table)
+
+
 def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> EvaluateResult:
     started = time.time()
     ec, fc = cfg.evaluate, cfg.featurize
     predictions_table = cfg.qualified(cfg.infer.output_table)
-    if not spark.catalog.tableExists(predictions_table):
-        raise PipelineError(f"predictions table {predictions_table} does not exist: run `dlpipe infer` first")
-    run_id = check_run_id(run_id) if run_id else latest_run_id(spark, predictions_table)
+    run_id = scored_run(spark, cfg, run_id)
     predictions = spark.table(predictions_table).where(F.col("run_id") == run_id)
     first = predictions.select("model_name", "model_version", "feature_version").first()
     if first is None:
@@ -150,3 +157,43 @@ def summary(result: EvaluateResult, reference_column: str | None, weight: str | 
         f"{m.false_positives:,.0f}, true negatives {m.true_negatives:,.0f}, false negatives {m.false_negatives:,.0f}\n"
         f"  plots: {Path(result.plots['roc']).parent}/{{roc,scores,calibration}}.png"
     )
+
+
+# --------------------------------------------------------------------------------------------- the stage
+
+
+def predictions_run(ctx: StageContext) -> str | None:
+    """The run to evaluate: the one whose predictions this run wrote or was given; in ``dlpipe run`` otherwise the
+    run itself; alone, otherwise the latest (None)."""
+    return ctx.handoff.get("predictions_run") or (None if ctx.alone else ctx.run_id)
+
+
+def plan(spark: SparkSession, cfg: Config, ctx: StageContext) -> StagePlan:
+    predictions = cfg.qualified(cfg.infer.output_table)
+    scored = predictions_run(ctx) or scored_run(spark, cfg, None)  # alone and not given one: the latest
+    entry, identity = source_input(spark, cfg, cfg.infer.input)
+    return StagePlan("evaluate", [{"kind": "table", "name": predictions, "run_id": scored}, entry], {
+        "evaluate": section(cfg.evaluate), "threshold": cfg.infer.threshold, "weight": cfg.train.sample_weight,
+        "predictions": {"table": predictions, "run_id": scored}, "labels": identity,
+        "table": cfg.qualified(cfg.evaluate.metrics_table),
+    })
+
+
+def outputs(cfg: Config, result: EvaluateResult) -> StageOutputs:
+    metrics = {"auc": result.auc, "accuracy": result.accuracy, "log_loss": result.log_loss}
+    if result.reference_auc is not None:
+        metrics["reference_auc"] = result.reference_auc
+    return StageOutputs([{"kind": "table", "role": "metrics", "name": result.table, "run_id": result.run_id},
+                         {"kind": "plots", "name": "evaluation", "run_id": result.run_id, **result.plots}],
+                        result.rows, metrics)
+
+
+STAGE = Stage(
+    name="evaluate",
+    help="join a run's predictions to the labels and write AUC, accuracy and log loss to the metrics table",
+    plan=plan,
+    run=lambda spark, cfg, ctx: run(spark, cfg, run_id=predictions_run(ctx)),
+    outputs=outputs,
+    key_metrics=("auc",),
+    run_id_names="predictions_run",
+)

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import textwrap
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from features.apply import apply_features
-from features.fit import FitReport, check_input, fit_features
-from features.fitted import FittedFeatures
-from features.schema import SPLIT_COLUMN, FeatureSchema
-from features.split import assign_split
-from pipelines.config import Config
-from pipelines.layout import files_per_split, lay_out, row_bytes
-from pipelines.session import training_workers
-from pipelines.store import save_artifact
-from pipelines.tables import delta_version, input_identity, read_source
+from dlpipe.features.apply import apply_features
+from dlpipe.features.fit import FitReport, check_input, fit_features
+from dlpipe.features.fitted import FittedFeatures
+from dlpipe.features.schema import SPLIT_COLUMN, FeatureSchema
+from dlpipe.features.split import assign_split
+from dlpipe.pipelines.config import Config
+from dlpipe.pipelines.layout import files_per_split, lay_out, row_bytes
+from dlpipe.pipelines.session import training_workers
+from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section, source_input
+from dlpipe.pipelines.store import save_artifact
+from dlpipe.pipelines.tables import delta_version, input_identity, read_source
+from dlpipe.spark_settings import spark_settings
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def run(spark: SparkSession, cfg: Config) -> FeaturizeResult:
     features = lay_out(features, planned, fc.key, [c for c in features.columns if c != SPLIT_COLUMN],
                        input_partitions=split.rdd.getNumPartitions())
     table = cfg.qualified(fc.output_table)
-    with feature_table_settings(spark, fitted.schema):
+    with spark_settings(spark, feature_table_settings(fitted.schema)):
         (
             features.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
             .partitionBy(SPLIT_COLUMN).saveAsTable(table)
@@ -88,9 +89,8 @@ def files_by_split(spark: SparkSession, table: str) -> dict[str, int]:
     return {s: sum(f"/{SPLIT_COLUMN}={s}/" in f for f in files) for s in ("train", "validation", "test")}
 
 
-@contextmanager
-def feature_table_settings(spark: SparkSession, schema: FeatureSchema):
-    """Session settings for writing a feature table, restored afterwards (each saved 10-25% of the write here):
+def feature_table_settings(schema: FeatureSchema) -> dict[str, str]:
+    """Session settings for writing a feature table (each saved 10-25% of the write here):
 
     - Delta keeps per-file min/max statistics of the first 32 columns for data skipping. Nobody filters a feature
       table by a feature value: keep them for the id (passthrough) columns only.
@@ -105,13 +105,7 @@ def feature_table_settings(spark: SparkSession, schema: FeatureSchema):
         settings[f"{delta_defaults}dataSkippingStatsColumns"] = ",".join(schema.passthrough)
     else:
         settings[f"{delta_defaults}dataSkippingNumIndexedCols"] = "0"
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key in settings:
-            spark.conf.unset(key)
+    return settings
 
 
 def _per_split(counts: dict[str, int]) -> str:
@@ -145,3 +139,29 @@ def summary(result: FeaturizeResult) -> str:
             f"of them never seen in training: {_per_split(report.unseen[f.column])}"
         )
     return "\n".join(lines)
+
+
+def plan(spark: SparkSession, cfg: Config, ctx: StageContext) -> StagePlan:
+    entry, identity = source_input(spark, cfg, cfg.featurize.input)
+    return StagePlan("featurize", [entry], {
+        "featurize": section(cfg.featurize), "input": identity, "table": cfg.qualified(cfg.featurize.output_table),
+        "workers": training_workers(spark, cfg),  # the table's file layout is planned for the training workers
+    })
+
+
+def outputs(cfg: Config, result: FeaturizeResult) -> StageOutputs:
+    rows = result.rows_per_split
+    return StageOutputs([
+        {"kind": "table", "name": result.table, "version": result.table_version},
+        {"kind": "artifact", "name": cfg.featurize.output_table, "version": result.artifact_version,
+         "path": result.artifact_path},
+    ], sum(rows.values()), {f"{split}_rows": float(n) for split, n in rows.items()})
+
+
+STAGE = Stage(
+    name="featurize",
+    help="split the input, fit the feature transform on the training split, write the feature table",
+    plan=plan,
+    run=lambda spark, cfg, ctx: run(spark, cfg),
+    outputs=outputs,
+)

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from features.synthetic import generate_events
-from pipelines.config import Config
-from pipelines.tables import delta_version
+from dlpipe.features.synthetic import generate_events
+from dlpipe.pipelines.config import Config
+from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section
+from dlpipe.pipelines.tables import delta_version
 
 
 @dataclass(frozen=True)
@@ -28,3 +29,20 @@ def run(spark: SparkSession, cfg: Config) -> GenerateResult:
     result = GenerateResult(table, delta_version(spark, table), gen.rows, time.time() - started)
     print(f"generate: wrote {result.rows:,} rows to {table} (Delta version {result.version}) in {result.seconds:.1f}s")
     return result
+
+
+def plan(spark: SparkSession, cfg: Config, ctx: StageContext) -> StagePlan:
+    return StagePlan("generate", [], {"generate": section(cfg.generate), "table": cfg.qualified(cfg.generate.output_table)})
+
+
+def outputs(cfg: Config, result: GenerateResult) -> StageOutputs:
+    return StageOutputs([{"kind": "table", "name": result.table, "version": result.version}], result.rows, {})
+
+
+STAGE = Stage(
+    name="generate",
+    help="write the synthetic HIGGS-shaped data set (generate.*) as a Delta table",
+    plan=plan,
+    run=lambda spark, cfg, ctx: run(spark, cfg),
+    outputs=outputs,
+)

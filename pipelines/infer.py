@@ -9,30 +9,39 @@ runs may do.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from delta.exceptions import (ConcurrentAppendException, ConcurrentDeleteDeleteException, ConcurrentDeleteReadException,
+                              ConcurrentTransactionException, ConcurrentWriteException, MetadataChangedException,
+                              ProtocolChangedException)
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.apply import apply_features, missing_flag_column, out_of_vocabulary_flag_column
-from features.errors import FeatureError
-from features.expressions import numeric_value
-from features.fitted import FittedFeatures
-from features.schema import DENSE_INPUT, FeatureSchema
-from models.scoring import SCORE, make_batch_scorer
-from pipelines.config import Config
-from pipelines.errors import PipelineError
-from pipelines.run_id import check_run_id, new_run_id
-from pipelines.store import artifact_digest, load_artifact, load_model_metadata
-from pipelines.tables import last_commit, read_source, table_version
+from dlpipe.features.apply import apply_features, missing_flag_column, out_of_vocabulary_flag_column
+from dlpipe.features.errors import FeatureError
+from dlpipe.features.expressions import numeric_value
+from dlpipe.features.fitted import FittedFeatures
+from dlpipe.features.schema import DENSE_INPUT, FeatureSchema
+from dlpipe.models.scoring import SCORE, make_batch_scorer
+from dlpipe.pipelines.config import Config
+from dlpipe.pipelines.errors import PipelineError
+from dlpipe.pipelines.run_id import check_run_id, new_run_id
+from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section, source_input
+from dlpipe.pipelines.store import artifact_digest, load_artifact, load_model_metadata
+from dlpipe.pipelines.tables import last_commit, read_source, table_version
+from dlpipe.spark_settings import spark_settings
 
 WRITE_ATTEMPTS = 3  # a commit that lost a race with a concurrent run into the same partition is retried
-_CONFLICTS = ("ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
-              "ConcurrentTransactionException", "MetadataChangedException", "ProtocolChangedException")
+# Delta's commit conflicts, as PySpark raises them once delta.exceptions is imported (it teaches PySpark to convert
+# them): another writer committed what this commit read, so writing again on the new version may succeed.
+CONFLICTS = (ConcurrentAppendException, ConcurrentDeleteReadException, ConcurrentDeleteDeleteException,
+             ConcurrentTransactionException, ConcurrentWriteException, MetadataChangedException,
+             ProtocolChangedException)
 
 
 @dataclass(frozen=True)
@@ -136,10 +145,10 @@ def dense_vector(schema: FeatureSchema) -> Column:
 
 def score_features(features: DataFrame, model: ScoringModel) -> DataFrame:
     """The passthrough columns of featurized rows and the model's float32 ``score``. The rows go to the Python
-    workers as Arrow batches (``mapInArrow``, ``infer.batch_size`` rows each: see ``arrow_batches``) with the
+    workers as Arrow batches (``mapInArrow``, ``infer.batch_size`` rows each: see ``scoring_batches``) with the
     dense features packed in one list column, which the workers read as one flat buffer (``models.scoring``). With
     Spark's byte limit per batch checked after every row, one list column of 38 floats went over in 1.25 s per
-    million rows here and 38 float columns in 1.84 s; without that check (``arrow_batches``) both take 0.9-1.0 s."""
+    million rows here and 38 float columns in 1.84 s; without that check (``scoring_batches``) both take 0.9-1.0 s."""
     schema = model.fitted.schema
     keep = schema.passthrough
     return scorer_input(features, schema).mapInArrow(
@@ -204,7 +213,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     scores = Observation("infer_scores")  # counted as the rows are written: no second pass
     predictions = predictions.observe(scores, F.sum("predicted_label").alias("positive"), F.avg(SCORE).alias("mean"))
     partitions = {"run_date": run_date, "model_name": model.name, "model_version": model.version}
-    with arrow_batches(spark, ic.batch_size):
+    with spark_settings(spark, scoring_batches(ic.batch_size)):
         version, rows = write_run(spark, predictions, table, run_id, {c: partitions[c] for c in ic.partition_by})
 
     counts = quality.get
@@ -241,30 +250,20 @@ def counted(per_column: dict[str, int], shown: int = 5) -> str:
     return f"{sum(per_column.values()):,} ({text}{more})"
 
 
-class arrow_batches:
-    """Session settings for a scoring job, restored after it: ``rows`` per Arrow batch handed to the Python workers,
-    and no byte limit on a batch (``maxBytesPerBatch`` at Int.MaxValue, which Spark reads as "none").
+NO_BYTE_LIMIT = str(2**31 - 1)  # maxBytesPerBatch at Int.MaxValue: Spark reads it as "no limit"
+
+
+def scoring_batches(rows: int) -> dict[str, str]:
+    """Session settings for a scoring job: ``rows`` per Arrow batch handed to the Python workers, and no byte limit
+    on a batch.
 
     Spark 4.0 checks the byte limit after every row it adds to a batch, by asking each of the batch's Arrow vectors
     its size; the row count already bounds a batch (10,000 rows of the demo's features are 2 MB). Without the
     check the handoff of 1M featurized rows to the Python workers took 0.95 s instead of 1.3 s here, and the whole
     scoring job 1.53 s instead of 1.73 s (medians of 6).
     """
-
-    SETTINGS = ("spark.sql.execution.arrow.maxRecordsPerBatch", "spark.sql.execution.arrow.maxBytesPerBatch")
-    NO_BYTE_LIMIT = str(2**31 - 1)
-
-    def __init__(self, spark: SparkSession, rows: int):
-        self.spark, self.values = spark, (str(rows), self.NO_BYTE_LIMIT)
-
-    def __enter__(self) -> None:
-        self.before = [self.spark.conf.get(key) for key in self.SETTINGS]
-        for key, value in zip(self.SETTINGS, self.values):
-            self.spark.conf.set(key, value)
-
-    def __exit__(self, *exc) -> None:
-        for key, value in zip(self.SETTINGS, self.before):
-            self.spark.conf.set(key, value)
+    return {"spark.sql.execution.arrow.maxRecordsPerBatch": str(rows),
+            "spark.sql.execution.arrow.maxBytesPerBatch": NO_BYTE_LIMIT}
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -280,18 +279,18 @@ def write_run(spark: SparkSession, predictions: DataFrame, table: str, run_id: s
         try:
             predictions.write.format("delta").mode("overwrite").option("replaceWhere", predicate).saveAsTable(table)
             break
-        except Exception as err:  # noqa: BLE001 - Delta's conflict errors arrive as Py4J/captured exceptions
-            conflict = next((name for name in _CONFLICTS if name in str(err)), None)
-            if conflict is None:
-                if "schema mismatch" in str(err).lower() or "DELTA_FAILED_TO_MERGE_FIELDS" in str(err):
-                    raise PipelineError(
-                        f"predictions table {table} has another schema than this run's rows (other passthrough "
-                        "columns?): set infer.output_table to a new table, or drop the old one") from None
-                raise
+        except CONFLICTS as err:
+            conflict = type(err).__name__
             if attempt == WRITE_ATTEMPTS:
                 raise PipelineError(f"writing run {run_id} to {table} lost {WRITE_ATTEMPTS} races with concurrent "
                                     f"writers ({conflict}); run it again") from None
             print(f"infer: a concurrent run changed {table} while this one wrote ({conflict}); writing again")
+        except Exception as err:  # noqa: BLE001 - Delta raises a schema mismatch under more than one type
+            if "schema mismatch" in str(err).lower() or "DELTA_FAILED_TO_MERGE_FIELDS" in str(err):
+                raise PipelineError(
+                    f"predictions table {table} has another schema than this run's rows (other passthrough "
+                    "columns?): set infer.output_table to a new table, or drop the old one") from None
+            raise
     version, metrics = last_commit(spark, table)
     return version, int(metrics.get("numOutputRows", 0))
 
@@ -332,3 +331,67 @@ def sql_literal(value) -> str:
     if isinstance(value, dt.date):
         return f"DATE'{value.isoformat()}'"
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# --------------------------------------------------------------------------------------------- the stage
+
+
+def with_model_of_run(cfg: Config, ctx: StageContext) -> Config:
+    """The config with ``infer.model_version`` set to the model this run trained, if it trained (or reused) one."""
+    version = ctx.handoff.get("model_version")
+    return dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, model_version=version)) if version else cfg
+
+
+def plan(spark: SparkSession, cfg: Config, ctx: StageContext) -> StagePlan:
+    cfg = with_model_of_run(cfg, ctx)
+    metadata, _ = load_model_metadata(cfg, cfg.train.model_name, cfg.infer.model_version)
+    entry, identity = source_input(spark, cfg, cfg.infer.input)
+    artifact = metadata["feature_artifact"]
+    model = {"kind": "model", "name": metadata["model_name"], "version": metadata["model_version"]}
+    return StagePlan("infer", [
+        model, {"kind": "artifact", "name": artifact["table"], "version": artifact["version"]}, entry,
+    ], {
+        "infer": {**section(cfg.infer), "model_version": metadata["model_version"]}, "model": model,
+        "input": identity, "run_date": str(ctx.run_date), "table": cfg.qualified(cfg.infer.output_table),
+    })
+
+
+def outputs(cfg: Config, result: InferResult) -> StageOutputs:
+    entry = {"kind": "table", "role": "predictions", "name": result.table, "version": result.table_version,
+             "run_id": result.run_id, "run_date": str(result.run_date), "missing": result.missing,
+             "out_of_vocabulary": result.out_of_vocabulary}
+    return StageOutputs([entry], result.rows, {
+        "missing_values": float(sum(result.missing.values())),
+        "out_of_vocabulary": float(sum(result.out_of_vocabulary.values())),
+        "predicted_positive": float(result.predicted_positive),
+        **({"mean_score": result.mean_score} if result.mean_score is not None else {})})
+
+
+def hands_on(entries: list[dict]) -> dict[str, str]:
+    """The run whose predictions this stage wrote (or reused): evaluate scores them."""
+    return {"predictions_run": e["run_id"] for e in entries
+            if e["kind"] == "table" and e.get("role") == "predictions"}
+
+
+def closing(cfg: Config, outcome, handoff: dict[str, str]) -> str | None:
+    """Where the predictions are, and a query to start from."""
+    run_id = handoff.get("predictions_run")
+    if run_id is None:
+        return None
+    return (f"\npredictions of run {run_id}: {outcome.rows:,} rows, "
+            f"{int(outcome.metrics.get('predicted_positive', 0)):,} with predicted_label 1; query them by name:\n"
+            f"  dlpipe sql \"SELECT predicted_label, count(*), avg(score) FROM {cfg.infer.output_table} "
+            f"WHERE run_id = '{run_id}' GROUP BY predicted_label\"")
+
+
+STAGE = Stage(
+    name="infer",
+    help="score the input with the latest model through a Spark UDF into the Delta predictions table",
+    plan=plan,
+    run=lambda spark, cfg, ctx: run(spark, with_model_of_run(cfg, ctx), run_id=ctx.run_id, run_date=ctx.run_date),
+    outputs=outputs,
+    hands_on=hands_on,
+    key_metrics=("predicted_positive",),
+    counts=("predicted_positive",),
+    closing=closing,
+)

@@ -1,4 +1,4 @@
-"""``python -m pipelines.jvm_archive PATH``: the class archive the Spark driver starts from (JDK 17 AppCDS).
+"""``python -m dlpipe.pipelines.jvm_archive PATH``: the class archive the Spark driver starts from (JDK 17 AppCDS).
 
 A driver spends most of its first seconds loading and verifying classes: Spark's, Hive's for the metastore and
 Delta's. The JVM can write the classes it loaded to an archive when it exits and map them from there the next
@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipelines.config import Config, SparkConfig
+from dlpipe.pipelines.config import Config, SparkConfig
 
 
 def exercise(spark) -> None:
@@ -36,7 +36,7 @@ def exercise(spark) -> None:
 def build(path: Path) -> None:
     from pyspark import SparkContext
 
-    from pipelines.session import build_session
+    from dlpipe.pipelines.session import build_session
 
     path = path.resolve()
     partial = path.with_name(path.name + ".partial")

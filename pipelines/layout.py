@@ -23,8 +23,8 @@ import math
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.schema import SPLIT_COLUMN, FeatureSchema
-from features.split import split_bucket
+from dlpipe.features.schema import SPLIT_COLUMN, FeatureSchema
+from dlpipe.features.split import split_bucket
 
 FILES_PER_WORKER = 4
 TARGET_FILE_BYTES = 64 * 1024 * 1024  # uncompressed; half of parquet.block.size, so a file is one row group

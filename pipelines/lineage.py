@@ -9,10 +9,11 @@ from collections import Counter
 
 from pyspark.sql import SparkSession
 
-from pipelines.config import Config
-from pipelines.errors import PipelineError
-from pipelines.sql import format_rows
-from pipelines.tracking import StageRecord, latest_per_stage, records, runs_table
+from dlpipe.pipelines.config import Config
+from dlpipe.pipelines.errors import PipelineError
+from dlpipe.pipelines.sql import format_rows
+from dlpipe.pipelines.stage import registry
+from dlpipe.pipelines.tracking import StageRecord, latest_per_stage, records, runs_table
 
 _MATCHED = ("name", "version", "run_id")
 
@@ -55,8 +56,8 @@ def _note(e: StageRecord) -> str:
         return (e.message or "")[:80]
     if e.status == "skipped":
         return f"reused run {e.reused_run}"
-    shown = [f"{k} {v:.4f}" for k, v in e.metrics.items() if k in ("val_auc", "auc")]
-    return ", ".join(shown)
+    known = registry().get(e.stage)
+    return known.key_metric(e.metrics) if known else ""
 
 
 def describe(entry: dict) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.binary_metrics import ScoreHistogram
+from dlpipe.pipelines.binary_metrics import ScoreHistogram
 
 
 def _pyplot():

@@ -14,10 +14,10 @@ from pathlib import Path
 import yaml
 from pyspark.sql import SparkSession
 
-from pipelines.config import STAGES, Config
-from pipelines.errors import PipelineError
-from pipelines.run_id import run_folder
-from pipelines.tracking import StageRecord, latest_per_stage, records, runs_table
+from dlpipe.pipelines.config import STAGES, Config
+from dlpipe.pipelines.errors import PipelineError
+from dlpipe.pipelines.run_id import run_folder
+from dlpipe.pipelines.tracking import StageRecord, latest_per_stage, records, runs_table
 
 SPLITS = ("train", "validation", "test")
 _STYLE = """

@@ -1,6 +1,7 @@
 """``dlpipe run``: the pipeline's stages in order under one run id, each recorded in the runs table.
 
-A stage whose plan (config section and exact input versions, see ``pipelines.stage_plans``) equals that of an
+The stages come from the registry (``pipelines.stage``); nothing here names one. A stage whose plan (config
+section and exact input versions) equals that of an
 earlier successful run, whose outputs are still there unchanged, is skipped and reuses those outputs; ``force``
 redoes it. A run that failed in a stage is resumed by running it again with the same run id: the stages that
 succeeded are skipped, the failed one starts again (training from its last checkpoint). A run id that was used
@@ -19,16 +20,13 @@ from typing import Callable
 
 from pyspark.sql import SparkSession
 
-from pipelines import stage_plans, tracking
-from pipelines.config import Config
-from pipelines.errors import PipelineError
-from pipelines.run_id import check_run_id, new_run_id, run_folder, selected_stages
-from pipelines.stage_plans import Handoff
-from pipelines.tracking import StageRecord, config_document, differences, digest, now
-from pipelines.train import git_commit
-
-KEY_METRICS = {"train": ("val_auc", "val_loss"), "evaluate": ("auc",), "infer": ("predicted_positive",)}
-COUNTS = {"predicted_positive"}
+from dlpipe.features.errors import FeatureError
+from dlpipe.pipelines import tracking
+from dlpipe.pipelines.config import Config
+from dlpipe.pipelines.errors import PipelineError
+from dlpipe.pipelines.run_id import check_run_id, new_run_id, run_folder, selected_stages
+from dlpipe.pipelines.stage import StageContext, StagePlan, handoff_of, outputs_changed, registry, stage
+from dlpipe.pipelines.tracking import StageRecord, config_document, differences, digest, git_commit, now
 
 
 @dataclass
@@ -66,13 +64,13 @@ def check_same_config(run_id: str, history: list[StageRecord], config_hash: str,
                         "use a new --run-id, or --force to redo it with this config")
 
 
-def reusable(spark: SparkSession, cfg: Config, history: list[StageRecord], stage: str,
+def reusable(spark: SparkSession, cfg: Config, history: list[StageRecord], name: str,
              key: str) -> tuple[StageRecord | None, str | None]:
-    """(the latest successful run of ``stage`` with this key whose outputs are still there, why not otherwise)."""
-    earlier = next((r for r in history if r.stage == stage and r.status == "succeeded" and r.stage_key == key), None)
+    """(the latest successful run of stage ``name`` with this key whose outputs are still there, why not otherwise)."""
+    earlier = next((r for r in history if r.stage == name and r.status == "succeeded" and r.stage_key == key), None)
     if earlier is None:
         return None, None
-    changed = stage_plans.outputs_still_there(spark, cfg, earlier.outputs)
+    changed = outputs_changed(spark, cfg, earlier.outputs)
     return (None, changed) if changed else (earlier, None)
 
 
@@ -87,23 +85,23 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     history = tracking.records(spark, cfg)
     if not force:
         check_same_config(run_id, history, config_hash, document)
-    handoff = Handoff()
+    handoff: dict[str, str] = {}
     for entry in reversed(history):  # what this run's earlier attempts handed over (a resumed or partial run)
         if entry.run_id == run_id and entry.status in ("succeeded", "skipped"):
-            handoff.take(entry.outputs)
+            handoff.update(handoff_of(entry.stage, entry.outputs))
 
     result = RunResult(run_id, run_date)
     base = StageRecord(run_id=run_id, stage="", attempt=uuid.uuid4().hex[:12], status="running", run_date=run_date,
                        started_at=now(), stage_key="", config_hash=config_hash, git_commit=git_commit(),
                        config=json.dumps(document))
     print(f"run {run_id} (run_date {run_date}): stages {', '.join(chosen)}" + (" (--force: none skipped)" if force else ""))
-    stage = chosen[0]
-    rows = Rows(spark, cfg)
+    name = chosen[0]
+    rows = RunsTableWriter(spark, cfg)
     try:
-        for stage in chosen:
-            _run_stage(spark, cfg, stage, base, history, handoff, result, rows, force)
+        for name in chosen:
+            _run_stage(spark, cfg, name, base, history, handoff, result, rows, force)
     except BaseException:
-        print(f"run {run_id} stopped in {stage}: the same command with --run-id {run_id} resumes it there "
+        print(f"run {run_id} stopped in {name}: the same command with --run-id {run_id} resumes it there "
               "(the stages that finished are skipped)")
         raise
     finally:
@@ -118,8 +116,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     return result
 
 
-class Rows:
-    """This run's rows for the runs table. A stage's final row waits for the next stage's first row and both go in
+class RunsTableWriter:
+    """This run's rows for the runs table, buffered. A stage's final row waits for the next stage's first row and both go in
     one commit (a commit costs about half a second, whatever it holds); ``flush`` writes what waits."""
 
     def __init__(self, spark: SparkSession, cfg: Config):
@@ -147,42 +145,44 @@ class Rows:
             print(f"could not record {stages} in the runs table: {type(err).__name__}")
 
 
-def _run_stage(spark: SparkSession, cfg: Config, stage: str, base: StageRecord, history: list[StageRecord],
-               handoff: Handoff, result: RunResult, rows: Rows, force: bool) -> None:
+def _run_stage(spark: SparkSession, cfg: Config, name: str, base: StageRecord, history: list[StageRecord],
+               handoff: dict[str, str], result: RunResult, rows: RunsTableWriter, force: bool) -> None:
     started = time.time()
-    plan = stage_plans.plan(spark, cfg, stage, base.run_id, base.run_date, handoff)
-    entry = dataclasses.replace(base, stage=stage, started_at=now(), stage_key=plan.key, inputs=plan.inputs)
-    earlier, changed = (None, None) if force else reusable(spark, cfg, history, stage, plan.key)
+    definition = stage(name)
+    ctx = StageContext(base.run_id, base.run_date, dict(handoff), fresh=force)
+    plan = definition.plan(spark, cfg, ctx)
+    entry = dataclasses.replace(base, stage=name, started_at=now(), stage_key=plan.key, inputs=plan.inputs)
+    earlier, changed = (None, None) if force else reusable(spark, cfg, history, name, plan.key)
     if earlier is not None:
         entry = dataclasses.replace(entry, status="skipped", outputs=earlier.outputs, rows=earlier.rows,
                                     metrics=earlier.metrics, reused_run=earlier.run_id, ended_at=now())
         rows.hold(entry)
-        print(f"{stage}: skipped: inputs and settings unchanged since run {earlier.run_id} "
+        print(f"{name}: skipped: inputs and settings unchanged since run {earlier.run_id} "
               f"({earlier.ended_at:%Y-%m-%d %H:%M} UTC), its outputs are reused (--force redoes it)")
-        handoff.take(entry.outputs)
-        result.outcomes[stage] = StageOutcome(stage, "skipped", time.time() - started, 0.0, entry.rows,
-                                              entry.metrics, earlier.run_id)
+        handoff.update(definition.hands_on(entry.outputs))
+        result.outcomes[name] = StageOutcome(name, "skipped", time.time() - started, 0.0, entry.rows,
+                                             entry.metrics, earlier.run_id)
         return
     rows.write(entry)  # the running row, with the row of the stage before
-    print(f"{stage}: starting" + (f" again: {changed}" if changed else ""))
+    print(f"{name}: starting" + (f" again: {changed}" if changed else ""))
     work_started = time.time()
     try:
-        outcome = _attempt(rows, entry, lambda: stage_plans.execute(
-            spark, cfg, stage, base.run_id, base.run_date, handoff, fresh=force))
+        outcome = _attempt(rows, entry, lambda: definition.run(spark, cfg, ctx))
     except BaseException:  # the run's summary shows the stage it stopped in
-        result.outcomes[stage] = StageOutcome(stage, "failed", time.time() - started, time.time() - work_started,
-                                              None, {})
+        result.outcomes[name] = StageOutcome(name, "failed", time.time() - started, time.time() - work_started,
+                                             None, {})
         raise
     work = time.time() - work_started
-    outputs, rows_out, metrics = stage_plans.outputs(cfg, stage, outcome)
-    rows.hold(dataclasses.replace(entry, status="succeeded", outputs=outputs, rows=rows_out, metrics=metrics,
-                                  ended_at=now()))
-    handoff.take(outputs)
-    result.results[stage] = outcome
-    result.outcomes[stage] = StageOutcome(stage, "succeeded", time.time() - started, work, rows_out, metrics)
+    produced = definition.outputs(cfg, outcome)
+    rows.hold(dataclasses.replace(entry, status="succeeded", outputs=produced.entries, rows=produced.rows,
+                                  metrics=produced.metrics, ended_at=now()))
+    handoff.update(definition.hands_on(produced.entries))
+    result.results[name] = outcome
+    result.outcomes[name] = StageOutcome(name, "succeeded", time.time() - started, work, produced.rows,
+                                         produced.metrics)
 
 
-def _attempt(rows: Rows, entry: StageRecord, call: Callable[[], object]):
+def _attempt(rows: RunsTableWriter, entry: StageRecord, call: Callable[[], object]):
     """Do ``call`` (``entry``, the stage's running row, is recorded); if it fails, record the failure with the
     error's first line."""
     try:
@@ -194,45 +194,34 @@ def _attempt(rows: Rows, entry: StageRecord, call: Callable[[], object]):
         raise
 
 
-def run_stage(spark: SparkSession, cfg: Config, stage: str, run_id: str, run_date: dt.date | None = None,
-              predictions_run: str | None = None):
+def run_stage(spark: SparkSession, cfg: Config, name: str, run_id: str, run_date: dt.date | None = None,
+              handoff: dict[str, str] | None = None):
     """One stage as its own command (``dlpipe train`` ...): always runs, and is recorded in the runs table like a
-    stage of ``dlpipe run`` (so a later ``dlpipe run`` may reuse what it wrote, and lineage can follow it)."""
-    from features.errors import FeatureError
-    from pipelines import evaluate
-
-    run_date = run_date or now().date()
+    stage of ``dlpipe run`` (so a later ``dlpipe run`` may reuse what it wrote, and lineage can follow it).
+    ``handoff``: what the command line gives it in place of earlier stages (``dlpipe evaluate --run-id``: the run
+    whose predictions it evaluates)."""
+    definition = stage(name)
+    ctx = StageContext(run_id, run_date or now().date(), dict(handoff or {}), alone=True)
     document = config_document(cfg)
-    handoff = Handoff(predictions_run=predictions_run)
-    plan = stage_plans.StagePlan(stage, [], {"unplanned": True})
-    if stage != "evaluate" or predictions_run:  # evaluate's default run (the latest) is known once it ran
-        try:
-            plan = stage_plans.plan(spark, cfg, stage, run_id, run_date, handoff)
-        except (PipelineError, FeatureError):  # the stage itself says what is wrong, in its own words
-            pass
-    entry = StageRecord(run_id=run_id, stage=stage, attempt=uuid.uuid4().hex[:12], status="running",
-                        run_date=run_date, started_at=now(), stage_key=plan.key, config_hash=digest(document),
+    try:
+        plan = definition.plan(spark, cfg, ctx)
+    except (PipelineError, FeatureError):  # the stage itself says what is wrong, in its own words
+        plan = StagePlan(name, [], {"unplanned": True})
+    entry = StageRecord(run_id=run_id, stage=name, attempt=uuid.uuid4().hex[:12], status="running",
+                        run_date=ctx.run_date, started_at=now(), stage_key=plan.key, config_hash=digest(document),
                         inputs=plan.inputs, git_commit=git_commit(), config=json.dumps(document))
-    rows = Rows(spark, cfg)
+    rows = RunsTableWriter(spark, cfg)
     rows.write(entry)
-    if stage == "evaluate":  # alone, it evaluates the run it is given, or the latest one
-        outcome = _attempt(rows, entry, lambda: evaluate.run(spark, cfg, run_id=predictions_run))
-    else:
-        outcome = _attempt(rows, entry, lambda: stage_plans.execute(spark, cfg, stage, run_id, run_date, handoff))
-    outputs, rows_out, metrics = stage_plans.outputs(cfg, stage, outcome)
-    if stage == "evaluate" and not predictions_run:
-        plan = stage_plans.plan(spark, cfg, stage, run_id, run_date, Handoff(predictions_run=outcome.run_id))
-    rows.write(dataclasses.replace(entry, status="succeeded", outputs=outputs, rows=rows_out, metrics=metrics,
-                                 ended_at=now(), inputs=plan.inputs, stage_key=plan.key))
+    outcome = _attempt(rows, entry, lambda: definition.run(spark, cfg, ctx))
+    produced = definition.outputs(cfg, outcome)
+    rows.write(dataclasses.replace(entry, status="succeeded", outputs=produced.entries, rows=produced.rows,
+                                   metrics=produced.metrics, ended_at=now()))
     return outcome
 
 
 def key_metric(outcome: StageOutcome) -> str:
-    for name in KEY_METRICS.get(outcome.stage, ()):
-        if name in outcome.metrics:
-            value = outcome.metrics[name]
-            return f"{name} {value:,.0f}" if name in COUNTS else f"{name} {value:.4f}"
-    return ""
+    known = registry().get(outcome.stage)
+    return known.key_metric(outcome.metrics) if known else ""
 
 
 def summary_table(result: RunResult) -> str:
@@ -272,7 +261,7 @@ def _compact(spark: SparkSession, cfg: Config, rows_before: int, rows_after: int
 def _write_report(spark: SparkSession, cfg: Config, run_id: str, entries: list[StageRecord]) -> None:
     """The run's HTML report, as ``dlpipe report`` writes it from the runs table (here from the rows of this run
     already in hand). A failed run gets one too."""
-    from pipelines import report
+    from dlpipe.pipelines import report
 
     try:
         report.write(spark, cfg, run_id, entries=entries)
@@ -280,13 +269,12 @@ def _write_report(spark: SparkSession, cfg: Config, run_id: str, entries: list[S
         print(f"report: not written ({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''})")
 
 
-def _where_things_are(cfg: Config, result: RunResult, handoff: Handoff) -> None:
-    if handoff.predictions_run is not None and "infer" in result.outcomes:
-        infer = result.outcomes["infer"]
-        print(f"\npredictions of run {handoff.predictions_run}: {infer.rows:,} rows, "
-              f"{int(infer.metrics.get('predicted_positive', 0)):,} with predicted_label 1; query them by name:\n"
-              f"  dlpipe sql \"SELECT predicted_label, count(*), avg(score) FROM {cfg.infer.output_table} "
-              f"WHERE run_id = '{handoff.predictions_run}' GROUP BY predicted_label\"")
+def _where_things_are(cfg: Config, result: RunResult, handoff: dict[str, str]) -> None:
+    for name, outcome in result.outcomes.items():
+        closing = stage(name).closing
+        line = closing(cfg, outcome, handoff) if closing else None
+        if line:
+            print(line)
     print(f"outputs under {cfg.data_path}: tables in {cfg.data_path / 'warehouse'}, models in "
           f"{cfg.outputs_path / 'models'}; log and report of this run in {run_folder(cfg, result.run_id)}; "
           "`dlpipe runs` lists runs")

@@ -6,8 +6,8 @@ import datetime as dt
 import re
 from pathlib import Path
 
-from pipelines.config import STAGES, Config
-from pipelines.errors import PipelineError
+from dlpipe.pipelines.config import STAGES, Config
+from dlpipe.pipelines.errors import PipelineError
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 

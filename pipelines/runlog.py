@@ -61,8 +61,8 @@ class _Relay(threading.Thread):
         return buffer[0]
 
 
-class tee_output:
-    """``with tee_output(path):`` everything written to fd 1 and 2, by this process or its children, also goes to
+class TeeOutput:
+    """``with TeeOutput(path):`` everything written to fd 1 and 2, by this process or its children, also goes to
     ``path`` (appended). On exit this process prints to the console directly again; children started inside (the
     Spark JVM) keep writing through the copy until they end."""
 
@@ -71,7 +71,7 @@ class tee_output:
         self.relays: list[_Relay] = []
         self.saved: dict[int, int] = {}
 
-    def __enter__(self) -> "tee_output":
+    def __enter__(self) -> "TeeOutput":
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             log = open(self.path, "ab", buffering=0)

@@ -16,8 +16,8 @@ import time
 
 from pyspark.sql import SparkSession
 
-from pipelines.config import Config
-from pipelines.errors import PipelineError
+from dlpipe.pipelines.config import Config
+from dlpipe.pipelines.errors import PipelineError
 
 START_TIMEOUT_S = 120
 

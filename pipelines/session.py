@@ -23,8 +23,8 @@ from pathlib import Path
 import pyspark
 from pyspark.sql import SparkSession
 
-from pipelines.config import Config
-from pipelines.errors import PipelineError
+from dlpipe.pipelines.config import Config
+from dlpipe.pipelines.errors import PipelineError
 
 def check_delta_jars() -> None:
     """The Delta Lake jars matching the installed delta-spark package must be in the Spark distribution's jars/

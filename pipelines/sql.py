@@ -4,8 +4,8 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 from pyspark.sql.utils import AnalysisException, ParseException
 
-from pipelines.config import Config
-from pipelines.errors import PipelineError
+from dlpipe.pipelines.config import Config
+from dlpipe.pipelines.errors import PipelineError
 
 
 def run(spark: SparkSession, cfg: Config, query: str, max_rows: int = 50) -> list[tuple]:

@@ -16,9 +16,9 @@ import json
 import re
 from pathlib import Path
 
-from models.trainer import write_json_atomically
-from pipelines.config import Config
-from pipelines.errors import PipelineError
+from dlpipe.files import write_json_atomically
+from dlpipe.pipelines.config import Config
+from dlpipe.pipelines.errors import PipelineError
 
 _VERSION = re.compile(r"^v(\d+)(\.json)?$")
 METADATA_FILE = "metadata.json"

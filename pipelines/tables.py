@@ -6,8 +6,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.utils import AnalysisException
 
-from pipelines.config import Config, TableSource
-from pipelines.errors import PipelineError
+from dlpipe.pipelines.config import Config, TableSource
+from dlpipe.pipelines.errors import PipelineError
 
 
 def read_source(spark: SparkSession, cfg: Config, source: TableSource) -> DataFrame:

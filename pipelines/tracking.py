@@ -14,12 +14,13 @@ import datetime as dt
 import getpass
 import hashlib
 import json
+import subprocess
 from dataclasses import dataclass, field
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.config import HOW_TRAIN, Config
+from dlpipe.pipelines.config import TRAIN_EXECUTION_KEYS, Config
 
 RUNS_SCHEMA = (
     "run_id string, stage string, attempt string, status string, run_date date, started_at timestamp, "
@@ -30,15 +31,23 @@ RUNS_SCHEMA = (
 FINAL = ("succeeded", "skipped", "failed")
 COMPACT_EVERY = 200  # rows (a run of 5 stages writes 6 to 10 of them, in 3 to 6 commits)
 # Settings of how a run executes, not of what it computes: a run id may be resumed with other values of these.
-_HOW = {"spark", "sql_server", "tune", "stages", "source_files"}
+EXECUTION_SECTIONS = {"spark", "sql_server", "tune", "stages", "source_files"}
 
 
 def config_document(cfg: Config) -> dict:
     """The config as plain JSON data, without the settings that only say how a run executes."""
     document = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-    document = {k: v for k, v in document.items() if k not in _HOW}
-    document["train"] = {k: v for k, v in document["train"].items() if k not in HOW_TRAIN}
+    document = {k: v for k, v in document.items() if k not in EXECUTION_SECTIONS}
+    document["train"] = {k: v for k, v in document["train"].items() if k not in TRAIN_EXECUTION_KEYS}
     return document
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
 
 
 def digest(document) -> str:

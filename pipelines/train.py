@@ -15,7 +15,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -26,21 +25,23 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from features.errors import FeatureError
-from features.schema import SPLIT_COLUMN, FeatureSchema
-from models.epochs import DataFile, PlanError, steps_per_epoch
-from models.networks import NetworkSettings
-from models.trainer import (
+from dlpipe.features.errors import FeatureError
+from dlpipe.files import write_json_atomically
+from dlpipe.features.schema import SPLIT_COLUMN, FeatureSchema
+from dlpipe.models.epochs import DataFile, PlanError, steps_per_epoch
+from dlpipe.models.networks import NetworkSettings
+from dlpipe.models.trainer import (
     ATTEMPT_FILE, MODEL_FILE, STATE_FILE, TrainSettings, pin_threads_env, read_state, train_on_rank,
-    write_json_atomically,
 )
-from pipelines.config import HOW_TRAIN, Config
-from pipelines.errors import PipelineError
-from pipelines.plots import save_training_curves
-from pipelines.run_id import check_run_id, new_run_id
-from pipelines.session import training_workers
-from pipelines.store import (artifact_digest, load_artifact, load_model_metadata, model_folder, new_model_dir,
+from dlpipe.pipelines.config import TRAIN_EXECUTION_KEYS, Config
+from dlpipe.pipelines.errors import PipelineError
+from dlpipe.pipelines.plots import save_training_curves
+from dlpipe.pipelines.run_id import check_run_id, new_run_id
+from dlpipe.pipelines.session import training_workers
+from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan
+from dlpipe.pipelines.store import (artifact_digest, load_artifact, load_model_metadata, model_folder, new_model_dir,
                              save_model_metadata)
+from dlpipe.pipelines.tracking import differences, git_commit
 
 STACK = ("pyspark", "delta-spark", "tensorflow-cpu", "horovod", "petastorm", "pyarrow", "numpy", "pandas")
 
@@ -64,14 +65,6 @@ def library_versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
 
 
 def check_controller(spark: SparkSession, controller: str) -> None:
@@ -119,25 +112,13 @@ def config_fingerprint(cfg: Config, artifact: dict, workers: int) -> tuple[str, 
     id can only resume with the same."""
     document = {
         "train": {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(cfg.train))).items()
-                  if k not in HOW_TRAIN},
+                  if k not in TRAIN_EXECUTION_KEYS},
         "workers": workers,  # num_proc as resolved: the epoch plan and learning rate depend on it
         "feature_artifact": artifact["version"],
         "feature_table_version": artifact["feature_table"]["delta_version"],
     }
     text = json.dumps(document, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16], document
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    keys = sorted(set(old) | set(new))
-    out = []
-    for key in keys:
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key} {a!r} -> {b!r}")
-    return out
 
 
 def network_settings(cfg: Config) -> NetworkSettings:
@@ -174,7 +155,7 @@ def check_model_inputs(spark: SparkSession, cfg: Config, table: str, schema: Fea
 def _check_same_run(run_id: str, run_dir: Path, model_name: str, fingerprint: str, document: dict, state: dict) -> None:
     if state["config_hash"] != fingerprint:
         before = json.loads((run_dir / "config.json").read_text())
-        changed = "; ".join(_differences(before, document)) or "the config hash differs"
+        changed = "; ".join(differences(before, document)) or "the config hash differs"
         raise PipelineError(
             f"run {run_id} of {model_name} was started with a different config ({changed}): "
             "it cannot resume from its checkpoint; use a new --run-id"
@@ -411,3 +392,43 @@ def _launch(settings: TrainSettings, num_proc: int, start_timeout_s: int, contro
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise PipelineError(f"distributed training failed: {first} (the worker's traceback is in the output above, "
                             "its lines start with [<rank>]<stderr>)") from err
+
+
+# --------------------------------------------------------------------------------------------- the stage
+
+
+def plan(spark: SparkSession, cfg: Config, ctx: StageContext) -> StagePlan:
+    artifact = load_artifact(cfg, cfg.featurize.output_table)
+    _, document = config_fingerprint(cfg, artifact, training_workers(spark, cfg))
+    table = artifact["feature_table"]
+    return StagePlan("train", [
+        {"kind": "table", "name": table["name"], "version": table["delta_version"]},
+        {"kind": "artifact", "name": cfg.featurize.output_table, "version": artifact["version"]},
+    ], document)
+
+
+def outputs(cfg: Config, result: TrainResult) -> StageOutputs:
+    """The model, its training rows, and the metrics of the epoch whose weights it kept."""
+    metadata = json.loads((Path(result.model_path) / "metadata.json").read_text())
+    history = metadata["history"]
+    epoch = (metadata.get("best_epoch") or metadata["epochs_done"]) - 1
+    metrics = {k: float(v[epoch]) for k, v in history.items() if len(v) > epoch}
+    return StageOutputs([{"kind": "model", "name": result.model_name, "version": result.model_version,
+                          "path": result.model_path}],
+                        metadata["train_rows"], {**metrics, "epochs": float(metadata["epochs_done"])})
+
+
+def hands_on(entries: list[dict]) -> dict[str, str]:
+    """The model this run trained (or reused): infer scores with it."""
+    return {"model_version": e["version"] for e in entries if e["kind"] == "model"}
+
+
+STAGE = Stage(
+    name="train",
+    help="train the Keras model with Horovod on Spark, streaming the feature table with Petastorm",
+    plan=plan,
+    run=lambda spark, cfg, ctx: run(spark, cfg, run_id=ctx.run_id, fresh=ctx.fresh),
+    outputs=outputs,
+    hands_on=hands_on,
+    key_metrics=("val_auc", "val_loss"),
+)

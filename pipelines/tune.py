@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 from pyspark.sql import SparkSession
 
-from models.epochs import PlanError, steps_per_epoch
-from models.trainer import ATTEMPT_FILE, TrainSettings, train_on_rank
-from pipelines.config import Config, TuneConfig
-from pipelines.errors import PipelineError
-from pipelines.run_id import check_run_id, new_run_id
-from pipelines.store import model_folder
-from pipelines.train import early_stopping_settings, network_settings, training_inputs
+from dlpipe.models.epochs import PlanError, steps_per_epoch
+from dlpipe.models.trainer import ATTEMPT_FILE, TrainSettings, train_on_rank
+from dlpipe.pipelines.config import Config, TuneConfig
+from dlpipe.pipelines.errors import PipelineError
+from dlpipe.pipelines.run_id import check_run_id, new_run_id
+from dlpipe.pipelines.store import model_folder
+from dlpipe.pipelines.train import early_stopping_settings, network_settings, training_inputs
 
 RESULT_SCHEMA = (
     "tune_id string, trial int, rank int, status string, params string, metric string, value double, "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import Config, SparkConfig
+from dlpipe.pipelines.config import Config, SparkConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def test_config(tmp_path_factory) -> Config:
 
 @pytest.fixture(scope="session")
 def spark(test_config):
-    from pipelines.session import build_session
+    from dlpipe.pipelines.session import build_session
 
     session = build_session(test_config)
     yield session

@@ -11,6 +11,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from tests.standalone import standalone_cluster
+from tests.versions import latest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -54,7 +55,7 @@ def test_spark_submit_with_the_packed_environment_runs_the_pipeline_on_a_standal
     assert refused.returncode != 0 and expected in refused.stdout + refused.stderr, refused.stdout[-3000:]
     log = out.stdout + out.stderr
     assert "on 2 Horovod workers" in log and "train: epoch 2/2:" in log
-    metadata = json.loads(sorted((data_dir / "models" / "higgs_mlp").glob("v*/metadata.json"))[-1].read_text())
+    metadata = json.loads((latest(data_dir / "models" / "higgs_mlp") / "metadata.json").read_text())
     assert metadata["run_id"] == "cluster-1" and metadata["epochs_done"] == 2
     assert len(metadata["seconds_per_rank"]) == 2
     assert 0.5 < metadata["history"]["val_auc"][-1] <= 1.0

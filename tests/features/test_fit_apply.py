@@ -3,11 +3,11 @@ import math
 
 import pytest
 
-from features.apply import apply_features
-from features.errors import FeatureError
-from features.fit import fit_features
-from features.fitted import FittedFeatures
-from features.spec import CategoricalFeature, FeatureSpec, LabelSpec, NumericFeature
+from dlpipe.features.apply import apply_features
+from dlpipe.features.errors import FeatureError
+from dlpipe.features.fit import fit_features
+from dlpipe.features.fitted import FittedFeatures
+from dlpipe.features.spec import CategoricalFeature, FeatureSpec, LabelSpec, NumericFeature
 
 LABEL = LabelSpec("y")
 INF, NAN = float("inf"), float("nan")

@@ -1,6 +1,6 @@
 from pyspark.sql import functions as F
 
-from features.split import assign_split
+from dlpipe.features.split import assign_split
 
 
 def test_split_fractions_and_stability_across_partitions(spark):

@@ -1,7 +1,7 @@
 import pytest
 from pyspark.sql import functions as F
 
-from features.synthetic import CATEGORICAL, HIGH_LEVEL, LOW_LEVEL, generate_events
+from dlpipe.features.synthetic import CATEGORICAL, HIGH_LEVEL, LOW_LEVEL, generate_events
 
 
 def test_columns_and_types(spark):

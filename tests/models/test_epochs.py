@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.schema import FeatureColumn, FeatureSchema
-from models.epochs import DataFile, PlanError, plan_epoch, steps_per_epoch
-from models.reader import ReadSettings, rank_batches
+from dlpipe.features.schema import FeatureColumn, FeatureSchema
+from dlpipe.models.epochs import DataFile, PlanError, plan_epoch, steps_per_epoch
+from dlpipe.models.reader import ReadSettings, rank_batches
 
 SCHEMA = FeatureSchema("label", (FeatureColumn("x", "dense", "float32"), FeatureColumn("v", "dense", "float32", (3,)),
                                  FeatureColumn("c_index", "index", "int32", (), 5)), ("row_id",))
@@ -110,7 +110,7 @@ def test_list_columns_convert_like_petastorm_only_faster():
     from petastorm import arrow_reader_worker
     from petastorm.unischema import UnischemaField, Unischema
 
-    from models.reader import _list_columns_as_matrices
+    from dlpipe.models.reader import _list_columns_as_matrices
 
     original = getattr(arrow_reader_worker.convert_arrow_table_to_numpy_dict, "original",
                        arrow_reader_worker.convert_arrow_table_to_numpy_dict)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from features.schema import FeatureColumn, FeatureSchema
-from models.networks import NetworkSettings, build_model, embedding_size, model_inputs
+from dlpipe.features.schema import FeatureColumn, FeatureSchema
+from dlpipe.models.networks import NetworkSettings, build_model, embedding_size, model_inputs
 
 SCHEMA = FeatureSchema(label="y", features=(
     FeatureColumn("a", "dense", "float32"),
@@ -31,10 +31,32 @@ def test_inputs_outputs_and_embeddings():
     assert np.all((out > 0) & (out < 1))
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "leaky_relu"])
-def test_activations_and_dropout_build(activation):
-    model = build_model(SCHEMA, NetworkSettings(hidden_units=(4,), activation=activation, dropout=0.2))
-    assert model.output_shape == (None, 1)
+ACTIVATIONS = {
+    "relu": lambda x: np.maximum(x, 0.0),
+    "tanh": np.tanh,
+    "elu": lambda x: np.where(x > 0, x, np.expm1(x)),
+    "leaky_relu": lambda x: np.where(x > 0, x, 0.1 * x),
+}
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_the_hidden_layers_apply_the_activation_and_dropout_asked_for(activation):
+    import tensorflow as tf
+
+    model = build_model(SCHEMA, NetworkSettings(hidden_units=(64,), activation=activation, dropout=0.5, seed=2))
+    dropout = model.get_layer("dense_0_dropout")
+    assert dropout.rate == 0.5
+    hidden = tf.keras.Model(model.inputs, [model.get_layer("dense_0").output, dropout.input, dropout.output])
+    rng = np.random.default_rng(1)
+    inputs = model_inputs(SCHEMA, {"a": rng.normal(size=32), "b": rng.normal(size=32), "c": rng.normal(size=32),
+                                   "region_onehot": np.eye(4)[rng.integers(0, 4, 32)],
+                                   "trigger_index": rng.integers(0, 101, 32)})
+    linear, activated, _ = (t.numpy() for t in hidden(inputs, training=False))
+    np.testing.assert_allclose(activated, ACTIVATIONS[activation](linear), rtol=1e-5, atol=1e-6)
+    dropped = hidden(inputs, training=True)[2].numpy()
+    kept = dropped != 0
+    assert 0.3 < kept[activated != 0].mean() < 0.7  # about half the units dropped while training
+    np.testing.assert_allclose(dropped[kept], activated[kept] * 2, rtol=1e-5)  # the rest scaled by 1 / (1 - 0.5)
 
 
 def test_same_seed_same_weights():

@@ -9,7 +9,7 @@ import zipfile
 import pyarrow as pa
 import pytest
 
-from models.spark_worker import freeze_loaded_objects, keep_archive_indexes
+from dlpipe.models.spark_worker import freeze_loaded_objects, keep_archive_indexes
 
 
 def test_an_archive_on_the_path_keeps_the_index_it_read(tmp_path, monkeypatch):
@@ -41,7 +41,7 @@ def test_an_archive_on_the_path_keeps_the_index_it_read(tmp_path, monkeypatch):
 def _archives_in_worker(batches):
     import zipimport
 
-    from models.spark_worker import keep_archive_indexes
+    from dlpipe.models.spark_worker import keep_archive_indexes
 
     keep_archive_indexes()
     importers = [f for f in sys.path_importer_cache.values() if isinstance(f, zipimport.zipimporter)]

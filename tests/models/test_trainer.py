@@ -1,7 +1,7 @@
 """Pieces of the trainer that need no Horovod: which epoch's weights the saved model gets."""
-from features.schema import FeatureColumn, FeatureSchema
-from models.networks import NetworkSettings
-from models.trainer import TrainSettings, best_epoch
+from dlpipe.features.schema import FeatureColumn, FeatureSchema
+from dlpipe.models.networks import NetworkSettings
+from dlpipe.models.trainer import TrainSettings, best_epoch
 
 SCHEMA = FeatureSchema("label", (FeatureColumn("x", "dense", "float32"),), ())
 

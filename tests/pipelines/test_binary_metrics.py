@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, log_loss, roc_auc_score
 
-from pipelines.binary_metrics import binary_metrics
+from dlpipe.pipelines.binary_metrics import binary_metrics
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
-from features.apply import apply_features
-from features.errors import FeatureError
-from features.fitted import FittedFeatures
-from pipelines import featurize, generate
-from pipelines.config import load_config
-from pipelines.store import artifact_folder, load_artifact
+from dlpipe.features.apply import apply_features
+from dlpipe.features.errors import FeatureError
+from dlpipe.features.fitted import FittedFeatures
+from dlpipe.pipelines import featurize, generate
+from dlpipe.pipelines.config import load_config
+from dlpipe.pipelines.store import artifact_folder, load_artifact
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 3000

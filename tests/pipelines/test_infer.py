@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from pipelines.store import artifact_digest
+from dlpipe.pipelines.store import artifact_digest
 from tests.pipelines.cli import BIN, REPO, ROWS, dlpipe, ok, settings
 
 pytestmark = pytest.mark.slow
@@ -152,13 +152,13 @@ def test_two_runs_into_different_partitions_commit_side_by_side(spark, data_dir)
 
 
 def config(data_dir: Path, *extra: str):
-    from pipelines.config import load_config
+    from dlpipe.pipelines.config import load_config
 
     return load_config("conf/demo.yaml", [*infer_args(data_dir, *extra)[3::2], "database=dlpipe_test"])
 
 
 def failure(call) -> str:
-    from pipelines.errors import PipelineError
+    from dlpipe.pipelines.errors import PipelineError
 
     with pytest.raises(PipelineError) as err:
         call()
@@ -166,7 +166,7 @@ def failure(call) -> str:
 
 
 def test_unseen_categories_and_missing_values_are_scored_and_counted(spark, data_dir, tmp_path, capsys):
-    from pipelines import infer
+    from dlpipe.pipelines import infer
 
     def change(df):
         return (df.withColumn("trigger_id", F.when(F.col("row_id") % 10 == 0, F.lit("never-seen"))
@@ -191,7 +191,7 @@ def test_unseen_categories_and_missing_values_are_scored_and_counted(spark, data
 
 
 def test_empty_input_writes_nothing_or_fails_by_config(spark, data_dir, tmp_path, capsys):
-    from pipelines import infer
+    from dlpipe.pipelines import infer
 
     source = write_input(spark, data_dir, tmp_path / "empty", lambda df: df.limit(0))
     result = infer.run(spark, config(data_dir, source, "infer.output_table=empty_predictions"))
@@ -203,7 +203,7 @@ def test_empty_input_writes_nothing_or_fails_by_config(spark, data_dir, tmp_path
 
 
 def test_an_input_without_a_feature_column_fails_before_scoring(spark, data_dir, tmp_path):
-    from pipelines import infer
+    from dlpipe.pipelines import infer
 
     source = write_input(spark, data_dir, tmp_path / "narrow", lambda df: df.drop("jet1_pt"))
     message = failure(lambda: infer.run(spark, config(data_dir, source, "infer.output_table=narrow_predictions")))
@@ -212,7 +212,7 @@ def test_an_input_without_a_feature_column_fails_before_scoring(spark, data_dir,
 
 
 def test_missing_model_and_version_are_named(data_dir):
-    from pipelines.infer import scoring_model
+    from dlpipe.pipelines.infer import scoring_model
 
     assert failure(lambda: scoring_model(config(data_dir, "train.model_name=no_such_model"))) == (
         f"no trained model no_such_model under {data_dir / 'models' / 'no_such_model'}: run `dlpipe train` first")
@@ -221,7 +221,7 @@ def test_missing_model_and_version_are_named(data_dir):
 
 
 def test_an_artifact_from_another_run_is_refused(data_dir):
-    from pipelines.infer import scoring_model
+    from dlpipe.pipelines.infer import scoring_model
 
     assert failure(lambda: scoring_model(config(data_dir, "infer.feature_version=v7"))) == (
         f"model {MODEL} v1 was trained on feature artifact features/v1, and infer.feature_version asks for v7: "
@@ -249,7 +249,7 @@ def test_an_artifact_from_another_run_is_refused(data_dir):
 
 def test_reject_policy_fails_with_the_count(spark, data_dir, tmp_path):
     """A model whose artifact rejects missing lepton_pt values, scoring an input with some: nothing is written."""
-    from pipelines import infer
+    from dlpipe.pipelines import infer
 
     folder = data_dir / "artifacts" / "features"
     artifact = json.loads((folder / "v1.json").read_text())
@@ -295,11 +295,13 @@ def _batch_sizes(batches):
 
 
 def test_scoring_batches_are_cut_by_rows_alone_and_the_session_settings_come_back(spark):
-    from pipelines.infer import arrow_batches
+    from dlpipe.pipelines.infer import scoring_batches
+    from dlpipe.spark_settings import spark_settings
 
-    before = [spark.conf.get(key) for key in arrow_batches.SETTINGS]
-    with arrow_batches(spark, 1_234):
-        assert [spark.conf.get(key) for key in arrow_batches.SETTINGS] == ["1234", "2147483647"]
+    settings = scoring_batches(1_234)
+    before = [spark.conf.get(key) for key in settings]
+    with spark_settings(spark, settings):
+        assert [spark.conf.get(key) for key in settings] == ["1234", "2147483647"]
         sizes = [r.rows for r in spark.range(0, 5_000, 1, 1).mapInArrow(_batch_sizes, "rows long").collect()]
     assert sizes == [1_234] * 4 + [64]
-    assert [spark.conf.get(key) for key in arrow_batches.SETTINGS] == before
+    assert [spark.conf.get(key) for key in settings] == before

@@ -3,7 +3,7 @@ import subprocess
 
 from pyspark import SparkContext
 
-from pipelines.session import class_archive
+from dlpipe.pipelines.session import class_archive
 
 
 def test_the_driver_maps_the_class_archive_that_make_install_built(spark):

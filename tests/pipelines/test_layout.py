@@ -1,7 +1,7 @@
 from pyspark.sql import functions as F
 
-from features.schema import FeatureColumn, FeatureSchema
-from pipelines.layout import FILES_PER_WORKER, TARGET_FILE_BYTES, files_per_split, lay_out, partition_keys, row_bytes
+from dlpipe.features.schema import FeatureColumn, FeatureSchema
+from dlpipe.pipelines.layout import FILES_PER_WORKER, TARGET_FILE_BYTES, files_per_split, lay_out, partition_keys, row_bytes
 
 
 def test_files_per_split():

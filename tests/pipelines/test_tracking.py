@@ -5,11 +5,11 @@ import dataclasses
 import datetime as dt
 import json
 
-from pipelines import lineage, report
-from pipelines.config import Config
-from pipelines.run import RunResult, StageOutcome, summary_table
-from pipelines import tracking
-from pipelines.tracking import StageRecord, config_document, differences, digest, latest_per_stage
+from dlpipe.pipelines import lineage, report
+from dlpipe.pipelines.config import Config
+from dlpipe.pipelines.run import RunResult, StageOutcome, summary_table
+from dlpipe.pipelines import tracking
+from dlpipe.pipelines.tracking import StageRecord, config_document, differences, digest, latest_per_stage
 
 T0 = dt.datetime(2026, 11, 27, 2, 0, 0)
 

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.pipelines.cli import BIN, REPO, dlpipe, ok, settings
+from tests.versions import latest
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ def data_dir(feature_data):
 
 
 def training_ids(data_dir: Path) -> Counter:
-    artifact = sorted((data_dir / "artifacts" / "features").glob("v*.json"))[-1]
+    artifact = latest(data_dir / "artifacts" / "features", ".json")
     files = json.loads(artifact.read_text())["feature_table"]
     table = data_dir / "warehouse" / "dlpipe.db" / "features"
     assert files["files_per_split"]["train"] == 8
@@ -55,10 +56,10 @@ def test_every_rank_sees_each_training_row_once_per_epoch(data_dir, tmp_path):
         assert seen == expected, f"epoch {epoch}"
     log = out.stdout + out.stderr  # Horovod forwards the ranks' output, prefixed [rank]<stdout>
     assert log.count("train: epoch 3/3:") == 1 and "val_auc" in log
-    metadata = json.loads(sorted((data_dir / "models" / "higgs_mlp").glob("v*/metadata.json"))[-1].read_text())
+    metadata = json.loads((latest(data_dir / "models" / "higgs_mlp") / "metadata.json").read_text())
     assert metadata["run_id"] == "exactly-once" and metadata["epochs_done"] == 3
     assert len(metadata["history"]["val_auc"]) == 3 and len(metadata["history"]["loss"]) == 3
-    folder = sorted((data_dir / "models" / "higgs_mlp").glob("v*"))[-1]
+    folder = latest(data_dir / "models" / "higgs_mlp")
     assert (folder / "training_curves.png").stat().st_size > 10_000 and (folder / "model.keras").is_file()
 
 
@@ -91,7 +92,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir):
     log = resumed.stdout + resumed.stderr
     resumed_at = int(point.group(1))
     assert f"train: epoch {resumed_at + 1}/25:" in log and f"train: epoch {resumed_at}/25:" not in log
-    metadata = json.loads(sorted((data_dir / "models" / "higgs_mlp").glob("v*/metadata.json"))[-1].read_text())
+    metadata = json.loads((latest(data_dir / "models" / "higgs_mlp") / "metadata.json").read_text())
     assert metadata["run_id"] == "killed" and len(metadata["history"]["loss"]) == 25
 
     again = ok(dlpipe("train", *args, "--run-id", "killed"))  # a retried schedule: nothing to redo
@@ -124,13 +125,13 @@ def test_sample_weights_weight_the_loss_and_the_validation_metrics(data_dir):
     saved model's losses on the validation rows, which differs from the unweighted one."""
     import tensorflow as tf
 
-    from features.schema import FeatureSchema
-    from models.networks import model_inputs
+    from dlpipe.features.schema import FeatureSchema
+    from dlpipe.models.networks import model_inputs
 
     ok(dlpipe("run", *settings(data_dir, "stages=[featurize, train]", "featurize.output_table=weighted_features",
                                "featurize.passthrough=[true_prob]", "train.sample_weight=true_prob",
                                "train.model_name=weighted_mlp", "train.epochs=2", "train.early_stopping=null")))
-    folder = sorted((data_dir / "models" / "weighted_mlp").glob("v*"))[-1]
+    folder = latest(data_dir / "models" / "weighted_mlp")
     metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["train_config"]["sample_weight"] == "true_prob"
     schema = FeatureSchema.from_json(metadata["feature_schema"])
@@ -150,13 +151,13 @@ def test_sample_weights_weight_the_loss_and_the_validation_metrics(data_dir):
 def test_the_autoencoder_trains_end_to_end_and_scores_anomalies(data_dir):
     import tensorflow as tf
 
-    from features.schema import FeatureSchema
-    from models.networks import model_inputs
+    from dlpipe.features.schema import FeatureSchema
+    from dlpipe.models.networks import model_inputs
 
     out = ok(dlpipe("train", *settings(data_dir, "train.model=autoencoder", "train.model_name=events_autoencoder",
                                        "train.epochs=3", "train.early_stopping={monitor: val_loss, patience: 2}")))
     assert "autoencoder events_autoencoder on 2 Horovod workers" in out.stdout
-    folder = sorted((data_dir / "models" / "events_autoencoder").glob("v*"))[-1]
+    folder = latest(data_dir / "models" / "events_autoencoder")
     metadata = json.loads((folder / "metadata.json").read_text())
     history = metadata["history"]
     assert len(history["loss"]) == 3 and history["loss"][-1] < history["loss"][0]  # reconstruction improves
@@ -187,10 +188,10 @@ def test_too_few_task_slots_fail_at_once(data_dir):
 
 def test_a_feature_table_that_does_not_match_its_artifact_is_refused(data_dir):
     folder = data_dir / "artifacts" / "features"
-    latest = sorted(folder.glob("v*.json"), key=lambda p: int(p.stem[1:]))[-1]
-    artifact = json.loads(latest.read_text())
+    newest = latest(folder, ".json")
+    artifact = json.loads(newest.read_text())
     artifact["feature_schema"]["features"][0]["name"] = "lepton_eta_v2"  # what a changed spec would expect
-    fake = folder / f"v{int(latest.stem[1:]) + 1}.json"
+    fake = folder / f"v{int(newest.stem[1:]) + 1}.json"
     fake.write_text(json.dumps(artifact))
     try:
         out = dlpipe("train", *settings(data_dir))
@@ -224,8 +225,8 @@ def test_the_mpi_controller_trains_the_same_model_as_gloo(data_dir):
 
 
 def test_the_mpi_environment_finds_the_venvs_open_mpi_and_keeps_what_the_user_set():
-    from pipelines.errors import PipelineError
-    from pipelines.train import mpi_env
+    from dlpipe.pipelines.errors import PipelineError
+    from dlpipe.pipelines.train import mpi_env
 
     env = mpi_env({"PATH": "/nonexistent", "HOROVOD_CYCLE_TIME": "2"})
     folder = env["PATH"].split(os.pathsep)[0]

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from pipelines.config import TuneConfig
-from pipelines.tune import _set_options, rank_trials, trial_params
+from dlpipe.pipelines.config import TuneConfig
+from dlpipe.pipelines.tune import _set_options, rank_trials, trial_params
 from tests.pipelines.cli import dlpipe, ok, settings
 
 
