@@ -24,7 +24,7 @@ HOROVOD_GLOO_BUILD_ENV := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_
 HOROVOD_BUILD_ENV := PATH=$(abspath $(BIN)):$$PATH HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITH_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=MPI MAKEFLAGS=-j2
 
-.PHONY: install demo test bench dist lock clean
+.PHONY: install demo test test-fast bench dist lock clean
 
 # The set-up. The venv's pyspark package is the Spark distribution (SPARK_HOME) of spark-submit, spark-sql and the
 # workers: the Delta jars go into its jars/ folder, so every Spark tool started from the venv has Delta on its
@@ -43,7 +43,7 @@ $(STAMP): requirements.lock pyproject.toml
 		--no-cache-dir --force-reinstall horovod==$(HOROVOD_VERSION)
 	build=$$(TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/horovodrun --check-build) && grep -q '\[X\] TensorFlow' <<<"$$build" \
 		&& grep -q '\[X\] Gloo' <<<"$$build" && grep -q '\[X\] MPI' <<<"$$build" \
-		|| { echo "Horovod was built without TensorFlow, Gloo or MPI: see README, Versions"; exit 1; }
+		|| { echo "Horovod was built without TensorFlow, Gloo or MPI: see docs/versions.md"; exit 1; }
 	jars=$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))') \
 		&& for artifact in io.delta:delta-spark_2.13:$(DELTA_VERSION) io.delta:delta-storage:$(DELTA_VERSION); do \
 			mvn --batch-mode --quiet dependency:copy -Dartifact=$$artifact -DoutputDirectory=$$jars || exit 1; done
@@ -65,10 +65,14 @@ demo: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# While changing code: the tests that start no Horovod launch, no dlpipe subprocess pipeline and no cluster.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
 bench: install
 	$(BIN)/python -m benchmarks all
 
-# What `spark-submit --archives` ships to a cluster (README "Running on a cluster"): the dlpipe wheel and a packed
+# What `spark-submit --archives` ships to a cluster (docs/cluster.md): the dlpipe wheel and a packed
 # virtual environment with it, the locked libraries and Horovod. Left out: pyspark (executors import the pyspark
 # of the cluster's own Spark), what only tests and builds use (pytest, scikit-learn and scipy, libclang,
 # TensorFlow's C++ headers) and venv-pack itself. The environment needs python3.11 at the same path on every node.

@@ -2,7 +2,7 @@
 ``tf.data``.
 
 - Petastorm's single-threaded ``dummy`` pool reads the files (its thread pool returned empty shards here, see
-  STACK.md), one epoch per reader, row groups in a seeded order.
+  docs/design.md), one epoch per reader, row groups in a seeded order.
 - Each row group becomes the few arrays training needs at once (the model inputs, label, weight), so the work per
   batch is a slice.
 - Rows are shuffled within a buffer: each row group is concatenated with the rows left over from the previous one

@@ -4,7 +4,7 @@ Arrow (``mapInArrow``), and write the run's rows to the Delta predictions table.
 Reads ``infer.input`` and a model of ``train.model_name`` (the latest, or ``infer.model_version``) with the
 feature artifact it was trained on; writes to the Delta table ``infer.output_table``, partitioned by
 ``infer.partition_by``. Re-running a run id replaces exactly that run's rows, in one Delta commit: a reader sees
-the old rows or the new ones, never both and never a part. See the README, "Predictions", for what concurrent
+the old rows or the new ones, never both and never a part. See docs/predictions.md for what concurrent
 runs may do.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ The server runs inside this Spark application (``HiveThriftServer2.startWithSpar
 Delta extensions, warehouse and metastore as the jobs: beeline and any Hive JDBC client query the prediction
 tables by name until the process is stopped (Ctrl-C or SIGTERM). With the embedded Derby metastore only one
 process opens the metastore at a time: while the server runs, clients query through it, and jobs that write
-tables run after it stops, or against a shared metastore (README, "SQL over predictions").
+tables run after it stops, or against a shared metastore (docs/predictions.md).
 """
 from __future__ import annotations
 

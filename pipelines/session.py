@@ -2,7 +2,7 @@
 
 Embedded default: ``local[*]`` Spark with the Delta Lake extensions, a warehouse and an embedded Derby metastore
 under the data folder (``var/`` by default), so a table written by one job is visible by name to the next job, to
-``dlpipe sql`` and to ``spark-sql`` started the way the README shows. With ``spark.master: null`` the master and
+``dlpipe sql`` and to ``spark-sql`` started the way docs/predictions.md shows. With ``spark.master: null`` the master and
 resources come from ``spark-submit``.
 
 Everything Spark writes on this machine (warehouse, metastore, derby.log, scratch and shuffle files) stays under the

@@ -1,6 +1,6 @@
 """Airflow DAG: the dlpipe pipeline once a day, one task per stage, each a `spark-submit` of ``jobs/run.py``.
 
-Every task runs the same command the README documents, for the DAG run's logical date (``{{ ds }}``) and with
+Every task runs the command docs/scheduling.md documents, for the DAG run's logical date (``{{ ds }}``) and with
 the date as run id, so the stages of one day share a run and its report. A retried or re-triggered task is safe:
 a stage whose inputs and settings did not change since it last succeeded is skipped, and a failed stage starts
 again (training from its last checkpoint). Copy this file into Airflow's dags folder and set the environment
@@ -25,7 +25,7 @@ STAGES = ["generate", "featurize", "train", "infer", "evaluate"]  # as `stages` 
 
 
 def spark_submit(stage: str) -> str:
-    """The README's spark-submit line for one stage of the day's run."""
+    """docs/cluster.md's spark-submit line for one stage of the day's run."""
     ship = "" if MASTER.startswith("local") else (
         "--archives dist/dlpipe-env.tar.gz#environment --conf spark.pyspark.python=./environment/bin/python ")
     return (  # the venv first on PATH, as `source .venv/bin/activate` does: spark-submit finds its Spark through it

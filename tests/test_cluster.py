@@ -1,4 +1,4 @@
-"""The pipeline on a real Spark standalone cluster, as README "Running on a cluster" submits it: `make dist` packs
+"""The pipeline on a real Spark standalone cluster, as docs/cluster.md submits it: `make dist` packs
 the environment, `spark-submit jobs/run.py --archives dist/dlpipe-env.tar.gz#environment` sends it to a master and
 two 1-core workers on 127.0.0.1, the executors run Python from the unpacked archive, Horovod one rank per worker."""
 import json

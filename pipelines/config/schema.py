@@ -270,7 +270,7 @@ class TrainConfig:
     model: Literal["mlp", "autoencoder"] = "mlp"
     num_proc: int | Literal["auto"] = "auto"  # Horovod workers; auto: the Spark application's task slots
     # how the workers meet: Gloo (no MPI needed), or MPI (Open MPI's mpirun through Spark's tasks; on one node the
-    # ranks exchange gradients through shared memory: 2 workers on 2 cores train ~1.5x faster, see README)
+    # ranks exchange gradients through shared memory: 2 workers on 2 cores train ~1.5x faster, see docs/training.md)
     controller: Literal["gloo", "mpi"] = "gloo"
     epochs: int = 3
     batch_size: int = 512
@@ -288,7 +288,7 @@ class TrainConfig:
     embedding_dim: int | Literal["auto"] = 8  # auto: min(50, round(1.6 * cardinality ** 0.56)) per column
     sample_weight: str | None = None  # a passthrough column of the feature table weighting the loss and metrics
     early_stopping: EarlyStoppingConfig | None = field(default_factory=EarlyStoppingConfig)
-    use_gpu: bool = False  # one GPU per rank (hvd.local_rank()); needs the GPU install (README)
+    use_gpu: bool = False  # one GPU per rank (hvd.local_rank()); needs the GPU install (docs/gpu.md)
     pin_cpus: bool = True  # workers on one node each pinned to their own share of its CPUs
     seed: int = 1
     start_timeout_s: int = 120

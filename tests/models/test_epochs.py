@@ -70,7 +70,7 @@ def test_every_row_is_read_exactly_once_per_epoch(parquet_files, size, tmp_path)
     batch = 16
     steps = steps_per_epoch(files, size, batch, 3, seed=5)
     settings = ReadSettings(SCHEMA, batch, seed=5, record_column="row_id", record_dir=str(tmp_path))
-    for repeat in range(3):  # the reader pools in STACK.md lost rows only some of the time
+    for repeat in range(3):  # the thread pool of docs/design.md lost rows only some of the time
         for epoch in range(3):
             seen = Counter()
             for rank in range(size):
