@@ -139,7 +139,8 @@ def test_beeline_queries_the_thrift_server(pipeline_run):
 
 
 # ------------------------------------------------------------------ scheduled runs: skip, resume, lineage, report
-# These continue from run e2e-1 above (file order): a scheduler's view of the same data folder.
+# These continue from run e2e-1 above: a scheduler's view of the same data folder. Each test asks for the runs it
+# needs as fixtures, so each runs alone too (pytest -k lineage).
 
 
 def dlpipe(*args: str, data_dir: Path, ok: bool = True, **sets: str) -> subprocess.CompletedProcess:
@@ -177,9 +178,10 @@ def test_a_run_id_used_with_another_config_is_refused(pipeline_run):
         "use a new --run-id, or --force to redo it with this config")
 
 
-def test_a_changed_model_config_reruns_train_and_a_run_killed_in_infer_resumes_there(spark, pipeline_run):
-    """One run with another network: featurize is reused, train runs; the run is killed in infer; the same command
-    again resumes it in infer (train not redone), and scores with the new model."""
+@pytest.fixture(scope="module")
+def killed_and_resumed_run(pipeline_run):
+    """Run e2e-model2 with another network, killed in infer, then the same command again: (what the killed
+    attempt printed, the resumed attempt's output)."""
     data_dir, _ = pipeline_run
     args = [str(BIN / "dlpipe"), "run", *settings(data_dir), "--run-id", "e2e-model2", "--date", DATE,
             "--set", "train.hidden_units=[32, 16]"]
@@ -198,8 +200,15 @@ def test_a_changed_model_config_reruns_train_and_a_run_killed_in_infer_resumes_t
     for stage in ("generate", "featurize"):
         assert f"{stage}: skipped: inputs and settings unchanged since run e2e-1" in killed
     assert "train: starting" in killed  # the new network is trained
+    return killed, run(args)
 
-    out = run(args)
+
+def test_a_changed_model_config_reruns_train_and_a_run_killed_in_infer_resumes_there(spark, pipeline_run,
+                                                                                      killed_and_resumed_run):
+    """One run with another network: featurize is reused, train runs; the run is killed in infer; the same command
+    again resumes it in infer (train not redone), and scores with the new model."""
+    data_dir, _ = pipeline_run
+    _, out = killed_and_resumed_run
     lines = stage_lines(out.stdout)
     assert "skipped (run e2e-1)" in lines["generate"] and "skipped (run e2e-1)" in lines["featurize"]
     assert "train: skipped: inputs and settings unchanged since run e2e-model2" in out.stdout  # not trained again
@@ -224,7 +233,7 @@ def test_a_changed_model_config_reruns_train_and_a_run_killed_in_infer_resumes_t
     assert "read  model higgs_mlp v2" in detail and "wrote table dlpipe.predictions version" in detail
 
 
-def test_lineage_of_the_predictions_goes_back_to_the_raw_table(pipeline_run):
+def test_lineage_of_the_predictions_goes_back_to_the_raw_table(pipeline_run, killed_and_resumed_run):
     data_dir, _ = pipeline_run
     out = dlpipe("lineage", "predictions", data_dir=data_dir).stdout.strip().splitlines()
     tree = out[out.index(next(line for line in out if line.startswith("table dlpipe.predictions"))):]
@@ -234,7 +243,7 @@ def test_lineage_of_the_predictions_goes_back_to_the_raw_table(pipeline_run):
     assert any(line.strip().startswith("table dlpipe.raw_events version 0  <- generate, run e2e-1") for line in tree)
 
 
-def test_report_renders_in_chromium(spark, pipeline_run, tmp_path):
+def test_report_renders_in_chromium(spark, pipeline_run, killed_and_resumed_run, tmp_path):
     data_dir, _ = pipeline_run
     chromium = shutil.which("chromium")
     assert chromium, "the report test needs Debian's chromium package: `make install` installs it"

@@ -130,8 +130,8 @@ def test_a_write_killed_midway_leaves_the_table_at_its_previous_version(spark, d
 
 def test_two_runs_into_different_partitions_commit_side_by_side(spark, data_dir):
     code = (
-        "import datetime as dt, threading; from pipelines.config import load_config; "
-        "from pipelines.session import build_session; from pipelines import infer; "
+        "import datetime as dt, threading; from dlpipe.pipelines.config import load_config; "
+        "from dlpipe.pipelines.session import build_session; from dlpipe.pipelines import infer; "
         f"cfg = load_config('conf/demo.yaml', {infer_args(data_dir, 'infer.output_table=concurrent')[3::2]!r}); "
         "spark = build_session(cfg); errors = []\n"
         "def score(day):\n"

@@ -41,8 +41,8 @@ def test_every_rank_sees_each_training_row_once_per_epoch(data_dir, tmp_path):
     record = tmp_path / "record"
     record.mkdir()
     code = (
-        "import sys; from pipelines.config import load_config; from pipelines.session import build_session; "
-        "from pipelines import train; "
+        "import sys; from dlpipe.pipelines.config import load_config; from dlpipe.pipelines.session import build_session; "
+        "from dlpipe.pipelines import train; "
         f"cfg = load_config('conf/demo.yaml', {settings(data_dir, 'train.epochs=3', 'train.early_stopping=null')[3::2]!r}); "
         f"train.run(build_session(cfg), cfg, run_id='exactly-once', record_dir={str(record)!r})"
     )
