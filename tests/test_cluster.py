@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 def packed_environment() -> Path:
     """``make dist``'s archive, built again when any source file is newer than it."""
-    sources = [p for folder in ("features", "models", "pipelines", "jobs") for p in (REPO / folder).rglob("*.py")]
+    sources = [p for folder in ("dlpipe", "features", "models", "pipelines", "jobs") for p in (REPO / folder).rglob("*.py")]
     sources += [REPO / "requirements.lock", REPO / "pyproject.toml"]
     if not ARCHIVE.is_file() or max(p.stat().st_mtime for p in sources) > ARCHIVE.stat().st_mtime:
         out = subprocess.run(["make", "dist"], cwd=REPO, capture_output=True, text=True, timeout=1200)
