@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from delta.exceptions import (ConcurrentAppendException, ConcurrentDeleteDeleteException, ConcurrentDeleteReadException,
-                              ConcurrentTransactionException, ConcurrentWriteException, MetadataChangedException,
-                              ProtocolChangedException)
+from delta.exceptions.captured import (ConcurrentAppendException, ConcurrentDeleteDeleteException,
+                                       ConcurrentDeleteReadException, ConcurrentTransactionException,
+                                       ConcurrentWriteException, MetadataChangedException, ProtocolChangedException)
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -37,8 +37,9 @@ from dlpipe.pipelines.tables import last_commit, read_source, table_version
 from dlpipe.spark_settings import spark_settings
 
 WRITE_ATTEMPTS = 3  # a commit that lost a race with a concurrent run into the same partition is retried
-# Delta's commit conflicts, as PySpark raises them once delta.exceptions is imported (it teaches PySpark to convert
-# them): another writer committed what this commit read, so writing again on the new version may succeed.
+# Delta's commit conflicts (another writer committed what this commit read, so writing again on the new version
+# may succeed). Importing delta.exceptions.captured makes PySpark raise them as these types; without that import
+# they stay a Py4JJavaError.
 CONFLICTS = (ConcurrentAppendException, ConcurrentDeleteReadException, ConcurrentDeleteDeleteException,
              ConcurrentTransactionException, ConcurrentWriteException, MetadataChangedException,
              ProtocolChangedException)

@@ -3,12 +3,13 @@ replace a run's rows, a killed write leaves the table at its old version, concur
 commit, and bad input fails before scoring with a message that says what to fix."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 
@@ -89,19 +90,6 @@ def test_scores_equal_model_predict_and_carry_their_lineage(spark, data_dir):
     assert first["run_date"] == first["scored_at"].date()
 
 
-def test_a_rerun_replaces_exactly_its_own_rows(spark, data_dir):
-    ok(dlpipe("infer", *infer_args(data_dir), "--run-id", "rerun-1"))
-    first = predictions(spark, data_dir).where("run_id = 'rerun-1'").agg(F.max("scored_at")).first()[0]
-    others = predictions(spark, data_dir).where("run_id != 'rerun-1'").count()
-    # Again, for another logical date: the run's rows move to that run_date partition, none stay in the old one.
-    ok(dlpipe("infer", *infer_args(data_dir, "infer.threshold=0.9"), "--run-id", "rerun-1", "--date", "2026-01-15"))
-    rerun = predictions(spark, data_dir).where("run_id = 'rerun-1'")
-    assert rerun.count() == ROWS and rerun.where(F.col("scored_at") <= first).count() == 0
-    assert [str(r[0]) for r in rerun.select("run_date").distinct().collect()] == ["2026-01-15"]
-    assert rerun.where("predicted_label = 1 AND score < 0.9").count() == 0  # the new rows: the rerun's threshold
-    assert predictions(spark, data_dir).where("run_id != 'rerun-1'").count() == others
-
-
 def test_a_write_killed_midway_leaves_the_table_at_its_previous_version(spark, data_dir):
     table = Path(table_path(data_dir, "predictions"))
     before = spark.sql(f"DESCRIBE HISTORY delta.`{table}` LIMIT 1").first()["version"]
@@ -128,25 +116,6 @@ def test_a_write_killed_midway_leaves_the_table_at_its_previous_version(spark, d
     assert predictions(spark, data_dir).where("run_id = 'killed-1'").count() == ROWS
 
 
-def test_two_runs_into_different_partitions_commit_side_by_side(spark, data_dir):
-    code = (
-        "import datetime as dt, threading; from dlpipe.pipelines.config import load_config; "
-        "from dlpipe.pipelines.session import build_session; from dlpipe.pipelines import infer; "
-        f"cfg = load_config('conf/demo.yaml', {infer_args(data_dir, 'infer.output_table=concurrent')[3::2]!r}); "
-        "spark = build_session(cfg); errors = []\n"
-        "def score(day):\n"
-        "    try: infer.run(spark, cfg, run_id=f'day-{day}', run_date=dt.date(2026, 11, day))\n"
-        "    except Exception as err: errors.append(err)\n"
-        "threads = [threading.Thread(target=score, args=(d,)) for d in (1, 2)]\n"
-        "[t.start() for t in threads]; [t.join() for t in threads]; assert not errors, errors"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
-    counts = {str(r["run_date"]): r["count"]
-              for r in predictions(spark, data_dir, "concurrent").groupBy("run_date").count().collect()}
-    assert counts == {"2026-11-01": ROWS, "2026-11-02": ROWS}
-
-
 # The tests below call the infer stage in this process, on this test session (database dlpipe_test), with the
 # model and artifact of ``data_dir`` and Parquet inputs: each saves a process start.
 
@@ -163,6 +132,48 @@ def failure(call) -> str:
     with pytest.raises(PipelineError) as err:
         call()
     return str(err.value)
+
+
+def test_a_rerun_replaces_exactly_its_own_rows(spark, data_dir, tmp_path):
+    from dlpipe.pipelines import infer
+
+    source = write_input(spark, data_dir, tmp_path / "raw")
+    table = "dlpipe_test.rerun_predictions"
+    for run_id in ("rerun-other", "rerun-1"):
+        infer.run(spark, config(data_dir, source, "infer.output_table=rerun_predictions"), run_id=run_id)
+    first = spark.table(table).where("run_id = 'rerun-1'").agg(F.max("scored_at")).first()[0]
+    # Again, for another logical date: the run's rows move to that run_date partition, none stay in the old one.
+    infer.run(spark, config(data_dir, source, "infer.output_table=rerun_predictions", "infer.threshold=0.9"),
+              run_id="rerun-1", run_date=dt.date(2026, 1, 15))
+    rerun = spark.table(table).where("run_id = 'rerun-1'")
+    assert rerun.count() == ROWS and rerun.where(F.col("scored_at") <= first).count() == 0
+    assert [str(r[0]) for r in rerun.select("run_date").distinct().collect()] == ["2026-01-15"]
+    assert rerun.where("predicted_label = 1 AND score < 0.9").count() == 0  # the new rows: the rerun's threshold
+    assert spark.table(table).where("run_id = 'rerun-other'").count() == ROWS  # another run's rows untouched
+
+
+def test_two_runs_into_different_partitions_commit_side_by_side(spark, data_dir, tmp_path):
+    """Two scoring runs at once in one driver (threads), for two dates: both commit, each with all its rows."""
+    from dlpipe.pipelines import infer
+
+    cfg = config(data_dir, write_input(spark, data_dir, tmp_path / "raw"), "infer.output_table=concurrent")
+    errors = []
+
+    def score(day):
+        try:
+            infer.run(spark, cfg, run_id=f"day-{day}", run_date=dt.date(2026, 11, day))
+        except Exception as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=score, args=(day,)) for day in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    counts = {str(r["run_date"]): r["count"]
+              for r in spark.table("dlpipe_test.concurrent").groupBy("run_date").count().collect()}
+    assert counts == {"2026-11-01": ROWS, "2026-11-02": ROWS}
 
 
 def test_unseen_categories_and_missing_values_are_scored_and_counted(spark, data_dir, tmp_path, capsys):
