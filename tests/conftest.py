@@ -27,3 +27,12 @@ def spark(test_config):
     session = build_session(test_config)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory):
+    """(data folder, output) of the demo pipeline's run e2e-1 on tests.demo.ROWS rows (tests/demo.py)."""
+    from tests.demo import run_demo
+
+    data_dir = tmp_path_factory.mktemp("e2e") / "var"
+    return data_dir, run_demo(data_dir)

@@ -11,31 +11,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-ROWS = 8000
-DATE = "2026-11-01"
+from tests.demo import BIN, DATE, REPO, ROWS, run, settings
 
 pytestmark = pytest.mark.slow
-
-
-def settings(data_dir: Path) -> list[str]:
-    return ["--config", "conf/demo.yaml", "--set", f"data_dir={data_dir}", "--set", f"generate.rows={ROWS}",
-            "--set", "generate.partitions=2", "--set", "train.epochs=4", "--set", "train.batch_size=128"]
-
-
-def run(command: list[str], env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
-    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                         env={**os.environ, **(env or {})})
-    assert out.returncode == 0, f"{command} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
-    return out
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("e2e") / "var"
-    out = run([str(BIN / "dlpipe"), "run", *settings(data_dir), "--run-id", "e2e-1", "--date", DATE])
-    return data_dir, out.stdout
 
 
 def test_run_prints_auc_sql_rows_and_locations(pipeline_run):
@@ -91,7 +69,7 @@ def test_dlpipe_sql_sees_table_by_name(pipeline_run):
 
 def test_spark_sql_from_another_process(pipeline_run):
     data_dir, _ = pipeline_run
-    out = run([str(BIN / "spark-sql"), "-e", "SELECT count(*) FROM dlpipe.predictions"],
+    out = run([str(BIN / "spark-sql"), "-e", "SELECT count(*) FROM dlpipe.predictions WHERE run_id = 'e2e-1'"],
               env={"SPARK_CONF_DIR": str(data_dir / "conf"), "PATH": f"{BIN}:{os.environ['PATH']}"})
     assert out.stdout.strip().splitlines()[-1] == str(ROWS)
 

@@ -1,4 +1,4 @@
-"""``dlpipe infer`` as users run it, on the tiny demo data: scores equal the model's own ``predict``, reruns
+"""``dlpipe infer`` as users run it, on the data and model of the demo run (tests/demo.py): scores equal the model's own ``predict``, reruns
 replace a run's rows, a killed write leaves the table at its old version, concurrent runs into two partitions both
 commit, and bad input fails before scoring with a message that says what to fix."""
 from __future__ import annotations
@@ -18,22 +18,21 @@ import pytest
 from pyspark.sql import functions as F
 
 from dlpipe.pipelines.store import artifact_digest
-from tests.pipelines.cli import BIN, REPO, ROWS, dlpipe, ok, settings
+from tests.demo import BIN, REPO, ROWS, settings
+from tests.pipelines.cli import dlpipe, ok
 
 pytestmark = pytest.mark.slow
-MODEL = "scoring_mlp"
+MODEL = "higgs_mlp"
 
 
 @pytest.fixture(scope="module")
-def data_dir(feature_data):
-    """The shared feature data plus one model, trained for one epoch."""
-    ok(dlpipe("train", *settings(feature_data, f"train.model_name={MODEL}", "train.epochs=1",
-                                 "train.early_stopping=null", "train.num_proc=1")))
-    return feature_data
+def data_dir(pipeline_run):
+    """The demo run's data folder (tests/demo.py): its raw table, feature artifact and model v1."""
+    return pipeline_run[0]
 
 
 def infer_args(data_dir: Path, *extra: str) -> list[str]:
-    return settings(data_dir, f"train.model_name={MODEL}", *extra)
+    return settings(data_dir, *extra)
 
 
 def table_path(data_dir: Path, name: str) -> str:

@@ -50,7 +50,7 @@ def test_best_config_is_printed_as_set_options_a_shell_takes():
 
 
 @pytest.mark.slow
-def test_tune_runs_trials_as_spark_tasks_and_ranks_them_in_a_delta_table(feature_data):
+def test_tune_runs_trials_as_spark_tasks_and_ranks_them_in_a_delta_table(spark, feature_data):
     space = "tune.space={learning_rate: [0.01, 0.0001], hidden_units: [[8], [16, 8]]}"
     args = settings(feature_data, "tune.strategy=grid", "tune.trials=4", space, "train.epochs=2")
     out = ok(dlpipe("tune", *args, "--run-id", "scan-1"))
@@ -58,14 +58,13 @@ def test_tune_runs_trials_as_spark_tasks_and_ranks_them_in_a_delta_table(feature
     assert "tune: scan scan-1: 4 grid trials of mlp higgs_mlp, 2 at a time, each on one worker" in out.stdout
     for trial in range(1, 5):
         assert f"tune: trial {trial}: epoch 2/2:" in log
-    rows = ok(dlpipe("sql", *args[:2], "--set", f"data_dir={feature_data}", "--max-rows", "10",
-                     "SELECT rank, trial, status, value, params FROM tune_trials WHERE tune_id = 'scan-1' ORDER BY rank"))
-    lines = [line for line in rows.stdout.splitlines() if line.startswith("|") and "rank" not in line]
-    assert len(lines) == 4, rows.stdout
-    values = [float(line.split("|")[4]) for line in lines]
+    trials = str(feature_data / "warehouse" / "dlpipe.db" / "tune_trials")
+    lines = [r.asDict() for r in spark.read.format("delta").load(trials).where("tune_id = 'scan-1'").orderBy("rank").collect()]
+    assert len(lines) == 4, lines
+    values = [r["value"] for r in lines]
     assert values == sorted(values, reverse=True) and all(0.0 < v <= 1.0 for v in values) and values[0] > 0.65
-    assert [int(line.split("|")[1]) for line in lines] == [1, 2, 3, 4]
-    best_trial = int(lines[0].split("|")[2])
+    assert [r["rank"] for r in lines] == [1, 2, 3, 4]
+    best_trial = lines[0]["trial"]
     assert f"tune: best: trial {best_trial}, val_auc {values[0]:.4f}" in out.stdout
     assert "train it with: dlpipe train --config conf/demo.yaml --set train.learning_rate=" in out.stdout
     model_dir = feature_data / "models" / "higgs_mlp" / "tune" / "scan-1"
@@ -74,9 +73,7 @@ def test_tune_runs_trials_as_spark_tasks_and_ranks_them_in_a_delta_table(feature
     # the same scan id again replaces its rows (here with a smaller scan)
     ok(dlpipe("tune", *settings(feature_data, "tune.strategy=grid", "tune.trials=4",
                                 "tune.space={learning_rate: [0.01]}", "train.epochs=1"), "--run-id", "scan-1"))
-    again = ok(dlpipe("sql", *args[:2], "--set", f"data_dir={feature_data}",
-                      "SELECT count(*) AS n FROM tune_trials WHERE tune_id = 'scan-1'"))
-    assert "| n |\n+---+\n| 1 |" in again.stdout, again.stdout
+    assert spark.read.format("delta").load(trials).where("tune_id = 'scan-1'").count() == 1
 
 
 def test_a_bad_search_space_fails_before_any_spark_work(tmp_path):
