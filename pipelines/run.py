@@ -96,29 +96,29 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
                        config=json.dumps(document))
     print(f"run {run_id} (run_date {run_date}): stages {', '.join(chosen)}" + (" (--force: none skipped)" if force else ""))
     name = chosen[0]
-    rows = RunsTableWriter(spark, cfg)
+    writer = RunsTableWriter(spark, cfg)
     try:
         for name in chosen:
-            _run_stage(spark, cfg, name, base, history, handoff, result, rows, force)
+            _run_stage(spark, cfg, name, base, history, handoff, result, writer, force)
     except BaseException:
         print(f"run {run_id} stopped in {name}: the same command with --run-id {run_id} resumes it there "
               "(the stages that finished are skipped)")
         raise
     finally:
-        rows.flush()
-        _compact(spark, cfg, len(history), len(history) + len(rows.written))
+        writer.flush()
+        _compact(spark, cfg, len(history), len(history) + len(writer.written))
         result.seconds = time.time() - started
         print(summary_table(result))
         reported = time.time()
-        _write_report(spark, cfg, run_id, [e for e in history if e.run_id == run_id] + rows.written)
+        _write_report(spark, cfg, run_id, [e for e in history if e.run_id == run_id] + writer.written)
         save_summary(cfg, result, report_seconds=time.time() - reported)
     _where_things_are(cfg, result, handoff)
     return result
 
 
 class RunsTableWriter:
-    """This run's rows for the runs table, buffered. A stage's final row waits for the next stage's first row and both go in
-    one commit (a commit costs about half a second, whatever it holds); ``flush`` writes what waits."""
+    """Writes a run's rows to the runs table, buffered: a stage's final row waits for the next stage's first row and
+    both go in one commit (a commit costs about half a second, whatever it holds); ``flush`` writes what waits."""
 
     def __init__(self, spark: SparkSession, cfg: Config):
         self.spark, self.cfg = spark, cfg
@@ -146,7 +146,7 @@ class RunsTableWriter:
 
 
 def _run_stage(spark: SparkSession, cfg: Config, name: str, base: StageRecord, history: list[StageRecord],
-               handoff: dict[str, str], result: RunResult, rows: RunsTableWriter, force: bool) -> None:
+               handoff: dict[str, str], result: RunResult, writer: RunsTableWriter, force: bool) -> None:
     started = time.time()
     definition = stage(name)
     ctx = StageContext(base.run_id, base.run_date, dict(handoff), fresh=force)
@@ -156,25 +156,25 @@ def _run_stage(spark: SparkSession, cfg: Config, name: str, base: StageRecord, h
     if earlier is not None:
         entry = dataclasses.replace(entry, status="skipped", outputs=earlier.outputs, rows=earlier.rows,
                                     metrics=earlier.metrics, reused_run=earlier.run_id, ended_at=now())
-        rows.hold(entry)
+        writer.hold(entry)
         print(f"{name}: skipped: inputs and settings unchanged since run {earlier.run_id} "
               f"({earlier.ended_at:%Y-%m-%d %H:%M} UTC), its outputs are reused (--force redoes it)")
         handoff.update(definition.hands_on(entry.outputs))
         result.outcomes[name] = StageOutcome(name, "skipped", time.time() - started, 0.0, entry.rows,
                                              entry.metrics, earlier.run_id)
         return
-    rows.write(entry)  # the running row, with the row of the stage before
+    writer.write(entry)  # the running row, with the row of the stage before
     print(f"{name}: starting" + (f" again: {changed}" if changed else ""))
     work_started = time.time()
     try:
-        outcome = _attempt(rows, entry, lambda: definition.run(spark, cfg, ctx))
+        outcome = _attempt(writer, entry, lambda: definition.run(spark, cfg, ctx))
     except BaseException:  # the run's summary shows the stage it stopped in
         result.outcomes[name] = StageOutcome(name, "failed", time.time() - started, time.time() - work_started,
                                              None, {})
         raise
     work = time.time() - work_started
     produced = definition.outputs(cfg, outcome)
-    rows.hold(dataclasses.replace(entry, status="succeeded", outputs=produced.entries, rows=produced.rows,
+    writer.hold(dataclasses.replace(entry, status="succeeded", outputs=produced.entries, rows=produced.rows,
                                   metrics=produced.metrics, ended_at=now()))
     handoff.update(definition.hands_on(produced.entries))
     result.results[name] = outcome
@@ -182,15 +182,15 @@ def _run_stage(spark: SparkSession, cfg: Config, name: str, base: StageRecord, h
                                          produced.metrics)
 
 
-def _attempt(rows: RunsTableWriter, entry: StageRecord, call: Callable[[], object]):
+def _attempt(writer: RunsTableWriter, entry: StageRecord, call: Callable[[], object]):
     """Do ``call`` (``entry``, the stage's running row, is recorded); if it fails, record the failure with the
     error's first line."""
     try:
         return call()
     except BaseException as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        rows.hold(dataclasses.replace(entry, status="failed", ended_at=now(), message=message))
-        rows.flush()
+        writer.hold(dataclasses.replace(entry, status="failed", ended_at=now(), message=message))
+        writer.flush()
         raise
 
 
@@ -210,11 +210,11 @@ def run_stage(spark: SparkSession, cfg: Config, name: str, run_id: str, run_date
     entry = StageRecord(run_id=run_id, stage=name, attempt=uuid.uuid4().hex[:12], status="running",
                         run_date=ctx.run_date, started_at=now(), stage_key=plan.key, config_hash=digest(document),
                         inputs=plan.inputs, git_commit=git_commit(), config=json.dumps(document))
-    rows = RunsTableWriter(spark, cfg)
-    rows.write(entry)
-    outcome = _attempt(rows, entry, lambda: definition.run(spark, cfg, ctx))
+    writer = RunsTableWriter(spark, cfg)
+    writer.write(entry)
+    outcome = _attempt(writer, entry, lambda: definition.run(spark, cfg, ctx))
     produced = definition.outputs(cfg, outcome)
-    rows.write(dataclasses.replace(entry, status="succeeded", outputs=produced.entries, rows=produced.rows,
+    writer.write(dataclasses.replace(entry, status="succeeded", outputs=produced.entries, rows=produced.rows,
                                    metrics=produced.metrics, ended_at=now()))
     return outcome
 

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
-from dlpipe.pipelines.config import STAGES, Config
+from dlpipe.pipelines.config import Config
 from dlpipe.pipelines.errors import PipelineError
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -30,8 +30,11 @@ def run_folder(cfg: Config, run_id: str) -> Path:
 
 def selected_stages(cfg: Config, names: list[str] | None) -> tuple[str, ...]:
     """The stages to run, in pipeline order: ``names`` (from ``--stages``) or the config's ``stages``."""
+    from dlpipe.pipelines.stage import registry
+
+    stages = tuple(registry())
     wanted = list(names) if names else list(cfg.stages)
-    unknown = [n for n in wanted if n not in STAGES]
+    unknown = [n for n in wanted if n not in stages]
     if unknown:
-        raise PipelineError(f"no stage named {unknown[0]!r}: the stages are {', '.join(STAGES)}")
-    return tuple(s for s in STAGES if s in wanted)
+        raise PipelineError(f"no stage named {unknown[0]!r}: the stages are {', '.join(stages)}")
+    return tuple(s for s in stages if s in wanted)

@@ -31,7 +31,7 @@ from typing import Any, Callable
 from pyspark.sql import SparkSession
 from pyspark.sql.utils import AnalysisException
 
-from dlpipe.pipelines.config import STAGES, Config, TableSource
+from dlpipe.pipelines.config import Config, TableSource, schema
 from dlpipe.pipelines.store import latest_artifact_version
 from dlpipe.pipelines.tables import delta_version, input_identity, read_source
 from dlpipe.pipelines.tracking import digest
@@ -95,8 +95,9 @@ class Stage:
 
 @cache
 def registry() -> dict[str, Stage]:
-    """Every stage, in pipeline order: the ``STAGE`` of module ``dlpipe.pipelines.<name>`` for each config stage."""
-    return {name: importlib.import_module(f"dlpipe.pipelines.{name}").STAGE for name in STAGES}
+    """Every stage, in pipeline order: the ``STAGE`` of module ``dlpipe.pipelines.<name>`` for each name of the
+    config's ``StageName``."""
+    return {name: importlib.import_module(f"dlpipe.pipelines.{name}").STAGE for name in schema.STAGES}
 
 
 def stage(name: str) -> Stage:
