@@ -44,9 +44,11 @@ def test_spark_submit_with_the_packed_environment_runs_the_pipeline_on_a_standal
                    "--run-id", "cluster-1", *[arg for s in sets for arg in ("--set", s)]]
         env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PATH": f"{BIN}:{os.environ['PATH']}"}
         out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200, env=env)
-        # the MPI controller is for one machine: on a cluster it is refused before anything starts
-        mpi = [*command[:command.index("jobs/run.py")], "jobs/train.py", "--config", "conf/demo.yaml",
-               "--run-id", "cluster-mpi", *[arg for s in [*sets, "train.controller=mpi"] for arg in ("--set", s)]]
+        # the MPI controller is for one machine: on a cluster the driver refuses it before anything starts (so this
+        # application needs no packed environment on its executors)
+        mpi = [str(BIN / "spark-submit"), "--master", master, "--conf", f"spark.pyspark.driver.python={sys.executable}",
+               "jobs/train.py", "--config", "conf/demo.yaml", "--run-id", "cluster-mpi",
+               *[arg for s in [*sets, "train.controller=mpi"] for arg in ("--set", s)]]
         refused = subprocess.run(mpi, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     expected = (f"train.controller: mpi runs on one machine (a local[...] Spark master), not on {master}: "
@@ -64,6 +66,6 @@ def test_spark_submit_with_the_packed_environment_runs_the_pipeline_on_a_standal
     assert predictions.where(F.col("run_id") == "cluster-1").count() == ROWS
     assert predictions.where(F.col("score").isNull()).count() == 0
     # the executors ran on the workers with the archive's Python, not the driver's
-    apps = list((tmp_path / "cluster" / "work").glob("app-*/*"))
+    apps = list((tmp_path / "cluster" / "work").glob("app-*-0000/*"))  # the executors of the pipeline's application
     assert len(apps) >= 2, apps
     assert all((app / "environment" / "bin" / "python").exists() for app in apps), apps

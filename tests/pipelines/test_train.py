@@ -37,29 +37,36 @@ def training_ids(data_dir: Path) -> Counter:
     return ids
 
 
-def test_every_rank_sees_each_training_row_once_per_epoch(data_dir, tmp_path):
-    record = tmp_path / "record"
-    record.mkdir()
+@pytest.fixture(scope="module")
+def gloo_run(data_dir, tmp_path_factory):
+    """Run ``exactly-once``: 2 epochs with the default Gloo controller, every rank saving the row ids it trained on
+    per epoch; (the folder of those files, the run's output)."""
+    record = tmp_path_factory.mktemp("record")
     code = (
         "import sys; from dlpipe.pipelines.config import load_config; from dlpipe.pipelines.session import build_session; "
         "from dlpipe.pipelines import train; "
-        f"cfg = load_config('conf/demo.yaml', {settings(data_dir, 'train.epochs=3', 'train.early_stopping=null')[3::2]!r}); "
+        f"cfg = load_config('conf/demo.yaml', {settings(data_dir, 'train.epochs=2', 'train.early_stopping=null')[3::2]!r}); "
         f"train.run(build_session(cfg), cfg, run_id='exactly-once', record_dir={str(record)!r})"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    return record, out.stdout + out.stderr
+
+
+def test_every_rank_sees_each_training_row_once_per_epoch(data_dir, gloo_run):
+    record, log = gloo_run
     expected = training_ids(data_dir)
-    for epoch in range(3):
+    for epoch in range(2):
         seen = Counter()
         for rank in range(2):
             seen.update(np.load(record / f"epoch{epoch}-rank{rank}.npy").tolist())
         assert seen == expected, f"epoch {epoch}"
-    log = out.stdout + out.stderr  # Horovod forwards the ranks' output, prefixed [rank]<stdout>
-    assert log.count("train: epoch 3/3:") == 1 and "val_auc" in log
-    metadata = json.loads((latest(data_dir / "models" / "higgs_mlp") / "metadata.json").read_text())
-    assert metadata["run_id"] == "exactly-once" and metadata["epochs_done"] == 3
-    assert len(metadata["history"]["val_auc"]) == 3 and len(metadata["history"]["loss"]) == 3
-    folder = latest(data_dir / "models" / "higgs_mlp")
+    # Horovod forwards the ranks' output, prefixed [rank]<stdout>
+    assert log.count("train: epoch 2/2:") == 1 and "val_auc" in log
+    metadata = json.loads((_model_of(data_dir, "exactly-once") / "metadata.json").read_text())
+    assert metadata["epochs_done"] == 2
+    assert len(metadata["history"]["val_auc"]) == 2 and len(metadata["history"]["loss"]) == 2
+    folder = _model_of(data_dir, "exactly-once")
     assert (folder / "training_curves.png").stat().st_size > 10_000 and (folder / "model.keras").is_file()
 
 
@@ -171,26 +178,26 @@ def test_the_autoencoder_trains_end_to_end_and_scores_anomalies(data_dir):
     assert model.predict(shifted, batch_size=4096, verbose=0)[:, 0].mean() > score.mean()
 
 
-def _history(data_dir: Path, run_id: str) -> dict:
+def _model_of(data_dir: Path, run_id: str) -> Path:
     for path in (data_dir / "models" / "higgs_mlp").glob("v*/metadata.json"):
-        metadata = json.loads(path.read_text())
-        if metadata["run_id"] == run_id:
-            return metadata["history"]
+        if json.loads(path.read_text())["run_id"] == run_id:
+            return path.parent
     raise AssertionError(f"no model of run {run_id}")
 
 
-def test_the_mpi_controller_trains_the_same_model_as_gloo(data_dir):
+def _history(data_dir: Path, run_id: str) -> dict:
+    return json.loads((_model_of(data_dir, run_id) / "metadata.json").read_text())["history"]
+
+
+def test_the_mpi_controller_trains_the_same_model_as_gloo(data_dir, gloo_run):
     """train.controller: mpi (Open MPI's mpirun through Spark's tasks) averages the same gradients as Gloo: with
-    the same seed, the two runs' per-epoch metrics agree."""
-    histories = {}
-    for controller in ("gloo", "mpi"):
-        out = dlpipe("train", *settings(data_dir, "train.epochs=2", "train.early_stopping=null",
-                                        f"train.controller={controller}"), "--run-id", f"controller-{controller}")
-        ok(out)
-        assert "on 2 Horovod workers" in out.stdout
-        histories[controller] = _history(data_dir, f"controller-{controller}")
+    the same seed and settings as the Gloo run, the two runs' per-epoch metrics agree."""
+    out = ok(dlpipe("train", *settings(data_dir, "train.epochs=2", "train.early_stopping=null",
+                                       "train.controller=mpi"), "--run-id", "controller-mpi"))
+    assert "on 2 Horovod workers" in out.stdout
+    mpi, gloo = _history(data_dir, "controller-mpi"), _history(data_dir, "exactly-once")
     for metric in ("loss", "val_loss", "val_auc"):
-        assert np.allclose(histories["mpi"][metric], histories["gloo"][metric], rtol=1e-5), metric
+        assert np.allclose(mpi[metric], gloo[metric], rtol=1e-5), metric
 
 
 def test_the_mpi_environment_finds_the_venvs_open_mpi_and_keeps_what_the_user_set():
