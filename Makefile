@@ -68,7 +68,8 @@ demo: install
 test: install $(DIST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# While changing code: the tests that start no Horovod launch, no dlpipe subprocess pipeline and no cluster.
+# While changing code: the tests not marked slow (no Horovod launch, dlpipe subprocess pipeline, cluster, or long
+# in-process scenario).
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 

@@ -2,9 +2,13 @@
 under its namespace. Both run in this test process, on the test session's metastore and warehouse."""
 import json
 
+import pytest
+
 from dlpipe.pipelines import run, sql
 from dlpipe.pipelines.config import load_config
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow  # two pipelines of three stages in all
 
 
 def test_two_namespaces_share_the_metastore_but_not_their_tables(spark, test_config):

@@ -8,12 +8,14 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dlpipe.pipelines.infer import write_run
 
 DAY = dt.date(2026, 11, 3)
+pytestmark = pytest.mark.slow  # one writer waits 8 s for the other to commit
 
 
 def rows(spark, run_id: str, n: int, slow_seconds: float = 0.0, once: Path | None = None):
