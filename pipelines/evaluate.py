@@ -168,6 +168,12 @@ def predictions_run(ctx: StageContext) -> str | None:
     return ctx.handoff.get("predictions_run") or (None if ctx.alone else ctx.run_id)
 
 
+def planned_run(ctx: StageContext) -> str | None:
+    """The run the plan resolved (alone and not given one: the latest, looked up once), else ``predictions_run``."""
+    planned = ctx.plan.document.get("predictions", {}).get("run_id") if ctx.plan else None
+    return planned or predictions_run(ctx)
+
+
 def plan(spark: SparkSession, cfg: Config, ctx: StageContext) -> StagePlan:
     predictions = cfg.qualified(cfg.infer.output_table)
     scored = predictions_run(ctx) or scored_run(spark, cfg, None)  # alone and not given one: the latest
@@ -192,7 +198,7 @@ STAGE = Stage(
     name="evaluate",
     help="join a run's predictions to the labels and write AUC, accuracy and log loss to the metrics table",
     plan=plan,
-    run=lambda spark, cfg, ctx: run(spark, cfg, run_id=predictions_run(ctx)),
+    run=lambda spark, cfg, ctx: run(spark, cfg, run_id=planned_run(ctx)),
     outputs=outputs,
     key_metrics=("auc",),
     run_id_names="predictions_run",

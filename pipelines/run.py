@@ -151,6 +151,7 @@ def _run_stage(spark: SparkSession, cfg: Config, name: str, base: StageRecord, h
     definition = stage(name)
     ctx = StageContext(base.run_id, base.run_date, dict(handoff), fresh=force)
     plan = definition.plan(spark, cfg, ctx)
+    ctx = dataclasses.replace(ctx, plan=plan)
     entry = dataclasses.replace(base, stage=name, started_at=now(), stage_key=plan.key, inputs=plan.inputs)
     earlier, changed = (None, None) if force else reusable(spark, cfg, history, name, plan.key)
     if earlier is not None:
@@ -207,6 +208,7 @@ def run_stage(spark: SparkSession, cfg: Config, name: str, run_id: str, run_date
         plan = definition.plan(spark, cfg, ctx)
     except (PipelineError, FeatureError):  # the stage itself says what is wrong, in its own words
         plan = StagePlan(name, [], {"unplanned": True})
+    ctx = dataclasses.replace(ctx, plan=plan)
     entry = StageRecord(run_id=run_id, stage=name, attempt=uuid.uuid4().hex[:12], status="running",
                         run_date=ctx.run_date, started_at=now(), stage_key=plan.key, config_hash=digest(document),
                         inputs=plan.inputs, git_commit=git_commit(), config=json.dumps(document))

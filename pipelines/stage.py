@@ -52,13 +52,15 @@ class StagePlan:
 class StageContext:
     """Where a stage runs: its run, and what earlier stages of that run handed on (``handoff``, e.g. the model
     version train wrote). ``alone``: the stage runs as its own command (``dlpipe evaluate``), not in ``dlpipe run``.
-    ``fresh``: ``--force``, nothing of an earlier attempt is reused."""
+    ``fresh``: ``--force``, nothing of an earlier attempt is reused. ``plan``: the stage's plan, once the runner
+    made it (what the plan resolved, the stage need not resolve again)."""
 
     run_id: str
     run_date: dt.date
     handoff: dict[str, str] = field(default_factory=dict)
     alone: bool = False
     fresh: bool = False
+    plan: StagePlan | None = None
 
 
 @dataclass(frozen=True)
