@@ -81,7 +81,8 @@ def handoff_only(features, model):
     from dlpipe.pipelines.infer import scorer_input
 
     keep = model.fitted.schema.passthrough
-    return scorer_input(features, model.fitted.schema).mapInArrow(_passthrough(keep), features.select(*keep).schema)
+    return scorer_input(features, model.fitted.schema, keep).mapInArrow(_passthrough(keep),
+                                                                         features.select(*keep).schema)
 
 
 def measure(rows: int) -> dict:
@@ -104,7 +105,7 @@ def measure(rows: int) -> dict:
             timings = {"score": [], "handoff": []}
             with spark_settings(spark, infer.scoring_batches(cfg.infer.batch_size)):
                 for _ in range(REPEATS):
-                    for job, scored in (("score", infer.score_features(features, model)),
+                    for job, scored in (("score", infer.score_features(features, model, model.fitted.schema.passthrough)),
                                         ("handoff", handoff_only(features, model))):
                         started = time.perf_counter()
                         scored.write.format("noop").mode("overwrite").save()

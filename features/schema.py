@@ -84,11 +84,14 @@ class FeatureSchema:
         types[self.label] = _SPARK_TYPES[self.label_dtype]
         return types
 
-    def check(self, df: DataFrame, where: str) -> None:
-        """Fail with the differing columns named if ``df`` does not carry this contract's columns and types."""
+    def check(self, df: DataFrame, where: str, label: bool = True) -> None:
+        """Fail with the differing columns named if ``df`` does not carry this contract's columns and types (the
+        label's too, unless ``label`` is false: rows to score need not have one)."""
         actual = {f.name: f.dataType for f in df.schema.fields}
         problems = []
         for name, expected in self.spark_types().items():
+            if name == self.label and not label:
+                continue
             if name not in actual:
                 problems.append(f"{name} is missing")
             elif actual[name] != expected:

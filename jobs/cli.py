@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "sql":
             sub.add_argument("query", help='the SQL statement, e.g. "SELECT count(*) FROM predictions"')
             sub.add_argument("--max-rows", type=int, default=50, help="print at most this many rows (default 50)")
+            sub.add_argument("--output", default=None, metavar="FILE",
+                             help="save every row to FILE (.csv with a header, or .parquet) instead of printing")
         if name == "serve-sql":
             sub.add_argument("--port", type=int, default=None, help="TCP port (default: sql_server.port, 10000)")
         if name == "run":
@@ -121,7 +123,7 @@ def _command(spark, cfg, args: argparse.Namespace, run_id: str | None) -> None:
     elif command == "tune":
         tune.run(spark, cfg, run_id=args.run_id)
     elif command == "sql":
-        sql.run(spark, cfg, args.query, max_rows=args.max_rows)
+        sql.run(spark, cfg, args.query, max_rows=args.max_rows, output=args.output)
     elif command == "serve-sql":
         serve_sql.run(spark, cfg)
     elif command == "runs":

@@ -30,6 +30,7 @@ class ReadSettings:
     batch_size: int
     seed: int
     weight_column: str | None = None
+    class_weights: tuple[float, float] | None = None  # (label 0, label 1): multiply each row's weight
     record_column: str | None = None  # tests: save the values of this column each rank yields, per epoch
     record_dir: str | None = None
 
@@ -132,6 +133,9 @@ def training_arrays(schema: FeatureSchema, settings: ReadSettings, columns: dict
     arrays[LABEL] = columns[schema.label].astype(np.float32)
     arrays[WEIGHT] = (columns[settings.weight_column].astype(np.float32) if settings.weight_column
                       else np.ones(rows, np.float32))
+    if settings.class_weights is not None:
+        negative, positive = settings.class_weights
+        arrays[WEIGHT] = arrays[WEIGHT] * np.where(arrays[LABEL] > 0.5, positive, negative).astype(np.float32)
     if settings.record_column:
         arrays[RECORD] = columns[settings.record_column]
     return arrays

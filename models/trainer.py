@@ -58,6 +58,7 @@ class TrainSettings:
     loss: str = "bce"
     warmup_epochs: int = 1
     weight_column: str | None = None
+    class_weights: tuple[float, float] | None = None  # training batches only: validation keeps the data's balance
     early_stopping: dict | None = None  # {"monitor", "mode", "patience", "min_delta"}
     initial_epoch: int = 0
     history: dict = field(default_factory=dict)  # of the epochs finished before a resume
@@ -74,6 +75,7 @@ class TrainSettings:
     def read_settings(self, record: bool = False, validation: bool = False) -> ReadSettings:
         batch = max(self.batch_size, VALIDATION_BATCH) if validation else self.batch_size
         return ReadSettings(self.schema, batch, self.seed, self.weight_column,
+                            None if validation else self.class_weights,
                             self.record_column if record else None, self.record_dir if record else None)
 
 

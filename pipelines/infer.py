@@ -36,6 +36,9 @@ from dlpipe.pipelines.store import artifact_digest, load_artifact, load_model_me
 from dlpipe.pipelines.tables import last_commit, read_source, table_version
 from dlpipe.spark_settings import spark_settings
 
+# The columns infer writes after the carried ones (key, label, infer.keep): no kept column may take these names.
+PREDICTION_COLUMNS = (SCORE, "predicted_label", "model_name", "model_version", "feature_version", "input_version",
+                      "run_id", "scored_at", "run_date")
 WRITE_ATTEMPTS = 3  # a commit that lost a race with a concurrent run into the same partition is retried
 # Delta's commit conflicts (another writer committed what this commit read, so writing again on the new version
 # may succeed). Importing delta.exceptions.captured makes PySpark raise them as these types; without that import
@@ -144,24 +147,41 @@ def dense_vector(schema: FeatureSchema) -> Column:
     return parts[0] if len(parts) == 1 else F.concat(*parts)
 
 
-def score_features(features: DataFrame, model: ScoringModel) -> DataFrame:
-    """The passthrough columns of featurized rows and the model's float32 ``score``. The rows go to the Python
+def score_features(features: DataFrame, model: ScoringModel, carried: tuple[str, ...]) -> DataFrame:
+    """The ``carried`` columns of featurized rows and the model's float32 ``score``. The rows go to the Python
     workers as Arrow batches (``mapInArrow``, ``infer.batch_size`` rows each: see ``scoring_batches``) with the
     dense features packed in one list column, which the workers read as one flat buffer (``models.scoring``). With
     Spark's byte limit per batch checked after every row, one list column of 38 floats went over in 1.25 s per
     million rows here and 38 float columns in 1.84 s; without that check (``scoring_batches``) both take 0.9-1.0 s."""
     schema = model.fitted.schema
-    keep = schema.passthrough
-    return scorer_input(features, schema).mapInArrow(
-        make_batch_scorer(str(model.path), schema, keep),
-        T.StructType([*(features.schema[c] for c in keep), T.StructField(SCORE, T.FloatType(), False)]),
+    return scorer_input(features, schema, carried).mapInArrow(
+        make_batch_scorer(str(model.path), schema, carried),
+        T.StructType([*(features.schema[c] for c in carried), T.StructField(SCORE, T.FloatType(), False)]),
     )
 
 
-def scorer_input(features: DataFrame, schema: FeatureSchema) -> DataFrame:
-    """The columns the scorer reads, in its layout: the passthrough, the dense features in one list, the indices."""
+def scorer_input(features: DataFrame, schema: FeatureSchema, carried: tuple[str, ...]) -> DataFrame:
+    """The columns the scorer reads, in its layout: the carried ones, the dense features in one list, the
+    indices."""
     packed = [dense_vector(schema).alias(DENSE_INPUT)] if schema.dense else []
-    return features.select(*schema.passthrough, *packed, *(c.name for c in schema.index))
+    return features.select(*carried, *packed, *(c.name for c in schema.index))
+
+
+def kept_column(column: str) -> str:
+    """The name an ``infer.keep`` column travels under through featurizing and scoring, where the features may
+    have its own name (a categorical feature's encoding does)."""
+    return f"__keep__{column}"
+
+
+def check_keep(keep: tuple[str, ...], raw: DataFrame, source: str) -> None:
+    """Fail before scoring if an ``infer.keep`` column is not in the input or takes a predictions column's name."""
+    for column in keep:
+        if column in PREDICTION_COLUMNS:
+            raise PipelineError(f"infer.keep names {column!r}, a column infer writes itself: remove it from "
+                                "infer.keep, or rename it in the input")
+        if column not in raw.columns:
+            raise PipelineError(f"infer.keep names column {column!r}, which {source} does not have (its columns: "
+                                f"{', '.join(raw.columns)}): remove it from infer.keep")
 
 
 def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: dt.date | None = None) -> InferResult:
@@ -183,11 +203,19 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
         print(f"infer: {source} has no rows: nothing scored, {table} left as it is (infer.on_empty: skip)")
         return InferResult(table, None, run_id, run_date, 0, time.time() - started)
     reject_missing(raw, model.fitted, source)
+    # The label is written beside the score when the input has it (evaluate reads it from the input); scoring
+    # never needs it. The kept columns come after it, each once.
+    labelled = schema.label in raw.columns
+    carried = tuple(dict.fromkeys([*schema.passthrough, *([schema.label] if labelled else [])]))
+    keep = tuple(c for c in dict.fromkeys(ic.keep) if c not in (*schema.passthrough, schema.label))
+    check_keep(keep, raw, source)
+    raw = raw.select("*", *(F.col(c).alias(kept_column(c)) for c in keep))
 
     try:
-        features = apply_features(spread(raw, spark.sparkContext.defaultParallelism), model.fitted, source=source,
+        features = apply_features(spread(raw, spark.sparkContext.defaultParallelism), model.fitted,
+                                  keep=tuple(kept_column(c) for c in keep), source=source,
                                   artifact=f"feature artifact {model.feature_table}/{model.feature_version}", flags=True)
-        schema.check(features, f"the featurized {source}")
+        schema.check(features, f"the featurized {source}", label=labelled)
     except FeatureError as err:
         raise PipelineError(f"{err}; nothing was scored") from None
     quality = Observation("infer_input")
@@ -198,9 +226,9 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
         *[F.count(F.when(F.col(out_of_vocabulary_flag_column(f.column)), 1)).alias(f"oov:{f.column}")
           for f in model.fitted.spec.categorical],
     )
-    keep = schema.passthrough
-    predictions = score_features(features, model).select(
-        *keep,
+    predictions = score_features(features, model, (*carried, *(kept_column(c) for c in keep))).select(
+        *carried,
+        *(F.col(kept_column(c)).alias(c) for c in keep),
         F.col(SCORE),
         (F.col(SCORE) >= F.lit(ic.threshold)).cast("int").alias("predicted_label"),
         F.lit(model.name).alias("model_name"),
@@ -273,12 +301,15 @@ def scoring_batches(rows: int) -> dict[str, str]:
 def write_run(spark: SparkSession, predictions: DataFrame, table: str, run_id: str,
               partition: dict[str, object]) -> tuple[int, int]:
     """Replace the rows of ``run_id`` in ``table`` with ``predictions``, whose rows all have the ``partition``
-    values (column -> value, in partitioning order), in one Delta commit; returns (version, rows)."""
+    values (column -> value, in partitioning order), in one Delta commit; returns (version, rows). Columns new to
+    the table (a kept column, the label of a first labelled input) are added to it; a column the rows lack (the
+    label of an input without one) is null in them."""
     create_table(spark, table, predictions.schema, tuple(partition))
     predicate = replace_predicate(spark, table, run_id, partition)
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
-            predictions.write.format("delta").mode("overwrite").option("replaceWhere", predicate).saveAsTable(table)
+            (predictions.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+             .option("mergeSchema", "true").saveAsTable(table))
             break
         except CONFLICTS as err:
             conflict = type(err).__name__
@@ -289,8 +320,8 @@ def write_run(spark: SparkSession, predictions: DataFrame, table: str, run_id: s
         except Exception as err:  # noqa: BLE001 - Delta raises a schema mismatch under more than one type
             if "schema mismatch" in str(err).lower() or "DELTA_FAILED_TO_MERGE_FIELDS" in str(err):
                 raise PipelineError(
-                    f"predictions table {table} has another schema than this run's rows (other passthrough "
-                    "columns?): set infer.output_table to a new table, or drop the old one") from None
+                    f"predictions table {table} has a column of another type than this run's rows (a key or kept "
+                    "column whose type changed?): set infer.output_table to a new table, or drop the old one") from None
             raise
     version, metrics = last_commit(spark, table)
     return version, int(metrics.get("numOutputRows", 0))

@@ -134,6 +134,21 @@ def write_spark_defaults(cfg: Config, settings: dict[str, str]) -> Path:
     return path
 
 
+def is_local(cfg: Config) -> bool:
+    """True when this process starts a ``local[...]`` Spark of its own (not spark-submit's, not a cluster's)."""
+    master = cfg.spark.master
+    return master is not None and master.startswith("local") and not launched_by_spark_submit()
+
+
+def quiet_query_errors() -> None:
+    """PySpark logs every failed query it converts to a Python exception as a JSON record with the whole JVM stack
+    trace (about 100 lines) before the exception reaches dlpipe, which reports it in one line."""
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).disabled = True
+
+
 def launched_by_spark_submit() -> bool:
     """True when spark-submit started this Python driver (it passes its Py4J gateway in the environment)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -155,6 +170,13 @@ def build_session(cfg: Config, archive_at_exit: Path | None = None) -> SparkSess
     builder = SparkSession.builder.appName(cfg.spark.app_name)
     if cfg.spark.master is not None and not launched_by_spark_submit():
         builder = builder.master(cfg.spark.master)
+    if is_local(cfg):
+        # One machine: bind to the loopback address (no warning that the host name resolves to it), and the
+        # scratch folder through the environment, which Spark reads first and without its warning that a cluster
+        # manager may override spark.local.dir.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        os.environ.setdefault("SPARK_LOCAL_DIRS", settings.pop("spark.local.dir"))
+    quiet_query_errors()
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.enableHiveSupport().getOrCreate()
@@ -171,6 +193,13 @@ appender.console.name = console
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex
+# Start-up notes that need no action: another Spark application on this machine holds the UI port (the next free
+# one is taken), and which network address Spark binds to.
+logger.sparkutils.name = org.apache.spark.util.Utils
+logger.sparkutils.level = error
+# Hadoop's native library is optional: Spark reads and writes with the built-in Java classes without it.
+logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
+logger.nativecode.level = error
 logger.hive.name = org.apache.hadoop.hive
 logger.hive.level = error
 logger.datanucleus.name = DataNucleus

@@ -219,6 +219,25 @@ def training_inputs(spark: SparkSession, cfg: Config) -> TrainingInputs:
     return inputs
 
 
+def class_weights(spark: SparkSession, cfg: Config, inputs: TrainingInputs) -> tuple[float, float] | None:
+    """``train.class_weight: balanced``: the (label 0, label 1) weights under which both classes of the training
+    split weigh the same in the loss, ``total / (2 * class total)`` as scikit-learn's ``balanced``, the totals
+    summing ``train.sample_weight`` when set (the weights multiply it). Computed in Spark; None without it."""
+    tc = cfg.train
+    if tc.class_weight is None:
+        return None
+    weight = F.col(tc.sample_weight).cast("double") if tc.sample_weight else F.lit(1.0)
+    label = inputs.schema.label
+    rows = (spark.table(inputs.table).where(F.col(SPLIT_COLUMN) == "train").groupBy(F.col(label).cast("int"))
+            .agg(F.sum(weight)).collect())
+    totals = {row[0]: float(row[1] or 0.0) for row in rows if row[0] is not None}
+    if sorted(totals) != [0, 1] or min(totals.values()) <= 0:
+        raise PipelineError(f"train.class_weight: balanced needs rows of label 0 and label 1 in the training split "
+                            f"of {inputs.table}; it has {', '.join(f'label {k}' for k in sorted(totals)) or 'none'}")
+    total = sum(totals.values())
+    return total / (2 * totals[0]), total / (2 * totals[1])
+
+
 def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir: str | None = None,
         fresh: bool = False) -> TrainResult:
     """Train ``cfg.train`` on the feature table; ``run_id`` names the run, and a run id with a checkpoint resumes
@@ -250,6 +269,9 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     initial_epoch, history = _resume_point(cfg, run_id, run_dir, state, fingerprint, document, attempt)
 
     threads = max(1, spark.sparkContext.defaultParallelism // workers)
+    weights = class_weights(spark, cfg, inputs)
+    if weights is not None:
+        print(f"train: class weights (balanced): label 0 x{weights[0]:.3f}, label 1 x{weights[1]:.3f}")
     settings = TrainSettings(
         train_files=train_files,
         validation_files=validation_files,
@@ -267,6 +289,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         loss=tc.loss,
         warmup_epochs=tc.warmup_epochs,
         weight_column=tc.sample_weight,
+        class_weights=weights,
         early_stopping=early_stopping_settings(cfg),
         initial_epoch=initial_epoch,
         history=history,
@@ -309,6 +332,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         "feature_table": {"name": table, "delta_version": artifact["feature_table"]["delta_version"]},
         "feature_schema": schema.to_json(),
         "train_rows": train_rows,
+        "class_weights": None if weights is None else {"0": weights[0], "1": weights[1]},
         "epochs_done": epochs_done,
         "stopped_early": epochs_done < tc.epochs,
         "best_epoch": outcome.get("best_epoch"),  # whose weights the model has (early stopping); null: the last

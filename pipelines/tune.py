@@ -30,7 +30,7 @@ from dlpipe.pipelines.config import Config, TuneConfig
 from dlpipe.pipelines.errors import PipelineError
 from dlpipe.pipelines.run_id import check_run_id, new_run_id
 from dlpipe.pipelines.store import model_folder
-from dlpipe.pipelines.train import early_stopping_settings, network_settings, training_inputs
+from dlpipe.pipelines.train import class_weights, early_stopping_settings, network_settings, training_inputs
 
 RESULT_SCHEMA = (
     "tune_id string, trial int, rank int, status string, params string, metric string, value double, "
@@ -143,6 +143,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> TuneResu
     folder = model_folder(cfg, tc.model_name) / "tune" / tune_id
     shutil.rmtree(folder, ignore_errors=True)
 
+    weights = class_weights(spark, cfg, inputs)
     settings = []
     for number, trial in enumerate(params, start=1):
         trial_cfg = dataclasses.replace(cfg, train=dataclasses.replace(tc, **trial))
@@ -160,7 +161,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> TuneResu
             network=network_settings(trial_cfg), epochs=epochs, batch_size=t.batch_size, steps_per_epoch=steps,
             learning_rate=t.learning_rate, run_dir=str(run_dir), config_hash=tune_id, attempt=tune_id,
             optimizer=t.optimizer, momentum=t.momentum, loss=t.loss, warmup_epochs=0,
-            weight_column=t.sample_weight,
+            weight_column=t.sample_weight, class_weights=weights,
             early_stopping=early_stopping_settings(trial_cfg),
             threads_per_rank=max(1, slots // parallel), use_gpu=t.use_gpu, seed=t.seed, distributed=False,
             log_prefix=f"tune: trial {number}",

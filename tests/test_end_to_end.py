@@ -29,7 +29,7 @@ def test_predictions_table(spark, pipeline_run):
     predictions = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "predictions"))
     predictions = predictions.where(F.col("run_id") == "e2e-1")  # later tests here add runs
     assert predictions.dtypes == [
-        ("row_id", "bigint"), ("score", "float"), ("predicted_label", "int"), ("model_name", "string"),
+        ("row_id", "bigint"), ("label", "int"), ("score", "float"), ("predicted_label", "int"), ("model_name", "string"),
         ("model_version", "string"), ("feature_version", "string"), ("input_version", "bigint"),
         ("run_id", "string"), ("scored_at", "timestamp"), ("run_date", "date"),
     ]
@@ -60,11 +60,20 @@ def test_model_and_artifact_written(pipeline_run):
     assert (data_dir / "artifacts" / "features" / "v1.json").is_file()
 
 
-def test_dlpipe_sql_sees_table_by_name(pipeline_run):
+def test_dlpipe_sql_sees_table_by_name_and_fails_in_one_line(pipeline_run, tmp_path):
+    """A query's result saved as CSV, and a failed query: no Spark start-up warnings, no stack trace, one line."""
     data_dir, _ = pipeline_run
+    saved = tmp_path / "counts.csv"
     out = run([str(BIN / "dlpipe"), "sql", "SELECT count(*) AS n FROM predictions WHERE run_id = 'e2e-1'",
-               "--set", f"data_dir={data_dir}"])
-    assert f"| {ROWS}" in out.stdout
+               "--set", f"data_dir={data_dir}", "--output", str(saved)])
+    assert saved.read_text() == f'"n"\n{ROWS}\n'
+    for noise in ("loopback address", "NativeCodeLoader", "spark.local.dir"):
+        assert noise not in out.stderr, out.stderr
+    failed = subprocess.run([str(BIN / "dlpipe"), "sql", "SELECT nope FROM predictions", "--set", f"data_dir={data_dir}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1
+    lines = [line for line in failed.stderr.splitlines() if not line.startswith("WARNING: Using incubator modules")]
+    assert len(lines) == 1 and lines[0].startswith("dlpipe sql: error: SQL failed: [UNRESOLVED_COLUMN"), failed.stderr
 
 
 def test_spark_sql_from_another_process(pipeline_run):

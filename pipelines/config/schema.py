@@ -287,6 +287,7 @@ class TrainConfig:
     batch_norm: bool = False
     embedding_dim: int | Literal["auto"] = 8  # auto: min(50, round(1.6 * cardinality ** 0.56)) per column
     sample_weight: str | None = None  # a passthrough column of the feature table weighting the loss and metrics
+    class_weight: Literal["balanced"] | None = None  # balanced: each class weighs as much in the training loss
     early_stopping: EarlyStoppingConfig | None = field(default_factory=EarlyStoppingConfig)
     use_gpu: bool = False  # one GPU per rank (hvd.local_rank()); needs the GPU install (docs/gpu.md)
     pin_cpus: bool = True  # workers on one node each pinned to their own share of its CPUs
@@ -395,6 +396,7 @@ class InferConfig:
     batch_size: int = 10000             # rows per Arrow batch, scored in one model call
     partition_by: tuple[Literal["run_date", "model_name", "model_version"], ...] = ("run_date",)
     on_empty: Literal["skip", "fail"] = "skip"  # an empty input: write nothing and say so, or fail
+    keep: tuple[str, ...] = ()          # input columns written beside the key, label and score (e.g. [carrier])
 
     def __post_init__(self) -> None:
         _identifier(self, "output_table")

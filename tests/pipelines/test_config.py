@@ -45,8 +45,8 @@ def test_layers_override_in_order(conf_dir):
     "text, message",
     [
         ("train:\n  bach_size: 3\n",
-         "{p}: unknown key train.bach_size (valid keys here: activation, batch_norm, batch_size, controller, dropout, "
-         "early_stopping, embedding_dim, epochs, hidden_units, l1, l2, learning_rate, loss, model, model_name, "
+         "{p}: unknown key train.bach_size (valid keys here: activation, batch_norm, batch_size, class_weight, "
+         "controller, dropout, early_stopping, embedding_dim, epochs, hidden_units, l1, l2, learning_rate, loss, model, model_name, "
          "momentum, num_proc, optimizer, pin_cpus, sample_weight, seed, start_timeout_s, use_gpu, warmup_epochs)"),
         ("trian:\n  epochs: 3\n",
          "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, namespace, "

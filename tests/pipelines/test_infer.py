@@ -200,6 +200,43 @@ def test_unseen_categories_and_missing_values_are_scored_and_counted(spark, data
     assert scores.where(F.isnan("score") | F.col("score").isNull()).count() == 0
 
 
+def test_an_input_without_labels_is_scored_and_kept_columns_are_queried_with_sql(spark, data_dir, tmp_path):
+    """New data has no label: it scores as the labelled rows do. ``infer.keep`` columns go beside the score, so a
+    query groups by them; the labelled run in the same table keeps its label, the unlabelled one has it null."""
+    from dlpipe.pipelines import infer
+
+    table, keep = "dlpipe_test.kept_predictions", "infer.keep=[detector_region, run_period, label]"
+    labelled = write_input(spark, data_dir, tmp_path / "labelled")
+    infer.run(spark, config(data_dir, labelled, "infer.output_table=kept_predictions", keep), run_id="labelled")
+    unlabelled = write_input(spark, data_dir, tmp_path / "unlabelled", lambda df: df.drop("label"))
+    result = infer.run(spark, config(data_dir, unlabelled, "infer.output_table=kept_predictions", keep),
+                       run_id="unlabelled")
+    assert result.rows == ROWS
+
+    scored = spark.table(table)
+    assert scored.columns[:4] == ["row_id", "label", "detector_region", "run_period"]
+    pairs = (scored.where("run_id = 'labelled'").alias("a")
+             .join(scored.where("run_id = 'unlabelled'").alias("b"), "row_id")
+             .select("a.score", "b.score", "a.label", "b.label", "a.run_period", "b.run_period").collect())
+    assert len(pairs) == ROWS and all(r[0] == r[1] and r[4] == r[5] for r in pairs)  # the same scores, bit for bit
+    assert {r[3] for r in pairs} == {None} and {r[2] for r in pairs} == {0, 1}
+
+    raw = spark.read.format("delta").load(table_path(data_dir, "raw_events"))
+    expected = {r["detector_region"]: r["count"] for r in raw.groupBy("detector_region").count().collect()}
+    rows = spark.sql(f"SELECT detector_region, count(*) AS n, avg(score) AS mean FROM {table} "
+                     "WHERE run_id = 'unlabelled' GROUP BY detector_region").collect()
+    assert {r["detector_region"]: r["n"] for r in rows} == expected  # as in the input, nulls and all
+    assert all(0.0 < r["mean"] < 1.0 for r in rows)
+
+    for bad, message in [
+        ("infer.keep=[no_such_column]", "infer.keep names column 'no_such_column', which parquet path"),
+        ("infer.keep=[score]", "infer.keep names 'score', a column infer writes itself"),
+    ]:
+        assert failure(lambda: infer.run(spark, config(data_dir, unlabelled, "infer.output_table=kept_bad", bad))
+                       ).startswith(message)
+    assert not spark.catalog.tableExists("dlpipe_test.kept_bad")
+
+
 def test_empty_input_writes_nothing_or_fails_by_config(spark, data_dir, tmp_path, capsys):
     from dlpipe.pipelines import infer
 

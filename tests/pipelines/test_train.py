@@ -122,7 +122,8 @@ def _validation_rows(data_dir: Path, table: str, columns: list[str]) -> dict:
 
 def test_sample_weights_weight_the_loss_and_the_validation_metrics(data_dir):
     """Event weights from a passthrough column: the validation loss training reports is the weighted mean of the
-    saved model's losses on the validation rows, which differs from the unweighted one."""
+    saved model's losses on the validation rows, which differs from the unweighted one. Balanced class weights
+    multiply the training rows' weights and leave validation alone."""
     import tensorflow as tf
 
     from dlpipe.features.schema import FeatureSchema
@@ -130,10 +131,12 @@ def test_sample_weights_weight_the_loss_and_the_validation_metrics(data_dir):
 
     ok(dlpipe("run", *settings(data_dir, "stages=[featurize, train]", "featurize.output_table=weighted_features",
                                "featurize.passthrough=[true_prob]", "train.sample_weight=true_prob",
-                               "train.model_name=weighted_mlp", "train.epochs=2", "train.early_stopping=null")))
+                               "train.model_name=weighted_mlp", "train.epochs=2", "train.early_stopping=null",
+                               "train.class_weight=balanced")))
     folder = latest(data_dir / "models" / "weighted_mlp")
     metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["train_config"]["sample_weight"] == "true_prob"
+    assert metadata["class_weights"]["0"] > 0 and metadata["class_weights"]["1"] > 0
     schema = FeatureSchema.from_json(metadata["feature_schema"])
     rows = _validation_rows(data_dir, "weighted_features", [*schema.feature_columns, schema.label, "true_prob"])
     rows = {k: np.stack(v) if v.dtype == object else v for k, v in rows.items()}

@@ -45,3 +45,37 @@ def test_a_feature_table_that_does_not_match_its_artifact_is_refused(spark, in_p
         fake.unlink()
     assert message == ("in_process.features does not match the feature schema: lepton_eta_v2 is missing; "
                        "re-run `dlpipe featurize` so table and artifact match")
+
+
+def test_balanced_class_weights_give_both_classes_the_same_training_weight(spark, in_process_run):
+    from pyspark.sql import functions as F
+
+    from dlpipe.pipelines.train import class_weights, training_inputs
+
+    cfg = in_process_run.cfg
+    balanced = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, class_weight="balanced"))
+    inputs = training_inputs(spark, balanced)
+    negative, positive = class_weights(spark, balanced, inputs)
+    counts = {r[0]: r[1] for r in spark.table(inputs.table).where(F.col("split") == "train")
+              .groupBy("label").count().collect()}
+    assert counts[0] != counts[1]  # the generator's labels are not balanced to begin with
+    assert negative * counts[0] == pytest.approx(positive * counts[1])
+    assert negative * counts[0] + positive * counts[1] == pytest.approx(counts[0] + counts[1])
+    assert class_weights(spark, cfg, inputs) is None  # not asked for
+
+
+def test_class_weights_multiply_the_sample_weights_of_training_batches_only():
+    import numpy as np
+
+    from dlpipe.features.schema import FeatureColumn, FeatureSchema
+    from dlpipe.models.reader import LABEL, WEIGHT, ReadSettings, training_arrays
+    from dlpipe.models.trainer import TrainSettings
+
+    schema = FeatureSchema("label", (FeatureColumn("x", "dense", "float32"),), passthrough=("w",))
+    columns = {"x": np.zeros(4, np.float32), "label": np.array([0, 1, 1, 0]), "w": np.array([1.0, 2.0, 3.0, 4.0])}
+    arrays = training_arrays(schema, ReadSettings(schema, 4, 1, "w", class_weights=(0.5, 2.0)), columns)
+    assert arrays[WEIGHT].tolist() == [0.5, 4.0, 6.0, 2.0] and arrays[LABEL].tolist() == [0, 1, 1, 0]
+    settings = TrainSettings((), (), schema, None, 1, 4, 1, 0.001, "", "", weight_column="w",
+                             class_weights=(0.5, 2.0))
+    assert settings.read_settings().class_weights == (0.5, 2.0)
+    assert settings.read_settings(validation=True).class_weights is None
