@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from dlpipe.features.schema import FeatureSchema
 from dlpipe.files import write_json_atomically
 from dlpipe.models.epochs import DataFile, plan_epoch
@@ -38,6 +40,7 @@ ATTEMPT_FILE = "attempt"  # the id of the launch that owns the run folder; older
 CHECKPOINTS = "checkpoints"
 KEEP_CHECKPOINTS = 2
 VALIDATION_BATCH = 8192  # rows per forward pass when scoring the validation split
+THRESHOLD_KEYS = ("threshold_f1", "threshold_rate")  # in the history (decision_thresholds), not in the epoch lines
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class TrainSettings:
     warmup_epochs: int = 1
     weight_column: str | None = None
     class_weights: tuple[float, float] | None = None  # training batches only: validation keeps the data's balance
+    positive_rate: float | None = None  # of the training split: the ``rate`` rule's target (decision_thresholds)
     early_stopping: dict | None = None  # {"monitor", "mode", "patience", "min_delta"}
     initial_epoch: int = 0
     history: dict = field(default_factory=dict)  # of the epochs finished before a resume
@@ -277,6 +281,11 @@ def _callbacks(settings: TrainSettings, model, world, learning_rate, outcome: di
                 for i, variable in enumerate(metric.variables):
                     variable.assign(world.allreduce_sum(variable.read_value(), f"{name}.{i}"))
                 logs[name] = float(metric.result())
+            counts = metrics["val_auc"]
+            logs.update(decision_thresholds(
+                counts.thresholds, *(v.numpy() for v in (counts.true_positives, counts.false_positives,
+                                                         counts.true_negatives, counts.false_negatives)),
+                settings.positive_rate))
 
     class EpochCheckpoint(tf.keras.callbacks.Callback):
         """Rank 0: model and optimizer state after each finished epoch, then state.json pointing at it."""
@@ -312,7 +321,7 @@ def _callbacks(settings: TrainSettings, model, world, learning_rate, outcome: di
                     part.unlink()
             done = epoch + 1 - settings.initial_epoch
             left = (time.time() - self.started) / done * (settings.epochs - epoch - 1)
-            summary = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+            summary = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k not in THRESHOLD_KEYS)
             print(f"{settings.log_prefix}: epoch {epoch + 1}/{settings.epochs}: {summary}; about {left:.0f}s left",
                   flush=True)
 
@@ -322,6 +331,24 @@ def _callbacks(settings: TrainSettings, model, world, learning_rate, outcome: di
         callbacks.append(tf.keras.callbacks.EarlyStopping(
             monitor=es["monitor"], mode=es["mode"], patience=es["patience"], min_delta=es["min_delta"]))
     return callbacks
+
+
+def decision_thresholds(thresholds, tp, fp, tn, fn, positive_rate: float | None = None) -> dict[str, float]:
+    """The score thresholds two rules pick from the validation split's (weighted) confusion counts at each candidate
+    threshold (a row counts as positive above it): ``threshold_f1``, the one with the highest F1, and
+    ``threshold_rate``, the one whose share of rows predicted positive is closest to ``positive_rate`` (when
+    given). The candidates exclude the two that sit just outside [0, 1]."""
+    tp, fp, tn, fn = (np.asarray(a, np.float64)[1:-1] for a in (tp, fp, tn, fn))
+    candidates = np.asarray(thresholds, np.float64)[1:-1]
+    out = {}
+    if (tp + fn).sum() > 0:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f1 = np.nan_to_num(2 * tp / (2 * tp + fp + fn))
+        out["threshold_f1"] = float(candidates[int(np.argmax(f1))])
+    total = tp + fp + tn + fn
+    if positive_rate is not None and total[0] > 0:
+        out["threshold_rate"] = float(candidates[int(np.argmin(np.abs((tp + fp) / total - positive_rate)))])
+    return out
 
 
 def warmup_schedule(settings: TrainSettings, size: int):

@@ -26,7 +26,7 @@ from dlpipe.pipelines.errors import PipelineError
 from dlpipe.pipelines.plots import save_calibration, save_roc_curve, save_score_distributions
 from dlpipe.pipelines.run_id import check_run_id
 from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section, source_input
-from dlpipe.pipelines.store import load_artifact
+from dlpipe.pipelines.store import decision_threshold, load_artifact, load_model_metadata
 from dlpipe.pipelines.tables import read_source
 
 LABEL = "__label"  # the encoded 0/1 label the metrics compare scores with
@@ -106,6 +106,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
         if joined.isEmpty():
             raise PipelineError(f"run {run_id} has no labelled predictions in the {ec.split} split to evaluate")
         threshold = cfg.infer.threshold
+        if threshold == "auto":  # the one the model's training picked, with which infer predicted
+            threshold = decision_threshold(cfg, load_model_metadata(cfg, first["model_name"], first["model_version"])[0])
         metrics = binary_metrics(joined, "score", LABEL, threshold, weight)
         reference = binary_metrics(joined, ec.reference_column, LABEL, threshold, weight) if ec.reference_column else None
     finally:

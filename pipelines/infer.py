@@ -32,7 +32,7 @@ from dlpipe.pipelines.config import Config
 from dlpipe.pipelines.errors import PipelineError
 from dlpipe.pipelines.run_id import check_run_id, new_run_id
 from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section, source_input
-from dlpipe.pipelines.store import artifact_digest, load_artifact, load_model_metadata
+from dlpipe.pipelines.store import artifact_digest, decision_threshold, load_artifact, load_model_metadata
 from dlpipe.pipelines.tables import last_commit, read_source, table_version
 from dlpipe.spark_settings import spark_settings
 
@@ -72,6 +72,7 @@ class ScoringModel:
     fitted: FittedFeatures
     feature_version: str
     feature_table: str
+    threshold: float  # predicted_label is score >= threshold (store.decision_threshold)
 
 
 def scoring_model(cfg: Config) -> ScoringModel:
@@ -102,7 +103,7 @@ def scoring_model(cfg: Config) -> ScoringModel:
     if differences:
         raise PipelineError(f"feature artifact {ref['table']}/{ref['version']} produces other inputs than model "
                             f"{name} {version} expects: " + "; ".join(differences))
-    return ScoringModel(name, version, path, fitted, ref["version"], ref["table"])
+    return ScoringModel(name, version, path, fitted, ref["version"], ref["table"], decision_threshold(cfg, meta))
 
 
 def schema_differences(expected: FeatureSchema, actual: FeatureSchema) -> list[str]:
@@ -230,7 +231,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
         *carried,
         *(F.col(kept_column(c)).alias(c) for c in keep),
         F.col(SCORE),
-        (F.col(SCORE) >= F.lit(ic.threshold)).cast("int").alias("predicted_label"),
+        (F.col(SCORE) >= F.lit(model.threshold)).cast("int").alias("predicted_label"),
         F.lit(model.name).alias("model_name"),
         F.lit(model.version).alias("model_version"),
         F.lit(model.feature_version).alias("feature_version"),
@@ -256,12 +257,13 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
 
 
 def summary(result: InferResult, model: ScoringModel, source: str, input_version: int | None,
-            threshold: float) -> str:
+            asked: float | str) -> str:
     at = f" (Delta version {input_version})" if input_version is not None else ""
     lines = [f"infer: scored {result.rows:,} rows of {source}{at} with {model.name} {model.version} (features "
              f"{model.feature_version}) into {result.table} (run {result.run_id}, run_date {result.run_date}, "
              f"Delta version {result.table_version}) in {result.seconds:.1f}s",
-             f"  predicted_label 1 (score >= {threshold}): {result.predicted_positive:,} rows "
+             f"  predicted_label 1 (score >= {model.threshold:g}{' (auto)' if asked == 'auto' else ''}): "
+             f"{result.predicted_positive:,} rows "
              f"({result.predicted_positive / max(result.rows, 1):.1%}); mean score {result.mean_score or 0:.4f}"]
     if any(result.missing.values()):
         lines.append("  missing numeric values, filled by the fitted policy: " + counted(result.missing))

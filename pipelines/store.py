@@ -103,6 +103,21 @@ def save_model_metadata(path: Path, metadata: dict) -> None:
     write_json_atomically(path / METADATA_FILE, metadata)
 
 
+def decision_threshold(cfg: Config, metadata: dict) -> float:
+    """The score from which a row is predicted positive: ``infer.threshold``, or with ``auto`` the threshold the
+    model's training picked on the validation split by ``infer.threshold_rule``."""
+    ic = cfg.infer
+    if ic.threshold != "auto":
+        return ic.threshold
+    picked = (metadata.get("thresholds") or {}).get(ic.threshold_rule)
+    if picked is None:
+        raise PipelineError(
+            f"model {metadata['model_name']} {metadata['model_version']} has no {ic.threshold_rule} threshold (it "
+            "was trained without a validation split, or before dlpipe picked thresholds): set infer.threshold to "
+            "a number, or train it again")
+    return picked
+
+
 def load_model_metadata(cfg: Config, name: str, version: str | None = None) -> tuple[dict, Path]:
     """(metadata, folder) of model ``name`` at ``version`` (default: the latest complete one)."""
     folder = model_folder(cfg, name)

@@ -31,7 +31,7 @@ from dlpipe.features.schema import SPLIT_COLUMN, FeatureSchema
 from dlpipe.models.epochs import DataFile, PlanError, steps_per_epoch
 from dlpipe.models.networks import NetworkSettings
 from dlpipe.models.trainer import (
-    ATTEMPT_FILE, MODEL_FILE, STATE_FILE, TrainSettings, pin_threads_env, read_state, train_on_rank,
+    ATTEMPT_FILE, MODEL_FILE, STATE_FILE, THRESHOLD_KEYS, TrainSettings, pin_threads_env, read_state, train_on_rank,
 )
 from dlpipe.pipelines.config import TRAIN_EXECUTION_KEYS, Config
 from dlpipe.pipelines.errors import PipelineError
@@ -219,23 +219,36 @@ def training_inputs(spark: SparkSession, cfg: Config) -> TrainingInputs:
     return inputs
 
 
-def class_weights(spark: SparkSession, cfg: Config, inputs: TrainingInputs) -> tuple[float, float] | None:
+def label_totals(spark: SparkSession, cfg: Config, inputs: TrainingInputs) -> dict[int, float]:
+    """The training split's total weight per label (rows, or the sum of ``train.sample_weight``), counted in Spark."""
+    weight = F.col(cfg.train.sample_weight).cast("double") if cfg.train.sample_weight else F.lit(1.0)
+    rows = (spark.table(inputs.table).where(F.col(SPLIT_COLUMN) == "train")
+            .groupBy(F.col(inputs.schema.label).cast("int")).agg(F.sum(weight)).collect())
+    return {row[0]: float(row[1] or 0.0) for row in rows if row[0] is not None}
+
+
+def class_weights(cfg: Config, inputs: TrainingInputs, totals: dict[int, float]) -> tuple[float, float] | None:
     """``train.class_weight: balanced``: the (label 0, label 1) weights under which both classes of the training
     split weigh the same in the loss, ``total / (2 * class total)`` as scikit-learn's ``balanced``, the totals
-    summing ``train.sample_weight`` when set (the weights multiply it). Computed in Spark; None without it."""
-    tc = cfg.train
-    if tc.class_weight is None:
+    (``label_totals``) summing ``train.sample_weight`` when set (the weights multiply it); None without it."""
+    if cfg.train.class_weight is None:
         return None
-    weight = F.col(tc.sample_weight).cast("double") if tc.sample_weight else F.lit(1.0)
-    label = inputs.schema.label
-    rows = (spark.table(inputs.table).where(F.col(SPLIT_COLUMN) == "train").groupBy(F.col(label).cast("int"))
-            .agg(F.sum(weight)).collect())
-    totals = {row[0]: float(row[1] or 0.0) for row in rows if row[0] is not None}
     if sorted(totals) != [0, 1] or min(totals.values()) <= 0:
         raise PipelineError(f"train.class_weight: balanced needs rows of label 0 and label 1 in the training split "
                             f"of {inputs.table}; it has {', '.join(f'label {k}' for k in sorted(totals)) or 'none'}")
     total = sum(totals.values())
     return total / (2 * totals[0]), total / (2 * totals[1])
+
+
+def picked_thresholds(history: dict, best: int | None) -> dict[str, float]:
+    """The decision thresholds of the epoch whose weights the model has (``models.trainer.decision_thresholds``),
+    by rule: what ``infer.threshold: auto`` scores with."""
+    out = {}
+    for rule in ("f1", "rate"):
+        values = history.get(f"threshold_{rule}", [])
+        if values:
+            out[rule] = values[(best or len(values)) - 1]
+    return out
 
 
 def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir: str | None = None,
@@ -269,7 +282,9 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     initial_epoch, history = _resume_point(cfg, run_id, run_dir, state, fingerprint, document, attempt)
 
     threads = max(1, spark.sparkContext.defaultParallelism // workers)
-    weights = class_weights(spark, cfg, inputs)
+    totals = label_totals(spark, cfg, inputs)
+    positive_rate = totals.get(1, 0.0) / sum(totals.values()) if sum(totals.values()) > 0 else None
+    weights = class_weights(cfg, inputs, totals)
     if weights is not None:
         print(f"train: class weights (balanced): label 0 x{weights[0]:.3f}, label 1 x{weights[1]:.3f}")
     settings = TrainSettings(
@@ -290,6 +305,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         warmup_epochs=tc.warmup_epochs,
         weight_column=tc.sample_weight,
         class_weights=weights,
+        positive_rate=positive_rate,
         early_stopping=early_stopping_settings(cfg),
         initial_epoch=initial_epoch,
         history=history,
@@ -333,6 +349,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         "feature_schema": schema.to_json(),
         "train_rows": train_rows,
         "class_weights": None if weights is None else {"0": weights[0], "1": weights[1]},
+        "train_positive_rate": positive_rate,
+        "thresholds": picked_thresholds(history, outcome.get("best_epoch")),
         "epochs_done": epochs_done,
         "stopped_early": epochs_done < tc.epochs,
         "best_epoch": outcome.get("best_epoch"),  # whose weights the model has (early stopping); null: the last
@@ -347,7 +365,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     result = TrainResult(tc.model_name, version, str(out_dir), history, time.time() - started, run_id, epochs_done)
     best = outcome.get("best_epoch")
     shown = (best or len(history.get("loss", [0]))) - 1
-    metrics = {k: round(v[shown], 4) for k, v in history.items() if len(v) > shown}
+    metrics = {k: round(v[shown], 4) for k, v in history.items() if len(v) > shown and k not in THRESHOLD_KEYS}
     stopped = f" (early stopping after epoch {epochs_done})" if epochs_done < tc.epochs else ""
     which = (f"weights of epoch {best}, the best by {tc.early_stopping.monitor}" if best and best != epochs_done
              else f"weights of the last epoch ({epochs_done})")

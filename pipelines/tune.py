@@ -30,7 +30,8 @@ from dlpipe.pipelines.config import Config, TuneConfig
 from dlpipe.pipelines.errors import PipelineError
 from dlpipe.pipelines.run_id import check_run_id, new_run_id
 from dlpipe.pipelines.store import model_folder
-from dlpipe.pipelines.train import class_weights, early_stopping_settings, network_settings, training_inputs
+from dlpipe.pipelines.train import (class_weights, early_stopping_settings, label_totals, network_settings,
+                                    training_inputs)
 
 RESULT_SCHEMA = (
     "tune_id string, trial int, rank int, status string, params string, metric string, value double, "
@@ -143,7 +144,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> TuneResu
     folder = model_folder(cfg, tc.model_name) / "tune" / tune_id
     shutil.rmtree(folder, ignore_errors=True)
 
-    weights = class_weights(spark, cfg, inputs)
+    weights = class_weights(cfg, inputs, label_totals(spark, cfg, inputs)) if tc.class_weight else None
     settings = []
     for number, trial in enumerate(params, start=1):
         trial_cfg = dataclasses.replace(cfg, train=dataclasses.replace(tc, **trial))

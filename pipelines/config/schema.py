@@ -392,7 +392,8 @@ class InferConfig:
     output_table: str = "predictions"
     model_version: str | None = None    # e.g. v3; null: the latest model of train.model_name
     feature_version: str | None = None  # null: the artifact the model was trained on (any other is refused)
-    threshold: float = 0.5
+    threshold: float | Literal["auto"] = 0.5  # auto: the one training picked by threshold_rule
+    threshold_rule: Literal["f1", "rate"] = "f1"  # auto by best F1, or by the training split's positive rate
     batch_size: int = 10000             # rows per Arrow batch, scored in one model call
     partition_by: tuple[Literal["run_date", "model_name", "model_version"], ...] = ("run_date",)
     on_empty: Literal["skip", "fail"] = "skip"  # an empty input: write nothing and say so, or fail
@@ -401,7 +402,8 @@ class InferConfig:
     def __post_init__(self) -> None:
         _identifier(self, "output_table")
         _positive(self, "batch_size")
-        _require(0.0 < self.threshold < 1.0, "threshold", f"must be in (0, 1), got {self.threshold!r}")
+        _require(self.threshold == "auto" or 0.0 < self.threshold < 1.0, "threshold",
+                 f"must be in (0, 1) or auto, got {self.threshold!r}")
         for key in ("model_version", "feature_version"):
             value = getattr(self, key)
             _require(value is None or bool(re.match(r"^v[1-9][0-9]*$", value)), key,

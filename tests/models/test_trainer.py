@@ -1,7 +1,11 @@
-"""Pieces of the trainer that need no Horovod: which epoch's weights the saved model gets."""
+"""Pieces of the trainer that need no Horovod: which epoch's weights the saved model gets, and the decision
+thresholds picked from the validation counts."""
+import numpy as np
+import pytest
+
 from dlpipe.features.schema import FeatureColumn, FeatureSchema
 from dlpipe.models.networks import NetworkSettings
-from dlpipe.models.trainer import TrainSettings, best_epoch
+from dlpipe.models.trainer import TrainSettings, best_epoch, decision_thresholds
 
 SCHEMA = FeatureSchema("label", (FeatureColumn("x", "dense", "float32"),), ())
 
@@ -21,3 +25,21 @@ def test_the_best_epoch_follows_the_early_stopping_monitor():
 def test_without_early_stopping_or_validation_the_last_epoch_is_kept():
     assert best_epoch(settings(None), {"val_auc": [0.7, 0.6]}) is None
     assert best_epoch(settings({"monitor": "val_auc", "mode": "max", "patience": 2, "min_delta": 0}), {"loss": [1.0]}) is None
+
+
+def test_decision_thresholds_by_best_f1_and_by_the_training_positive_rate():
+    """Counts as Keras' AUC keeps them (a row is positive above a threshold), from scores we know: the F1 and rate
+    rules pick what a search over the scores themselves picks."""
+    rng = np.random.default_rng(3)
+    label = rng.random(20_000) < 0.25
+    score = np.clip(rng.normal(np.where(label, 0.6, 0.35), 0.15), 0, 1)
+    thresholds = [-1e-7, *np.linspace(0, 1, 1001)[1:-1], 1 + 1e-7]
+    above = score[None, :] > np.asarray(thresholds)[:, None]
+    tp, fp = (above & label).sum(1), (above & ~label).sum(1)
+    fn, tn = label.sum() - tp, (~label).sum() - fp
+    picked = decision_thresholds(thresholds, tp, fp, tn, fn, positive_rate=0.25)
+    f1 = 2 * tp / (2 * tp + fp + fn)
+    assert picked["threshold_f1"] == pytest.approx(thresholds[int(np.argmax(f1[1:-1])) + 1])
+    assert (score > picked["threshold_rate"]).mean() == pytest.approx(0.25, abs=0.002)
+    assert "threshold_rate" not in decision_thresholds(thresholds, tp, fp, tn, fn)  # no rate given
+    assert decision_thresholds(thresholds, tp * 0, fp, tn, fn * 0) == {}  # no positives: no F1 to maximise

@@ -64,7 +64,7 @@ def test_layers_override_in_order(conf_dir):
          "{p}: train.model: expected one of 'mlp', 'autoencoder', got str 'transformer'"),
         ("train:\n  early_stopping: {monitor: auc}\n",
          "{p}: train.early_stopping.monitor: expected one of 'val_auc', 'val_loss', 'val_accuracy', got str 'auc'"),
-        ("infer:\n  threshold: 1.5\n", "{p}: infer.threshold: must be in (0, 1), got 1.5"),
+        ("infer:\n  threshold: 1.5\n", "{p}: infer.threshold: must be in (0, 1) or auto, got 1.5"),
         ("tune:\n  space: {num_proc: [1, 2]}\n",
          "{p}: tune.space.num_proc: is not a train key a scan can vary (tunable: epochs, batch_size, learning_rate, "
          "warmup_epochs, optimizer, momentum, hidden_units, activation, dropout, l1, l2, batch_norm, embedding_dim, "

@@ -237,6 +237,37 @@ def test_an_input_without_labels_is_scored_and_kept_columns_are_queried_with_sql
     assert not spark.catalog.tableExists("dlpipe_test.kept_bad")
 
 
+def test_threshold_auto_scores_with_the_threshold_training_picked(spark, data_dir, tmp_path, capsys):
+    """``infer.threshold: auto``: predicted_label at the model's F1 threshold, or at the one that predicts the
+    training split's positive rate; a model without the rule's threshold is refused by name."""
+    from dlpipe.pipelines import infer
+
+    metadata = json.loads((data_dir / "models" / MODEL / "v1" / "metadata.json").read_text())
+    picked = metadata["thresholds"]
+    assert set(picked) == {"f1", "rate"} and all(0 < t < 1 for t in picked.values())
+    kept = metadata["best_epoch"] or metadata["epochs_done"]  # the epoch whose weights the model has
+    assert picked["f1"] == metadata["history"]["threshold_f1"][kept - 1]
+    source = write_input(spark, data_dir, tmp_path / "raw")
+    for rule in ("f1", "rate"):
+        infer.run(spark, config(data_dir, source, "infer.output_table=auto_predictions", "infer.threshold=auto",
+                                f"infer.threshold_rule={rule}"), run_id=f"auto-{rule}")
+        rows = spark.table("dlpipe_test.auto_predictions").where(F.col("run_id") == f"auto-{rule}")
+        assert rows.where((F.col("predicted_label") == 1) != (F.col("score") >= picked[rule])).count() == 0
+        assert f"(score >= {picked[rule]:g} (auto))" in capsys.readouterr().out
+    rate = spark.table("dlpipe_test.auto_predictions").where("run_id = 'auto-rate'").agg(F.avg("predicted_label"))
+    assert abs(rate.first()[0] - metadata["train_positive_rate"]) < 0.03  # validation-picked, scored on all rows
+
+    del metadata["thresholds"]
+    model = data_dir / "models" / MODEL / "v1" / "metadata.json"
+    original = model.read_text()
+    model.write_text(json.dumps(metadata))
+    try:
+        message = failure(lambda: infer.scoring_model(config(data_dir, "infer.threshold=auto")))
+    finally:
+        model.write_text(original)
+    assert message.startswith(f"model {MODEL} v1 has no f1 threshold")
+
+
 def test_empty_input_writes_nothing_or_fails_by_config(spark, data_dir, tmp_path, capsys):
     from dlpipe.pipelines import infer
 

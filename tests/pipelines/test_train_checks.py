@@ -50,18 +50,20 @@ def test_a_feature_table_that_does_not_match_its_artifact_is_refused(spark, in_p
 def test_balanced_class_weights_give_both_classes_the_same_training_weight(spark, in_process_run):
     from pyspark.sql import functions as F
 
-    from dlpipe.pipelines.train import class_weights, training_inputs
+    from dlpipe.pipelines.train import class_weights, label_totals, training_inputs
 
     cfg = in_process_run.cfg
     balanced = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, class_weight="balanced"))
     inputs = training_inputs(spark, balanced)
-    negative, positive = class_weights(spark, balanced, inputs)
+    totals = label_totals(spark, balanced, inputs)
+    negative, positive = class_weights(balanced, inputs, totals)
     counts = {r[0]: r[1] for r in spark.table(inputs.table).where(F.col("split") == "train")
               .groupBy("label").count().collect()}
     assert counts[0] != counts[1]  # the generator's labels are not balanced to begin with
     assert negative * counts[0] == pytest.approx(positive * counts[1])
     assert negative * counts[0] + positive * counts[1] == pytest.approx(counts[0] + counts[1])
-    assert class_weights(spark, cfg, inputs) is None  # not asked for
+    assert totals == {0: counts[0], 1: counts[1]}
+    assert class_weights(cfg, inputs, totals) is None  # not asked for
 
 
 def test_class_weights_multiply_the_sample_weights_of_training_batches_only():
