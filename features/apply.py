@@ -6,16 +6,18 @@ for bit, whether it runs in the featurize stage or at scoring time.
 """
 from __future__ import annotations
 
+import math
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dlpipe.features.errors import FeatureError
-from dlpipe.features.expressions import categorical_value, encoded_label, numeric_value
+from dlpipe.features.expressions import categorical_value, datetime_part, encoded_label, numeric_value
 from dlpipe.features.fit import check_input, clip_expression
 from dlpipe.features.fitted import FittedFeatures, NumericStats
 from dlpipe.features.schema import UNSEEN_INDEX
-from dlpipe.features.spec import NumericFeature
+from dlpipe.features.spec import PART_RANGE, DatetimeFeature, NumericFeature
 
 
 def check_fitted_schema(df: DataFrame, fitted: FittedFeatures, source: str = "the input",
@@ -45,7 +47,42 @@ def numeric_feature(f: NumericFeature, stats: NumericStats) -> Column:
             f"column {f.column!r} has a missing value and its missing-value policy is reject"
         ))).otherwise(value)
     filled = F.coalesce(value, F.lit(stats.fill))
+    if f.transform == "ple":
+        return piecewise_linear(filled, stats.edges)
     return ((filled - F.lit(stats.center)) / F.lit(stats.scale)).cast("float")
+
+
+def piecewise_linear(value: Column, edges: tuple[float, ...]) -> Column:
+    """The piecewise-linear encoding of ``value`` over bins ``edges`` (see ``NumericFeature``): a float32 vector
+    with one slot per bin; slot t is (x - left_t) / width_t, clamped to [0, 1] except below for the first slot
+    and above for the last."""
+    bins = len(edges) - 1
+    lefts = F.array(*[F.lit(e) for e in edges[:-1]])
+    inverse_widths = F.array(*[F.lit(1.0 / (b - a)) for a, b in zip(edges[:-1], edges[1:])])
+
+    def slot(t: Column) -> Column:
+        ratio = (value - F.element_at(lefts, t + 1)) * F.element_at(inverse_widths, t + 1)
+        if bins == 1:
+            return ratio.cast("float")
+        above = F.when(t == 0, ratio).otherwise(F.greatest(ratio, F.lit(0.0)))
+        return F.when(t == bins - 1, above).otherwise(F.least(above, F.lit(1.0))).cast("float")
+
+    return F.transform(F.sequence(F.lit(0), F.lit(bins - 1)), slot)
+
+
+def datetime_feature(f: DatetimeFeature, dtype: T.DataType | None, stats: NumericStats | None) -> Column:
+    """The encoded calendar part (see ``features.spec.DatetimeFeature``)."""
+    value = datetime_part(f, dtype)
+    if f.encoding == "number":
+        filled = F.coalesce(value.cast("double"), F.lit(stats.fill))
+        return ((filled - F.lit(stats.center)) / F.lit(stats.scale)).cast("float")
+    low, high = PART_RANGE[f.part]
+    if f.encoding == "cyclic":
+        angle = (value - F.lit(low)).cast("double") * F.lit(2 * math.pi / (high - low + 1))
+        return F.array(F.coalesce(F.sin(angle), F.lit(0.0)).cast("float"),
+                       F.coalesce(F.cos(angle), F.lit(0.0)).cast("float"))
+    ids = F.coalesce(value - F.lit(low - 1), F.lit(UNSEEN_INDEX)).cast("int")
+    return one_hot(ids, f.ids) if f.encoding == "onehot" else ids
 
 
 def one_hot(index: Column, size: int) -> Column:
@@ -95,7 +132,7 @@ def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] 
         label_type = df.schema[spec.label.column].dataType
         selected.append(encoded_label(spec.label, label_type).cast("int").alias(spec.label.column))
     for f in spec.numeric:
-        selected.append(numeric_feature(f, fitted.numeric[f.column]).alias(f.column))
+        selected.append(numeric_feature(f, fitted.numeric[f.column]).alias(f.output_column))
     for f in spec.numeric:
         if f.indicator:
             selected.append(numeric_value(f).isNull().cast("float").alias(f.indicator_column))
@@ -104,6 +141,10 @@ def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] 
             selected.append(one_hot(ids[f.column], fitted.vocabularies[f.column].size).alias(f.output_column))
         else:
             selected.append(ids[f.column].alias(f.output_column))
+    types = {field.name: field.dataType for field in df.schema.fields}
+    for f in spec.datetime:
+        selected.append(datetime_feature(f, types.get(f.column), fitted.datetime.get(f.output_column))
+                        .alias(f.output_column))
     if flags:
         selected += [numeric_value(f).isNull().alias(missing_flag_column(f.column)) for f in spec.numeric]
         selected += [outside[f.column].alias(out_of_vocabulary_flag_column(f.column)) for f in spec.categorical]

@@ -1,5 +1,5 @@
 """Spark column expressions shared by fitting and applying, so both see a value the same way: what counts as
-missing, how a categorical value is normalised, how the label is encoded."""
+missing, how a categorical value is normalised, how a calendar part is read, how the label is encoded."""
 from __future__ import annotations
 
 from pyspark.sql import Column
@@ -7,7 +7,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dlpipe.features.errors import FeatureError
-from dlpipe.features.spec import LabelSpec, NumericFeature
+from dlpipe.features.spec import DatetimeFeature, LabelSpec, NumericFeature
 
 
 def numeric_value(feature: NumericFeature) -> Column:
@@ -29,6 +29,38 @@ def categorical_value(column: str) -> Column:
     """The column as a string; empty strings become null (missing)."""
     value = F.col(column).cast("string")
     return F.when(value != "", value)
+
+
+def _timestamp(feature: DatetimeFeature, dtype: T.DataType | None) -> Column:
+    """The feature's date as a timestamp, null where missing or invalid (text that does not parse, February 30)."""
+    if feature.column is not None:
+        value = F.col(feature.column)
+        return F.try_to_timestamp(value) if isinstance(dtype, T.StringType) else value.cast("timestamp")
+    fields = {name: F.col(column).try_cast("int") for name, column in feature.fields}
+    return F.try_make_timestamp(fields["year"], fields["month"], fields["day"], F.lit(0), F.lit(0),
+                                F.lit(0).cast("decimal(16,6)"))
+
+
+def datetime_part(feature: DatetimeFeature, dtype: T.DataType | None = None) -> Column:
+    """The calendar part as an int (``ordinal_day``: days since 1970-01-01), null where the date is missing.
+    ``dtype`` is the type of ``feature.column`` (text is parsed, other types cast)."""
+    if feature.part == "hour" and feature.fields:
+        hour = F.col(dict(feature.fields)["hour"]).try_cast("int")
+        return F.when(hour.between(0, 23), hour)
+    ts = _timestamp(feature, dtype)
+    if feature.part == "hour":
+        return F.hour(ts)
+    if feature.part == "day_of_week":
+        return F.dayofweek(ts)
+    if feature.part == "day_of_month":
+        return F.dayofmonth(ts)
+    if feature.part == "day_of_year":
+        return F.dayofyear(ts)
+    if feature.part == "month":
+        return F.month(ts)
+    if feature.part == "week_of_year":
+        return F.weekofyear(ts)
+    return F.unix_date(F.to_date(ts))
 
 
 def check_label_type(label: LabelSpec, dtype: T.DataType) -> None:

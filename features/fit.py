@@ -1,9 +1,9 @@
 """Fitting a feature spec on the training split, in as few distributed passes as the spec allows.
 
-1. One aggregation over all rows: rows and label classes per split; for every numeric column the present values
-   per split and the training split's min, max, mean and standard deviation, plus the moments of log1p(value)
-   for ``log`` columns.
-2. Only when some column needs quantiles (``robust``, ``missing: median``, ``clip``): one aggregation of
+1. One aggregation over all rows: rows and label classes per split; for every numeric column (and every datetime
+   part) the present values per split and the training split's min, max, mean and standard deviation, plus the
+   moments of log1p(value) for ``log`` columns.
+2. Only when some column needs quantiles (``robust``, ``ple``, ``missing: median``, ``clip``): one aggregation of
    approximate quantiles over the training rows (``percentile_approx``, rank error ``quantile_error``).
 3. Only when some column clips and needs moments: one aggregation of the clipped values' mean and deviation
    (quantiles, min and max of clipped values follow from the unclipped ones, since clipping is monotone).
@@ -23,10 +23,11 @@ from pyspark.sql import types as T
 
 from dlpipe.features.errors import FeatureError
 from dlpipe.features.expressions import (
-    categorical_value, check_label_type, describe_classes, encoded_label, numeric_value, out_of_log_domain,
+    categorical_value, check_label_type, datetime_part, describe_classes, encoded_label, numeric_value,
+    out_of_log_domain,
 )
 from dlpipe.features.fitted import DEFAULT_QUANTILE_ERROR, FittedFeatures, NumericStats, Vocabulary
-from dlpipe.features.spec import CategoricalFeature, FeatureSpec, NumericFeature
+from dlpipe.features.spec import CategoricalFeature, DatetimeFeature, FeatureSpec, NumericFeature
 from dlpipe.spark_settings import spark_settings
 
 SPLITS = ("train", "validation", "test")
@@ -74,8 +75,24 @@ def check_input(df: DataFrame, spec: FeatureSpec, source: str = "the input", req
                 f"column {f.column!r} is declared categorical but is {dtype.simpleString()} in {source}; "
                 "a categorical column must be string, integer, boolean or date"
             )
+    for f in spec.datetime:
+        for name, column in f.fields:
+            if not isinstance(types[column], T.NumericType):
+                raise FeatureError(f"column {column!r} is the {name} of datetime feature {f.name!r} but is "
+                                   f"{types[column].simpleString()} in {source}; it must hold integers")
+        if f.column is not None and not isinstance(types[f.column], DATETIME_TYPES):
+            raise FeatureError(f"column {f.column!r} of datetime feature {f.name!r} is "
+                               f"{types[f.column].simpleString()} in {source}; it must be a timestamp, a date or text "
+                               "(or name its year, month, day and hour columns as fields)")
     if require_label:
         check_label_type(spec.label, types[spec.label.column])
+
+
+DATETIME_TYPES = (T.TimestampType, T.TimestampNTZType, T.DateType, T.StringType)
+
+
+def column_types(df: DataFrame) -> dict[str, T.DataType]:
+    return {f.name: f.dataType for f in df.schema.fields}
 
 
 class _Aggregates:
@@ -129,7 +146,7 @@ def fit_features(
     label = encoded_label(spec.label, types[spec.label.column])
     accuracy = max(1, int(round(1.0 / quantile_error)))
 
-    profile = _profile(df, spec, split_column, label, splits)
+    profile = _profile(df, spec, split_column, label, splits, types)
     rows = {s: profile["rows", s] for s in splits}
     if sum(rows.values()) == 0:
         raise FeatureError(f"{source} has no rows: nothing to featurize (check the input)")
@@ -142,6 +159,8 @@ def fit_features(
         )
     missing = {f.column: {s: rows[s] - profile["present", f.column, s] for s in splits} for f in spec.numeric}
     present = {f.column: profile["present", f.column, "train"] for f in spec.numeric}  # training values per column
+    datetime_missing = {f.output_column: {s: rows[s] - profile["present", _datetime_key(f), s] for s in splits}
+                        for f in spec.datetime}
     for f in spec.numeric:
         total = sum(missing[f.column].values())
         if f.missing == "reject" and total:
@@ -171,10 +190,13 @@ def fit_features(
                for f in spec.numeric}
     vocabularies, other, unseen, categorical_missing = _fit_vocabularies(df, spec.categorical, split_column, splits)
     missing.update(categorical_missing)
+    missing.update(datetime_missing)
     fitted = FittedFeatures(
         spec=spec,
         numeric=numeric,
         vocabularies=vocabularies,
+        datetime={f.output_column: _datetime_stats(f, profile, datetime_missing[f.output_column]["train"])
+                  for f in spec.datetime if f.encoding == "number"},
         input_schema={c: types[c].simpleString() for c in spec.input_columns},
         train_rows=rows["train"],
         quantile_error=quantile_error,
@@ -184,9 +206,10 @@ def fit_features(
 
 
 def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: Column,
-             splits: tuple[str, ...]) -> dict[tuple, object]:
+             splits: tuple[str, ...], types: dict[str, T.DataType]) -> dict[tuple, object]:
     """Pass 1, one global aggregation: rows and positive labels per split, invalid labels, present values per
-    split of every numeric column, and the training split's min, max, mean and deviation (and log1p moments).
+    split of every numeric column and datetime part, and the training split's min, max, mean and deviation (and
+    log1p moments) of each (keyed by numeric column and by datetime output column).
 
     Per-split figures are conditional counts in one ungrouped ``agg``, not a ``groupBy(split)``: a grouped
     aggregation keeps its hundreds of buffers in a hash map row instead of local variables, 1.5x slower here
@@ -199,6 +222,8 @@ def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: 
         projected.append(numeric_value(f).alias(f"__n{i}"))
         if f.transform == "log":
             projected.append(out_of_log_domain(f).alias(f"__d{i}"))
+    for i, f in enumerate(spec.datetime):
+        projected.append(datetime_part(f, types.get(f.column)).cast("double").alias(f"__t{i}"))
     train = F.col("__in_train") if len(splits) > 1 else F.lit(True)
     aggs = _Aggregates()
     aggs.add(("rows",), F.count(F.lit(1)))
@@ -208,16 +233,19 @@ def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: 
         inside = train if s == "train" else F.col(f"__in_{s}")
         aggs.add(("rows", s), F.count(F.when(inside, 1)))
         aggs.add(("positives", s), F.count(F.when(inside & (F.col("__label") == 1), 1)))
-    for i, f in enumerate(spec.numeric):
-        value = F.col(f"__n{i}")
+    values = [(f.column, F.col(f"__n{i}")) for i, f in enumerate(spec.numeric)]
+    values += [(_datetime_key(f), F.col(f"__t{i}")) for i, f in enumerate(spec.datetime)]
+    for name, value in values:
         train_value = F.when(train, value)
-        aggs.add(("present", f.column), F.count(value))
+        aggs.add(("present", name), F.count(value))
         for s in splits[:-1]:
-            aggs.add(("present", f.column, s), F.count(train_value if s == "train" else F.when(F.col(f"__in_{s}"), value)))
-        aggs.add(("min", f.column), F.min(train_value))
-        aggs.add(("max", f.column), F.max(train_value))
-        aggs.add(("mean", f.column), F.avg(train_value))
-        aggs.add(("std", f.column), F.stddev_pop(train_value))
+            aggs.add(("present", name, s), F.count(train_value if s == "train" else F.when(F.col(f"__in_{s}"), value)))
+        aggs.add(("min", name), F.min(train_value))
+        aggs.add(("max", name), F.max(train_value))
+        aggs.add(("mean", name), F.avg(train_value))
+        aggs.add(("std", name), F.stddev_pop(train_value))
+    for i, f in enumerate(spec.numeric):
+        train_value = F.when(train, F.col(f"__n{i}"))
         if f.transform == "log":
             aggs.add(("below_log", f.column), F.count(F.when(train & F.col(f"__d{i}"), 1)))
             aggs.add(("log_mean", f.column), F.avg(F.log1p(train_value)))
@@ -226,9 +254,9 @@ def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: 
     last = splits[-1]
     profile["rows", last] = profile["rows",] - sum(profile["rows", s] for s in splits[:-1])
     profile["positives", last] = profile["positives",] - sum(profile["positives", s] for s in splits[:-1])
-    for f in spec.numeric:
-        others = sum(profile["present", f.column, s] for s in splits[:-1])
-        profile["present", f.column, last] = profile["present", f.column] - others
+    for name, _ in values:
+        others = sum(profile["present", name, s] for s in splits[:-1])
+        profile["present", name, last] = profile["present", name] - others
     return profile
 
 
@@ -326,8 +354,9 @@ def _numeric_stats(f: NumericFeature, first: dict[tuple, float], raw_quantiles: 
     elif f.transform == "robust":
         center = median or 0.0
         scale = _scale(None if median is None else quantiles["0.75"] - quantiles["0.25"])
-    else:
+    else:  # none, and ple, whose bins do the scaling
         center, scale = 0.0, 1.0
+    edges = _bin_edges([quantiles[repr(q)] for q in f.bin_quantiles()]) if f.transform == "ple" else None
 
     # The fill value lives in the space before scaling (log1p space for log columns); a column with no training
     # values at all is filled with the centre, so its feature is constant 0.
@@ -354,6 +383,34 @@ def _numeric_stats(f: NumericFeature, first: dict[tuple, float], raw_quantiles: 
         fill=center if fill is None else float(fill),
         center=float(center),
         scale=float(scale),
+        edges=edges,
+    )
+
+
+def _bin_edges(values: list[float]) -> tuple[float, ...]:
+    """A ``ple`` column's bin edges: its distinct training quantiles (a column without values, or with one value,
+    gets the one bin [v, v + 1])."""
+    edges = sorted({float(v) for v in values if v is not None and math.isfinite(v)})
+    if len(edges) < 2:
+        low = edges[0] if edges else 0.0
+        edges = [low, low + 1.0]
+    return tuple(edges)
+
+
+def _datetime_key(f: DatetimeFeature) -> str:
+    """The profile's key for a datetime part (apart from numeric column names, which it could equal)."""
+    return f"datetime:{f.output_column}"
+
+
+def _datetime_stats(f: DatetimeFeature, profile: dict[tuple, object], train_missing: int) -> NumericStats:
+    """A ``number``-encoded datetime part's training statistics: z-scored, missing -> the mean."""
+    key = _datetime_key(f)
+    mean, std = _finite_or_none(profile["mean", key]), _finite_or_none(profile["std", key])
+    return NumericStats(
+        count=int(profile["present", key, "train"]), missing=int(train_missing),
+        min=_finite_or_none(profile["min", key]), max=_finite_or_none(profile["max", key]), mean=mean, std=std,
+        quantiles={}, clip_bounds=None, log_mean=None, log_std=None,
+        fill=mean or 0.0, center=mean or 0.0, scale=_scale(std),
     )
 
 

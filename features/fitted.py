@@ -3,7 +3,7 @@ exactly (floats are written with ``repr``), so features applied from a saved art
 features applied right after fitting."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dlpipe.features.schema import FeatureColumn, FeatureSchema
 from dlpipe.features.spec import FeatureSpec
@@ -38,15 +38,19 @@ class NumericStats:
     fill: float
     center: float
     scale: float
+    edges: tuple[float, ...] | None = None  # a ple column's bin edges
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "count": self.count, "missing": self.missing, "min": self.min, "max": self.max,
             "mean": self.mean, "std": self.std, "quantiles": dict(self.quantiles),
             "clip_bounds": list(self.clip_bounds) if self.clip_bounds else None,
             "log_mean": self.log_mean, "log_std": self.log_std,
             "fill": self.fill, "center": self.center, "scale": self.scale,
         }
+        if self.edges is not None:
+            out["edges"] = list(self.edges)
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> "NumericStats":
@@ -59,6 +63,7 @@ class NumericStats:
             clip_bounds=(float(bounds[0]), float(bounds[1])) if bounds else None,
             log_mean=_opt_float(data["log_mean"]), log_std=_opt_float(data["log_std"]),
             fill=float(data["fill"]), center=float(data["center"]), scale=float(data["scale"]),
+            edges=tuple(float(e) for e in data["edges"]) if data.get("edges") is not None else None,
         )
 
 
@@ -97,10 +102,15 @@ class FittedFeatures:
     input_schema: dict[str, str]
     train_rows: int
     quantile_error: float = DEFAULT_QUANTILE_ERROR
+    datetime: dict[str, NumericStats] = field(default_factory=dict)  # by output column: number-encoded parts
 
     @property
     def schema(self) -> FeatureSchema:
-        features = [FeatureColumn(f.column, "dense", "float32") for f in self.spec.numeric]
+        features = []
+        for f in self.spec.numeric:
+            edges = self.numeric[f.column].edges
+            shape = (len(edges) - 1,) if f.transform == "ple" else ()
+            features.append(FeatureColumn(f.output_column, "dense", "float32", shape))
         features += [FeatureColumn(f.indicator_column, "dense", "float32") for f in self.spec.numeric if f.indicator]
         for f in self.spec.categorical:
             size = self.vocabularies[f.column].size
@@ -108,6 +118,12 @@ class FittedFeatures:
                 features.append(FeatureColumn(f.output_column, "dense", "float32", (size,)))
             else:
                 features.append(FeatureColumn(f.output_column, "index", "int32", (), size))
+        for f in self.spec.datetime:
+            if f.encoding == "index":
+                features.append(FeatureColumn(f.output_column, "index", "int32", (), f.ids))
+            else:
+                shape = (2,) if f.encoding == "cyclic" else (f.ids,) if f.encoding == "onehot" else ()
+                features.append(FeatureColumn(f.output_column, "dense", "float32", shape))
         return FeatureSchema(self.spec.label.column, tuple(features), self.spec.passthrough)
 
     def to_json(self) -> dict:
@@ -118,6 +134,7 @@ class FittedFeatures:
             "input_schema": self.input_schema,
             "numeric": {c: s.to_json() for c, s in self.numeric.items()},
             "categorical": {c: v.to_json() for c, v in self.vocabularies.items()},
+            "datetime": {c: s.to_json() for c, s in self.datetime.items()},
             "feature_schema": self.schema.to_json(),
         }
 
@@ -130,4 +147,5 @@ class FittedFeatures:
             input_schema=dict(data["input_schema"]),
             train_rows=int(data["train_rows"]),
             quantile_error=float(data["quantile_error"]),
+            datetime={c: NumericStats.from_json(s) for c, s in data.get("datetime", {}).items()},
         )

@@ -73,6 +73,7 @@ class TrainSettings:
     record_column: str | None = None  # tests: record the rows each rank trains on
     record_dir: str | None = None
     distributed: bool = True  # false: one process without Horovod (a trial of ``dlpipe tune``)
+    scaled_as: int | None = None  # scale the learning rate as for this many ranks (a trial: train.num_proc's)
     pin_cpus: bool = True  # ranks sharing a node each get their own share of its CPUs
     log_prefix: str = "train"  # how the per-epoch lines start
 
@@ -352,10 +353,12 @@ def decision_thresholds(thresholds, tp, fp, tn, fn, positive_rate: float | None 
 
 
 def warmup_schedule(settings: TrainSettings, size: int):
-    """``learning_rate * size`` after ``warmup_epochs`` epochs of linear warm-up (``models.schedules``)."""
+    """``learning_rate * size`` after ``warmup_epochs`` epochs of linear warm-up (``models.schedules``); ``size`` is
+    ``settings.scaled_as`` when set (a tune trial on one worker that stands for ``train.num_proc`` of them)."""
     from dlpipe.models.schedules import LinearWarmup
 
-    return LinearWarmup(settings.learning_rate, size, settings.warmup_epochs * settings.steps_per_epoch)
+    return LinearWarmup(settings.learning_rate, settings.scaled_as or size,
+                        settings.warmup_epochs * settings.steps_per_epoch)
 
 
 def make_optimizer(name: str, learning_rate, momentum: float = 0.9):

@@ -128,6 +128,8 @@ def summary(result: FeaturizeResult) -> str:
         lines += textwrap.wrap("missing values (train / validation / test): " + ", ".join(missing), width=118,
                                initial_indent="  ", subsequent_indent="    ")
     empty = [c for c, s in fitted.numeric.items() if s.count == 0]
+    empty += [f.output_column for f in fitted.spec.datetime
+              if report.rows["train"] and report.missing[f.output_column]["train"] == report.rows["train"]]
     if empty:
         lines.append(f"  warning: no training values in {', '.join(empty)}: filled with a constant, the model learns nothing from them")
     for f in fitted.spec.categorical:

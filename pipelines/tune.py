@@ -3,6 +3,10 @@ worker (no Horovod) inside one Spark task; the trials are independent, so Spark 
 slots. Each trial streams the same feature table files as ``dlpipe train`` (Petastorm, every training row once per
 epoch), validates every epoch and stops early by the train config's rule.
 
+A trial trains as ``dlpipe train`` would on ``train.num_proc`` workers, so that the best trial's line reproduces
+it: each step takes the global batch (``batch_size`` rows per worker times the workers), and the learning rate is
+scaled by the workers after the same warm-up (Goyal et al. 2017). Only the order of rows within an epoch differs.
+
 The results go to a Delta table (``tune.output_table``), one row per trial, ranked by ``tune.metric`` at the
 trial's best epoch; a rerun of the same scan id replaces that scan's rows. The best config is printed as the
 ``--set`` options that train it with ``dlpipe train``. Each trial's folder (checkpoints, final model) is
@@ -29,6 +33,7 @@ from dlpipe.models.trainer import ATTEMPT_FILE, TrainSettings, train_on_rank
 from dlpipe.pipelines.config import Config, TuneConfig
 from dlpipe.pipelines.errors import PipelineError
 from dlpipe.pipelines.run_id import check_run_id, new_run_id
+from dlpipe.pipelines.session import training_workers
 from dlpipe.pipelines.store import model_folder
 from dlpipe.pipelines.train import (class_weights, early_stopping_settings, label_totals, network_settings,
                                     training_inputs)
@@ -120,9 +125,9 @@ def rank_trials(tune: TuneConfig, trials: list[dict]) -> list[dict]:
     return [{**t, "rank": i + 1} for i, t in enumerate(ranked)]
 
 
-def _set_options(params: dict) -> str:
-    """``--set train.key=value`` for each param, as a shell takes them."""
-    options = []
+def _set_options(params: dict, workers: int) -> str:
+    """``--set train.key=value`` for each param, as a shell takes them, and the workers the trials stood for."""
+    options = [f"--set train.num_proc={workers}"]
     for key, value in params.items():
         text = value if isinstance(value, str) else json.dumps(list(value) if isinstance(value, tuple) else value,
                                                                separators=(",", ":"))
@@ -145,13 +150,14 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> TuneResu
     shutil.rmtree(folder, ignore_errors=True)
 
     weights = class_weights(cfg, inputs, label_totals(spark, cfg, inputs)) if tc.class_weight else None
+    workers = training_workers(spark, cfg)  # the trials stand for a training on this many workers
     settings = []
     for number, trial in enumerate(params, start=1):
         trial_cfg = dataclasses.replace(cfg, train=dataclasses.replace(tc, **trial))
         t = trial_cfg.train
         epochs = tune.epochs or t.epochs
         try:
-            steps = steps_per_epoch(inputs.train_files, 1, t.batch_size, epochs, t.seed)
+            steps = steps_per_epoch(inputs.train_files, 1, t.batch_size * workers, epochs, t.seed)
         except PlanError as err:
             raise PipelineError(f"cannot tune on {inputs.table}: {err}") from None
         run_dir = folder / f"trial-{number}"
@@ -159,16 +165,18 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> TuneResu
         (run_dir / ATTEMPT_FILE).write_text(tune_id + "\n")
         settings.append((number, TrainSettings(
             train_files=inputs.train_files, validation_files=inputs.validation_files, schema=inputs.schema,
-            network=network_settings(trial_cfg), epochs=epochs, batch_size=t.batch_size, steps_per_epoch=steps,
-            learning_rate=t.learning_rate, run_dir=str(run_dir), config_hash=tune_id, attempt=tune_id,
-            optimizer=t.optimizer, momentum=t.momentum, loss=t.loss, warmup_epochs=0,
+            network=network_settings(trial_cfg), epochs=epochs, batch_size=t.batch_size * workers,
+            steps_per_epoch=steps, learning_rate=t.learning_rate, scaled_as=workers, run_dir=str(run_dir),
+            config_hash=tune_id, attempt=tune_id, optimizer=t.optimizer, momentum=t.momentum, loss=t.loss,
+            warmup_epochs=t.warmup_epochs,
             weight_column=t.sample_weight, class_weights=weights,
             early_stopping=early_stopping_settings(trial_cfg),
             threads_per_rank=max(1, slots // parallel), use_gpu=t.use_gpu, seed=t.seed, distributed=False,
             log_prefix=f"tune: trial {number}",
         )))
     print(f"tune: scan {tune_id}: {len(params)} {tune.strategy} trials of {tc.model} {tc.model_name}, {parallel} at a "
-          f"time, each on one worker: {inputs.train_rows:,} training rows, ranked by {tune.metric}")
+          f"time, each on one worker as a training on {workers} (train.num_proc): {inputs.train_rows:,} training "
+          f"rows, ranked by {tune.metric}")
     outcomes = (spark.sparkContext.parallelize(settings, len(settings)).map(_run_trial)
                 .collect())
     by_number = {o["trial"]: o for o in outcomes}
@@ -179,7 +187,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> TuneResu
 
     table = cfg.qualified(tune.output_table)
     _write(spark, table, tune_id, trials, folder)
-    _print(tune, tune_id, trials, table, _pipeline_file(cfg))
+    _print(tune, tune_id, trials, table, _pipeline_file(cfg), workers)
     return TuneResult(tune_id, table, trials, time.time() - started)
 
 
@@ -204,7 +212,8 @@ def _pipeline_file(cfg: Config) -> str | None:
     return named[-1] if named else None
 
 
-def _print(tune: TuneConfig, tune_id: str, trials: list[dict], table: str, config_file: str | None) -> None:
+def _print(tune: TuneConfig, tune_id: str, trials: list[dict], table: str, config_file: str | None,
+           workers: int) -> None:
     keys = list(tune.space)
     header = ["rank", "trial", *keys, tune.metric, "best epoch", "seconds", "status"]
     lines = []
@@ -220,7 +229,7 @@ def _print(tune: TuneConfig, tune_id: str, trials: list[dict], table: str, confi
     best = trials[0]
     print(f"tune: best: trial {best['trial']}, {tune.metric} {best['value']:.4f} at epoch {best['best_epoch']}; "
           f"train it with: dlpipe train {'--config ' + config_file + ' ' if config_file else ''}"
-          f"{_set_options(best['params'])}")
+          f"{_set_options(best['params'], workers)}")
     for t in trials:
         if t["status"] == "failed":
             print(f"tune: trial {t['trial']} failed: {t['error']}")

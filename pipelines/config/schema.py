@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dlpipe.features.errors import FeatureError
-from dlpipe.features.spec import (MAX_ONEHOT, SPLIT_COLUMN, CategoricalEncoding, CategoricalFeature, CategoricalMissing,
-                                  FeatureSpec, LabelKind, LabelSpec, MissingKind, NumericFeature, NumericTransform)
+from dlpipe.features.spec import (DATETIME_PARTS, DEFAULT_PLE_BINS, MAX_ONEHOT, MAX_PLE_BINS, SPLIT_COLUMN,
+                                  CategoricalEncoding, CategoricalFeature, CategoricalMissing, DatetimeEncoding,
+                                  DatetimeFeature, FeatureSpec, LabelKind, LabelSpec, MissingKind, NumericFeature,
+                                  NumericTransform)
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULTS = "built-in defaults"
@@ -171,6 +173,7 @@ class NumericColumns:
     missing: MissingConfig = field(default_factory=MissingConfig)
     indicator: bool = False  # add a float32 <column>_missing feature: 1 where the value was missing
     clip: tuple[float, ...] | None = None  # [lower, upper] quantiles of the training values
+    bins: int = DEFAULT_PLE_BINS  # transform ple: the number of quantile bins
 
     @classmethod
     def shorthand(cls, value: Any) -> Any:
@@ -180,11 +183,12 @@ class NumericColumns:
         _require(bool(self.columns), "columns", "name at least one column")
         _require(self.clip is None or (len(self.clip) == 2 and 0.0 <= self.clip[0] < self.clip[1] <= 1.0), "clip",
                  f"expected two quantiles [lower, upper] with 0 <= lower < upper <= 1, got {self.clip!r}")
+        _require(1 <= self.bins <= MAX_PLE_BINS, "bins", f"must be between 1 and {MAX_PLE_BINS}, got {self.bins!r}")
 
     def features(self) -> list[NumericFeature]:
         clip = (self.clip[0], self.clip[1]) if self.clip else None
-        return [NumericFeature(c, self.transform, self.missing.kind, self.missing.value, self.indicator, clip)
-                for c in self.columns]
+        return [NumericFeature(c, self.transform, self.missing.kind, self.missing.value, self.indicator, clip,
+                               self.bins) for c in self.columns]
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,38 @@ class CategoricalColumns:
 
 
 @dataclass(frozen=True)
+class DatetimeColumns:
+    """One entry of ``featurize.datetime``: calendar parts of one date, from a ``column`` (timestamp, date or
+    text) or assembled from integer ``fields`` ({year: ..., month: ..., day: ..., hour: ...}). ``parts`` is a list
+    (each encoded per ``encoding``) or a mapping of part to encoding. Features are named ``<name>_<part>[_<encoding>]``;
+    ``name`` defaults to the column."""
+
+    column: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    name: str | None = None
+    parts: tuple[str, ...] | dict[str, str] = ()
+    encoding: DatetimeEncoding = "cyclic"
+
+    def __post_init__(self) -> None:
+        _require((self.column is None) != (not self.fields), "column",
+                 "name either a column or the fields {year: ..., month: ..., day: ..., hour: ...} to build the date from")
+        _require(self.name is not None or self.column is not None, "name",
+                 "name the features (for example name: departure) when the date is built from fields")
+        _identifier(self, "name")
+        _require(bool(self.parts), "parts", f"name at least one of {', '.join(DATETIME_PARTS)}")
+        try:
+            self.features()
+        except FeatureError as err:
+            raise _FieldError("parts", str(err)) from None
+
+    def features(self) -> list[DatetimeFeature]:
+        parts = self.parts if isinstance(self.parts, dict) else {
+            p: "number" if p == "ordinal_day" else self.encoding for p in self.parts}
+        return [DatetimeFeature(self.name or self.column, part, encoding, self.column, tuple(self.fields.items()))
+                for part, encoding in parts.items()]
+
+
+@dataclass(frozen=True)
 class FeaturizeConfig:
     """What the featurize stage reads, how each column is encoded and where it writes."""
 
@@ -222,6 +258,7 @@ class FeaturizeConfig:
     key: str | None = "row_id"
     numeric: tuple[NumericColumns, ...] = ()
     categorical: tuple[CategoricalColumns, ...] = ()
+    datetime: tuple[DatetimeColumns, ...] = ()
     passthrough: tuple[str, ...] = ()
     quantile_error: float = 0.001  # rank error of the approximate quantiles (median, quartiles, clip bounds)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -232,7 +269,8 @@ class FeaturizeConfig:
         try:
             self.feature_spec().check_output_names(reserved=(SPLIT_COLUMN,))
         except FeatureError as err:
-            raise _FieldError("numeric" if self.numeric else "categorical", str(err)) from None
+            raise _FieldError("numeric" if self.numeric else "categorical" if self.categorical else "datetime",
+                              str(err)) from None
 
     def feature_spec(self) -> FeatureSpec:
         """The per-column feature spec these settings describe (the key column is always passed through)."""
@@ -242,6 +280,7 @@ class FeaturizeConfig:
             numeric=tuple(f for entry in self.numeric for f in entry.features()),
             categorical=tuple(f for entry in self.categorical for f in entry.features()),
             passthrough=passthrough,
+            datetime=tuple(f for entry in self.datetime for f in entry.features()),
         )
 
 
@@ -483,7 +522,8 @@ class Config:
 
     def check_stage(self, stage: str) -> None:
         """Checks that need to know which stage runs (a ``sql`` call needs no feature columns)."""
-        if stage in ("featurize", "run") and not (self.featurize.numeric or self.featurize.categorical):
+        if stage in ("featurize", "run") and not (self.featurize.numeric or self.featurize.categorical
+                                                  or self.featurize.datetime):
             where = self.source_files[-1] if self.source_files else DEFAULTS
             raise ConfigError(f"{where}: featurize.numeric: name at least one numeric or categorical feature column")
 

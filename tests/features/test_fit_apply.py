@@ -312,3 +312,90 @@ def test_two_columns_with_one_name_after_encoding():
         "two feature table columns would be named 'c_index': numeric column 'c_index' and the index encoding of 'c'; "
         "rename the input column or drop one of them from the spec"
     )
+
+
+# ------------------------------------------------------------------------------------------------ piecewise-linear
+
+
+def test_piecewise_linear_encoding_of_quantile_bins(spark):
+    df = frame(spark, "double", [float(v) for v in range(101)] + [None])
+    fitted, _ = fit_features(df, spec([NumericFeature("x", "ple", bins=4)]))
+    assert fitted.numeric["x"].edges == (0.0, 25.0, 50.0, 75.0, 100.0)
+    assert fitted.schema.features[0].name == "x_ple" and fitted.schema.features[0].shape == (4,)
+    scoring = frame(spark, "double", [-25.0, 0.0, 30.0, 100.0, 150.0, None])
+    out = features_by_id(scoring, fitted, "x_ple")
+    assert out[0] == [-1.0, 0.0, 0.0, 0.0]  # below the first edge: only the first slot goes negative
+    assert out[1] == [0.0, 0.0, 0.0, 0.0]
+    assert out[2] == pytest.approx([1.0, 0.2, 0.0, 0.0])
+    assert out[3] == [1.0, 1.0, 1.0, 1.0]
+    assert out[4] == [1.0, 1.0, 1.0, 3.0]  # above the last edge: only the last slot exceeds 1
+    assert out[5] == pytest.approx([1.0, 1.0, 0.0, 0.0])  # missing -> the mean, 50
+    again = FittedFeatures.from_json(fitted.to_json())
+    assert again == fitted
+
+
+def test_piecewise_linear_bins_collapse_where_quantiles_coincide(spark):
+    df = frame(spark, "double", [0.0] * 90 + [1.0] * 10)
+    fitted, _ = fit_features(df, spec([NumericFeature("x", "ple", bins=8)]))
+    assert fitted.numeric["x"].edges == (0.0, 1.0)
+    constant, _ = fit_features(frame(spark, "double", [3.0] * 5), spec([NumericFeature("x", "ple")]))
+    assert constant.numeric["x"].edges == (3.0, 4.0)
+    assert set(map(tuple, features_by_id(frame(spark, "double", [3.0]), constant, "x_ple").values())) == {(0.0,)}
+
+
+# ------------------------------------------------------------------------------------------------ dates and times
+
+
+def test_datetime_parts_from_a_timestamp_and_from_fields(spark):
+    from dlpipe.features.spec import DatetimeFeature
+    rows = [(0, "2013-01-01 05:00:00", 2013, 1, 1, 5, 0),       # a Tuesday
+            (1, "2013-12-31 23:00:00", 2013, 12, 31, 23, 1),
+            (2, "not a time", 2013, 2, 30, 25, 0),             # text that does not parse; February 30; hour 25
+            (3, None, None, None, None, None, 1)]
+    df = spark.createDataFrame(rows, "id int, t string, year long, month int, day int, hour int, y int")
+    fields = (("year", "year"), ("month", "month"), ("day", "day"), ("hour", "hour"))
+    features = [DatetimeFeature("t", "hour", "cyclic", column="t"),
+                DatetimeFeature("t", "day_of_week", "onehot", column="t"),
+                DatetimeFeature("dep", "day_of_year", "index", fields=fields),
+                DatetimeFeature("dep", "hour", "index", fields=fields),
+                DatetimeFeature("dep", "ordinal_day", "number", fields=fields)]
+    fitted, report = fit_features(df, FeatureSpec(LABEL, passthrough=("id",), datetime=tuple(features)))
+    out = {r["id"]: r for r in apply_features(df, fitted).collect()}
+    assert [c.name for c in fitted.schema.features] == [
+        "t_hour_cyclic", "t_day_of_week_onehot", "dep_day_of_year_index", "dep_hour_index", "dep_ordinal_day"]
+    angle = 2 * math.pi * 5 / 24
+    assert out[0]["t_hour_cyclic"] == pytest.approx([math.sin(angle), math.cos(angle)], abs=1e-6)
+    assert out[2]["t_hour_cyclic"] == out[3]["t_hour_cyclic"] == [0.0, 0.0]
+    assert out[0]["t_day_of_week_onehot"] == [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]  # Tuesday: day 3, id 3
+    assert [out[i]["dep_day_of_year_index"] for i in range(4)] == [1, 365, 0, 0]
+    assert [out[i]["dep_hour_index"] for i in range(4)] == [6, 24, 0, 0]
+    days = [15706, 16070]  # 2013-01-01 and 2013-12-31 since 1970-01-01
+    stats = fitted.datetime["dep_ordinal_day"]
+    assert (stats.count, stats.missing, stats.mean) == (2, 2, sum(days) / 2)
+    assert [out[i]["dep_ordinal_day"] for i in range(4)] == [-1.0, 1.0, 0.0, 0.0]
+    assert report.missing["dep_hour_index"] == {"train": 2}
+    assert FittedFeatures.from_json(fitted.to_json()) == fitted
+    fitted.schema.check(apply_features(df, fitted), "the features")
+
+
+def test_one_column_feeds_a_number_a_category_and_calendar_parts(spark):
+    from dlpipe.features.spec import DatetimeFeature
+    df = spark.createDataFrame([(i, i % 24, f"2013-01-{1 + i % 28:02d}", i % 2) for i in range(48)],
+                               "id int, hour int, d string, y int")
+    both = FeatureSpec(LABEL, (NumericFeature("hour"),), (CategoricalFeature("hour"),), ("id",),
+                       (DatetimeFeature("d", "day_of_month", "index", column="d"),
+                        DatetimeFeature("d", "day_of_week", "cyclic", column="d")))
+    fitted, _ = fit_features(df, both)
+    assert [c.name for c in fitted.schema.features] == ["hour", "hour_index", "d_day_of_month_index",
+                                                        "d_day_of_week_cyclic"]
+    with pytest.raises(FeatureError, match="column 'hour' is listed twice under numeric: keep one entry"):
+        spec([NumericFeature("hour"), NumericFeature("hour", "ple")])
+
+
+def test_datetime_column_of_the_wrong_type_is_named(spark):
+    from dlpipe.features.spec import DatetimeFeature
+    df = spark.createDataFrame([(1, 1.5, 0)], "id int, t double, y int")
+    with pytest.raises(FeatureError) as err:
+        fit_features(df, FeatureSpec(LABEL, passthrough=("id",), datetime=(DatetimeFeature("t", "hour", column="t"),)))
+    assert str(err.value) == ("column 't' of datetime feature 't' is double in the input; it must be a timestamp, a "
+                              "date or text (or name its year, month, day and hour columns as fields)")

@@ -104,7 +104,24 @@ def test_layers_override_in_order(conf_dir):
         ("train: 5\n", "{p}: train: must be a mapping, got int"),
         ("featurize:\n  numeric: [{columns: [a], transform: zscore}]\n",
          "{p}: featurize.numeric[0].transform: expected one of 'standard', 'minmax', 'robust', 'log', 'none', "
-         "got str 'zscore'"),
+         "'ple', got str 'zscore'"),
+        ("featurize:\n  numeric: [{columns: [a], transform: ple, bins: 0}]\n",
+         "{p}: featurize.numeric[0].bins: must be between 1 and 256, got 0"),
+        ("featurize:\n  datetime: [{column: t, parts: [hour, fortnight]}]\n",
+         "{p}: featurize.datetime[0].parts: datetime feature 't': unknown part 'fortnight' (choose from hour, "
+         "day_of_week, day_of_month, day_of_year, month, week_of_year, ordinal_day)"),
+        ("featurize:\n  datetime: [{column: t, parts: {ordinal_day: cyclic}}]\n",
+         "{p}: featurize.datetime[0].parts: datetime feature 't': ordinal_day counts days for trends and is "
+         "encoded as a number, not cyclic"),
+        ("featurize:\n  datetime: [{fields: {year: y, month: m, day: d}, parts: [month]}]\n",
+         "{p}: featurize.datetime[0].name: name the features (for example name: departure) when the date is built "
+         "from fields"),
+        ("featurize:\n  datetime: [{name: dep, fields: {year: y, month: m, day: d}, parts: [hour]}]\n",
+         "{p}: featurize.datetime[0].parts: datetime feature 'dep': the hour part needs an hour column among the "
+         "fields"),
+        ("featurize:\n  datetime: [{column: t, fields: {year: y}, parts: [hour]}]\n",
+         "{p}: featurize.datetime[0].column: name either a column or the fields {{year: ..., month: ..., day: ..., "
+         "hour: ...}} to build the date from"),
         ("featurize:\n  numeric: [a, {columns: [b], missing: zero}]\n",
          "{p}: featurize.numeric[1].missing.kind: expected one of 'mean', 'median', 'constant', 'reject', got str 'zero'"),
         ("featurize:\n  numeric: [{columns: [a], missing: {kind: constant}}]\n",
@@ -119,7 +136,7 @@ def test_layers_override_in_order(conf_dir):
         ("featurize:\n  categorical: [{columns: [c], encoding: hash}]\n",
          "{p}: featurize.categorical[0].encoding: expected one of 'index', 'onehot', got str 'hash'"),
         ("featurize:\n  numeric: [a, {columns: [a_missing, b]}, {columns: [a], indicator: true}]\n",
-         "{p}: featurize.numeric: column 'a' is listed twice in the feature spec: keep one entry"),
+         "{p}: featurize.numeric: column 'a' is listed twice under numeric: keep one entry"),
         ("featurize:\n  numeric: [{columns: [a], indicator: true}, a_missing]\n",
          "{p}: featurize.numeric: two feature table columns would be named 'a_missing': numeric column 'a_missing' "
          "and the missing indicator of 'a'; rename the input column or drop one of them from the spec"),
@@ -219,6 +236,24 @@ featurize:
     assert (trigger.encoding, trigger.min_count, trigger.output_column) == ("index", 10, "trigger_index")
     assert [name for name, _ in spec.output_columns()] == [
         "EventId", "Label", "a", "b", "c", "b_missing", "c_missing", "region_onehot", "trigger_index"]
+
+
+def test_datetime_entries_and_a_column_used_twice(conf_dir):
+    path = write(conf_dir, "p.yaml", """
+featurize:
+  numeric: [hour, {columns: [distance], transform: ple, bins: 16}]
+  categorical: [hour]
+  datetime:
+    - {column: time_hour, parts: [day_of_week, day_of_year]}
+    - {name: dep, fields: {year: year, month: month, day: day, hour: hour},
+       parts: {hour: onehot, week_of_year: index, ordinal_day: number}}
+""")
+    spec = load_config(path).featurize.feature_spec()
+    assert [name for name, _ in spec.output_columns()][2:] == [
+        "hour", "distance_ple", "hour_index", "time_hour_day_of_week_cyclic", "time_hour_day_of_year_cyclic",
+        "dep_hour_onehot", "dep_week_of_year_index", "dep_ordinal_day"]
+    assert spec.numeric[1].bins == 16
+    assert spec.feature_input_columns == ("hour", "distance", "time_hour", "year", "month", "day")
 
 
 def test_numeric_label_classes_may_be_numbers(conf_dir):

@@ -123,7 +123,8 @@ def _validation_rows(data_dir: Path, table: str, columns: list[str]) -> dict:
 def test_sample_weights_weight_the_loss_and_the_validation_metrics(data_dir):
     """Event weights from a passthrough column: the validation loss training reports is the weighted mean of the
     saved model's losses on the validation rows, which differs from the unweighted one. Balanced class weights
-    multiply the training rows' weights and leave validation alone."""
+    multiply the training rows' weights and leave validation alone. (Two of the masses are piecewise-linear
+    encoded, so their vectors go through Petastorm and the model too.)"""
     import tensorflow as tf
 
     from dlpipe.features.schema import FeatureSchema
@@ -132,9 +133,13 @@ def test_sample_weights_weight_the_loss_and_the_validation_metrics(data_dir):
     ok(dlpipe("run", *settings(data_dir, "stages=[featurize, train]", "featurize.output_table=weighted_features",
                                "featurize.passthrough=[true_prob]", "train.sample_weight=true_prob",
                                "train.model_name=weighted_mlp", "train.epochs=2", "train.early_stopping=null",
-                               "train.class_weight=balanced")))
+                               "train.class_weight=balanced",
+                               "featurize.numeric=[lepton_pt, lepton_eta, jet1_eta, {columns: [m_jj, m_bb], "
+                               "transform: ple, bins: 8}]")))
     folder = latest(data_dir / "models" / "weighted_mlp")
     metadata = json.loads((folder / "metadata.json").read_text())
+    ple = {c["name"]: c["shape"] for c in metadata["feature_schema"]["features"] if c["name"].endswith("_ple")}
+    assert ple == {"m_jj_ple": [8], "m_bb_ple": [8]}
     assert metadata["train_config"]["sample_weight"] == "true_prob"
     assert metadata["class_weights"]["0"] > 0 and metadata["class_weights"]["1"] > 0
     schema = FeatureSchema.from_json(metadata["feature_schema"])

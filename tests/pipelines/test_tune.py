@@ -2,12 +2,15 @@
 run it: trials as parallel Spark tasks, a ranked Delta results table, the best config printed, a rerun replacing
 its scan's rows."""
 import json
+import re
+import shlex
 
 import pytest
 
 from dlpipe.pipelines.config import TuneConfig
 from dlpipe.pipelines.tune import _set_options, rank_trials, trial_params
 from tests.pipelines.cli import dlpipe, ok, settings
+from tests.versions import latest
 
 
 def test_grid_tries_every_combination_once():
@@ -45,8 +48,9 @@ def test_ranking_puts_the_best_first_and_failures_last():
 
 
 def test_best_config_is_printed_as_set_options_a_shell_takes():
-    assert _set_options({"hidden_units": (16, 8), "activation": "tanh", "learning_rate": 0.003}) == (
-        "--set train.hidden_units=[16,8] --set train.activation=tanh --set train.learning_rate=0.003")
+    assert _set_options({"hidden_units": (16, 8), "activation": "tanh", "learning_rate": 0.003}, 4) == (
+        "--set train.num_proc=4 --set train.hidden_units=[16,8] --set train.activation=tanh "
+        "--set train.learning_rate=0.003")
 
 
 @pytest.mark.slow
@@ -55,7 +59,8 @@ def test_tune_runs_trials_as_spark_tasks_and_ranks_them_in_a_delta_table(spark, 
     args = settings(feature_data, "tune.strategy=grid", "tune.trials=4", space, "train.epochs=2")
     out = ok(dlpipe("tune", *args, "--run-id", "scan-1"))
     log = out.stdout + out.stderr
-    assert "tune: scan scan-1: 4 grid trials of mlp higgs_mlp, 2 at a time, each on one worker" in out.stdout
+    assert ("tune: scan scan-1: 4 grid trials of mlp higgs_mlp, 2 at a time, each on one worker as a training on 2 "
+            "(train.num_proc)") in out.stdout
     for trial in range(1, 5):
         assert f"tune: trial {trial}: epoch 2/2:" in log
     trials = str(feature_data / "warehouse" / "dlpipe.db" / "tune_trials")
@@ -66,9 +71,21 @@ def test_tune_runs_trials_as_spark_tasks_and_ranks_them_in_a_delta_table(spark, 
     assert [r["rank"] for r in lines] == [1, 2, 3, 4]
     best_trial = lines[0]["trial"]
     assert f"tune: best: trial {best_trial}, val_auc {values[0]:.4f}" in out.stdout
-    assert "train it with: dlpipe train --config conf/demo.yaml --set train.learning_rate=" in out.stdout
+    assert "train it with: dlpipe train --config conf/demo.yaml --set train.num_proc=2 --set train.learning_rate=" \
+        in out.stdout
     model_dir = feature_data / "models" / "higgs_mlp" / "tune" / "scan-1"
     assert all((model_dir / f"trial-{n}" / "model.keras").is_file() for n in range(1, 5))
+
+    # The printed line trains what the trial trained: 2 workers of batch 64 with the learning rate doubled after
+    # a warm-up epoch, where the trial took batches of 128 on one worker. Only the order of the rows differs.
+    line = re.search(r"train it with: dlpipe train (.*)$", out.stdout, re.MULTILINE).group(1)
+    ok(dlpipe("train", *settings(feature_data, "train.model_name=retrained_mlp")[2:], *shlex.split(line)))
+    trial = json.loads((model_dir / f"trial-{best_trial}" / "state.json").read_text())["history"]
+    retrained = json.loads((latest(feature_data / "models" / "retrained_mlp") / "metadata.json").read_text())["history"]
+    print("first-epoch loss, val_loss: trial", trial["loss"][0], trial["val_loss"][0],
+          "retrained", retrained["loss"][0], retrained["val_loss"][0])
+    assert retrained["loss"][0] == pytest.approx(trial["loss"][0], rel=0.01)
+    assert retrained["val_loss"][0] == pytest.approx(trial["val_loss"][0], rel=0.01)
 
     # the same scan id again replaces its rows (here with a smaller scan)
     ok(dlpipe("tune", *settings(feature_data, "tune.strategy=grid", "tune.trials=4",
