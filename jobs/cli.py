@@ -17,6 +17,8 @@ from typing import Sequence
 EXAMPLES = """\
 examples:
   dlpipe run --config conf/demo.yaml                       all stages of the demo pipeline
+  dlpipe init --input /data/flights.parquet --label delayed --output conf/flights.yaml
+                                                           a starting config for your own table
   dlpipe train --config conf/demo.yaml --set train.epochs=5
   dlpipe tune --config conf/demo.yaml --set tune.trials=4  a hyperparameter scan, trials in parallel
   dlpipe sql "SELECT count(*) FROM predictions"            query tables by name (database from the config)
@@ -30,6 +32,7 @@ examples:
 
 # The commands besides one per pipeline stage (those come from the stage registry, pipelines.stage).
 COMMAND_HELP = {
+    "init": "profile a table in Spark and write a starting pipeline config for it, each choice explained",
     "tune": "hyperparameter scan: train each config of tune.space on one worker per Spark task, rank them in a Delta table",
     "run": "run the stages listed under `stages` in the config, in order, with one run id",
     "sql": "run a SQL query over the pipeline's tables (metastore and warehouse under data_dir)",
@@ -66,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--max-rows", type=int, default=50, help="print at most this many rows (default 50)")
             sub.add_argument("--output", default=None, metavar="FILE",
                              help="save every row to FILE (.csv with a header, or .parquet) instead of printing")
+        if name == "init":
+            sub.add_argument("--input", required=True, metavar="PATH|TABLE",
+                             help="a table in the config's database, or a path to Parquet or Delta files")
+            sub.add_argument("--label", required=True, metavar="COLUMN", help="the binary label column")
+            sub.add_argument("--key", default=None, metavar="COLUMN",
+                             help="the column that names each row (default: found by profiling, if any)")
+            sub.add_argument("--output", required=True, metavar="FILE.yaml", help="the config to write (never overwritten)")
         if name == "serve-sql":
             sub.add_argument("--port", type=int, default=None, help="TCP port (default: sql_server.port, 10000)")
         if name == "run":
@@ -110,7 +120,7 @@ def logical_date(text: str) -> dt.date:
 
 
 def _command(spark, cfg, args: argparse.Namespace, run_id: str | None) -> None:
-    from dlpipe.pipelines import lineage, report, run, serve_sql, sql, tune
+    from dlpipe.pipelines import init_config, lineage, report, run, serve_sql, sql, tune
     from dlpipe.pipelines.stage import stage
 
     command = args.command
@@ -122,6 +132,8 @@ def _command(spark, cfg, args: argparse.Namespace, run_id: str | None) -> None:
                       handoff={named: args.run_id} if named and args.run_id else None)
     elif command == "tune":
         tune.run(spark, cfg, run_id=args.run_id)
+    elif command == "init":
+        init_config.run(spark, cfg, args.input, args.label, args.key, args.output)
     elif command == "sql":
         sql.run(spark, cfg, args.query, max_rows=args.max_rows, output=args.output)
     elif command == "serve-sql":
