@@ -7,8 +7,9 @@ From those the config is written with the reason for every choice in a comment b
 - a timestamp or date column, or text that parses as one: calendar parts (hour, day of week, day of year, cyclic);
 - an integer column with few values (``SMALL_DOMAIN``): a number and a category, so the network gets both the
   order and a free effect per value (months, hours, weekdays);
-- any other number: the piecewise-linear encoding over its quantile bins, with a missing indicator when values are
-  missing;
+- any other number: z-scored; with a heavy tail (``HEAVY_TAIL``) log1p first when it is never negative, else
+  clipped to its 0.1% and 99.9% training quantiles; a missing indicator when values are missing. (The
+  piecewise-linear encoding, ``ple``, did worse on the flights benchmark: docs/benchmarks.md.)
 - text and booleans: an embedded category; values rarer than ``rare_count(rows)`` fold into "other";
 - a column whose values are almost all distinct (an id), constant or empty: left out, and the comment says so.
 
@@ -32,6 +33,7 @@ from dlpipe.pipelines.tables import read_source
 SMALL_DOMAIN = 64       # an integer column with 3..64 values is also a category
 ID_SHARE = 0.5          # a text column with distinct values on more than half its rows is an id, not a category
 TIMESTAMP_SHARE = 0.95  # text that parses as a timestamp on this share of its values is a date
+HEAVY_TAIL = 20.0       # a value more than 20 interquartile ranges beyond the quartiles: a heavy tail
 UNBALANCED = 0.35       # a positive rate outside [0.35, 0.65]: score at the threshold training picks (auto)
 DAY_EMBEDDING_ROWS = 10_000  # from this many rows (~27 a day of the year), the day of the year is embedded
 EPOCHS = 20             # the most epochs; early stopping (base.yaml: val_auc, patience 3) usually ends sooner
@@ -126,6 +128,7 @@ class Choice:
     why: str
     indicator: bool = False
     min_count: int = 1
+    transform: str = "standard"  # numeric: the settings beside the column, e.g. "log" or "standard, clip: [..]"
 
 
 def choose(p: ColumnProfile, rows: int) -> Choice:
@@ -148,12 +151,23 @@ def choose(p: ColumnProfile, rows: int) -> Choice:
                                              f"times share one id{holes}", min_count=count)
     if p.kind == "integer" and p.distinct <= SMALL_DOMAIN and p.distinct > 2:
         return Choice(p.name, "numeric+categorical",
-                      f"integer with ~{p.distinct} values: a number (ple) and a category{holes}",
+                      f"integer with ~{p.distinct} values: a number and a category{holes}",
                       indicator=p.present < rows)
     if p.kind in ("integer", "number"):
         lo, hi = p.minimum, p.maximum
         span = "" if lo is None else f" from {lo:g} to {hi:g}"
-        return Choice(p.name, "numeric", f"{p.kind}{span}, ~{p.distinct:,} values{holes}", indicator=p.present < rows)
+        transform, tail = "standard", ""
+        if p.quartiles and lo is not None:
+            q1, _, q3 = p.quartiles
+            spread = max(q3 - q1, 1e-12)
+            if hi - q3 > HEAVY_TAIL * spread or q1 - lo > HEAVY_TAIL * spread:
+                if lo >= 0:
+                    transform, tail = "log", f"; heavy tail (quartiles {q1:g}, {q3:g}): log1p, then z-scored"
+                else:
+                    transform = "standard, clip: [0.001, 0.999]"
+                    tail = f"; heavy tail (quartiles {q1:g}, {q3:g}): clipped to the 0.1% and 99.9% quantiles"
+        return Choice(p.name, "numeric", f"{p.kind}{span}, ~{p.distinct:,} values{tail}{holes}",
+                      indicator=p.present < rows, transform=transform)
     return Choice(p.name, "skip", f"type {p.dtype.simpleString()} is not a feature type")
 
 
@@ -240,10 +254,10 @@ def render(p: TableProfile, source: TableSource, described: str, label: str, key
     ]
     numeric = by_use["numeric"] + by_use["numeric+categorical"]
     if numeric:
-        lines.append("  numeric:   # piecewise-linear encoding over 48 training quantile bins (transform: ple)")
+        lines.append("  numeric:   # z-scored with the training mean and deviation; missing values -> the mean")
         for c in numeric:
             extra = ", indicator: true" if c.indicator else ""
-            lines.append(f"    - {{columns: [{c.column}], transform: ple{extra}}}   # {c.why}")
+            lines.append(f"    - {{columns: [{c.column}], transform: {c.transform}{extra}}}   # {c.why}")
     categorical = by_use["categorical"] + by_use["numeric+categorical"]
     if categorical:
         lines.append("  categorical:   # an embedding of 8 numbers per column (train.embedding_dim)")

@@ -20,11 +20,12 @@ def flights_like(spark, path, rows=ROWS, label="yes_no"):
     """Columns as real tables have them: an id, a small integer domain, a number with holes, text categories
     (one with a long tail of rare values), an id-like text, a timestamp, a date as text, a constant, a label."""
     start = dt.datetime(2013, 1, 1, 5)
-    data = [(i, 1 + i % 12, None if i % 10 == 0 else float(i % 97) * 1.5, "ABC"[i % 3], f"N{i % 700}", f"T{i:06d}",
+    data = [(i, 1 + i % 12, None if i % 10 == 0 else float(i % 97) * 1.5, 1000.0 if i % 100 == 0 else float(i % 5),
+             -1000.0 if i % 100 == 0 else float(i % 5) - 2, "ABC"[i % 3], f"N{i % 700}", f"T{i:06d}",
              start + dt.timedelta(hours=7 * i), (dt.date(2013, 1, 1) + dt.timedelta(days=i % 365)).isoformat(), 2013,
              ("yes" if (i * 7919) % 10 < 3 else "no") if label == "yes_no" else i % 5)
             for i in range(rows)]
-    schema = ("flight_id long, month int, distance double, carrier string, tailnum string, ticket string, "
+    schema = ("flight_id long, month int, distance double, wait double, drift double, carrier string, tailnum string, ticket string, "
               "scheduled timestamp, day string, year int, delayed " + ("string" if label == "yes_no" else "int"))
     spark.createDataFrame(data, schema).repartition(2).write.mode("overwrite").parquet(str(path))
     return path
@@ -43,10 +44,13 @@ def test_the_config_explains_each_choice_and_loads(spark, test_config, table, tm
     assert featurize.key == "flight_id" and "key: flight_id   # one distinct value per row" in text
     assert (featurize.label.positive, featurize.label.negative) == ("yes", "no")  # the rarer class is positive
     assert "the rarer class is positive: 30.0% (600 of 2,000)" in text
-    assert [(f.column, f.transform, f.indicator) for f in spec.numeric] == [
-        ("distance", "ple", True), ("month", "ple", False)]
-    assert re.search(r"distance\], transform: ple, indicator: true\}   # number from 0 to 144, ~9\d values; "
+    assert [(f.column, f.transform, f.indicator, f.clip) for f in spec.numeric] == [
+        ("distance", "standard", True, None), ("wait", "log", False, None), ("drift", "standard", False, (0.001, 0.999)),
+        ("month", "standard", False, None)]
+    assert re.search(r"distance\], transform: standard, indicator: true\}   # number from 0 to 144, ~9\d values; "
                      r"10.0% missing", text)
+    assert re.search(r"wait\], transform: log\}   # number from 0 to 1000, ~\d+ values; heavy tail \(quartiles "
+                     r"\d, \d\): log1p, then z-scored", text)
     assert [(f.column, f.min_count) for f in spec.categorical] == [("carrier", 5), ("tailnum", 5), ("month", 1)]
     assert [(f.output_column) for f in spec.datetime] == [  # too few rows to embed the days of the year
         "scheduled_hour_cyclic", "scheduled_day_of_week_index", "scheduled_day_of_year_cyclic",
