@@ -141,7 +141,8 @@ def split_ids(name: str) -> dict[str, np.ndarray]:
     ids = {}
     for split in ("train", "validation"):
         parts = [pq.read_table(f, columns=["id"]).column(0).to_numpy() for f in (table / f"split={split}").glob("*.parquet")]
-        ids[split] = np.concatenate(parts)
+        # files of earlier versions of the table stay until a VACUUM; a row's split is a function of its id
+        ids[split] = np.unique(np.concatenate(parts))
     return ids
 
 

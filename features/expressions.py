@@ -47,20 +47,13 @@ def datetime_part(feature: DatetimeFeature, dtype: T.DataType | None = None) -> 
     if feature.part == "hour" and feature.fields:
         hour = F.col(dict(feature.fields)["hour"]).try_cast("int")
         return F.when(hour.between(0, 23), hour)
-    ts = _timestamp(feature, dtype)
-    if feature.part == "hour":
-        return F.hour(ts)
-    if feature.part == "day_of_week":
-        return F.dayofweek(ts)
-    if feature.part == "day_of_month":
-        return F.dayofmonth(ts)
-    if feature.part == "day_of_year":
-        return F.dayofyear(ts)
-    if feature.part == "month":
-        return F.month(ts)
-    if feature.part == "week_of_year":
-        return F.weekofyear(ts)
-    return F.unix_date(F.to_date(ts))
+    return _PARTS[feature.part](_timestamp(feature, dtype))
+
+
+_PARTS = {
+    "hour": F.hour, "day_of_week": F.dayofweek, "day_of_month": F.dayofmonth, "day_of_year": F.dayofyear,
+    "month": F.month, "week_of_year": F.weekofyear, "ordinal_day": lambda ts: F.unix_date(F.to_date(ts)),
+}
 
 
 def check_label_type(label: LabelSpec, dtype: T.DataType) -> None:
