@@ -392,7 +392,7 @@ def plan(spark: SparkSession, cfg: Config, ctx: StageContext) -> StagePlan:
 
 def outputs(cfg: Config, result: InferResult) -> StageOutputs:
     entry = {"kind": "table", "role": "predictions", "name": result.table, "version": result.table_version,
-             "run_id": result.run_id, "run_date": str(result.run_date), "missing": result.missing,
+             "run_id": result.run_id, "rows": result.rows, "run_date": str(result.run_date), "missing": result.missing,
              "out_of_vocabulary": result.out_of_vocabulary}
     return StageOutputs([entry], result.rows, {
         "missing_values": float(sum(result.missing.values())),

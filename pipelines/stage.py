@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
 from dlpipe.pipelines.config import Config, TableSource, schema
@@ -139,7 +140,13 @@ def outputs_changed(spark: SparkSession, cfg: Config, entries: list[dict]) -> st
         if kind == "table":
             if not spark.catalog.tableExists(name):
                 return f"table {name} no longer exists"
-            if entry.get("run_id") is None:  # a table the stage owns: it must still be at the version written
+            if entry.get("run_id") is not None:  # a table runs share: the run's rows must all still be there
+                held = spark.table(name).where(F.col("run_id") == entry["run_id"]).count()
+                written = entry.get("rows")
+                if held == 0 or (written is not None and held != written):
+                    return (f"table {name} holds {held:,} rows of run {entry['run_id']}"
+                            + (f", not the {written:,} written" if written is not None else ""))
+            else:  # a table the stage owns: it must still be at the version written
                 try:
                     current = delta_version(spark, name)
                 except AnalysisException:

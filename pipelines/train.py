@@ -216,6 +216,11 @@ def training_inputs(spark: SparkSession, cfg: Config) -> TrainingInputs:
                             table_files(spark, table, "validation"))
     if inputs.train_rows == 0:
         raise PipelineError(f"the training split of {table} is empty: nothing to train on (check featurize.split)")
+    report = artifact.get("report", {})
+    rows, positives = report.get("rows", {}).get("train"), report.get("positives", {}).get("train")
+    if cfg.train.model == "mlp" and rows and positives in (0, rows):
+        raise PipelineError(f"every row of the training split of {table} has label {int(positives == rows)} "
+                            f"({rows:,} rows): a classifier needs both classes; check featurize.label and the input")
     return inputs
 
 

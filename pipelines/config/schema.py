@@ -45,6 +45,7 @@ def _positive(obj: Any, *keys: str) -> None:
     for key in keys:
         value = getattr(obj, key)
         _require(value is None or value > 0, key, f"must be greater than 0, got {value!r}")
+        _require(value is None or math.isfinite(value), key, f"must be a finite number, got {value!r}")
 
 
 def _identifier(obj: Any, *keys: str) -> None:
@@ -343,7 +344,8 @@ class TrainConfig:
         _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout!r}")
         _require(self.embedding_dim == "auto" or self.embedding_dim > 0, "embedding_dim",
                  f"must be a positive integer or auto, got {self.embedding_dim!r}")
-        _require(self.l1 >= 0 and self.l2 >= 0, "l1", "L1 and L2 factors must be >= 0")
+        _require(0 <= self.l1 < math.inf and 0 <= self.l2 < math.inf, "l1",
+                 f"L1 and L2 factors must be finite numbers >= 0, got {self.l1!r} and {self.l2!r}")
         _require(self.warmup_epochs >= 0, "warmup_epochs", f"must be >= 0, got {self.warmup_epochs!r}")
         _require(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum!r}")
 

@@ -102,6 +102,7 @@ def test_layers_override_in_order(conf_dir):
         ("stages: [featurize, tran]\n",
          "{p}: stages[1]: expected one of 'generate', 'featurize', 'train', 'infer', 'evaluate', got str 'tran'"),
         ("train: 5\n", "{p}: train: must be a mapping, got int"),
+        ("train:\n  learning_rate: .inf\n", "{p}: train.learning_rate: must be a finite number, got inf"),
         ("featurize:\n  numeric: [{columns: [a], transform: zscore}]\n",
          "{p}: featurize.numeric[0].transform: expected one of 'standard', 'minmax', 'robust', 'log', 'none', "
          "'ple', got str 'zscore'"),

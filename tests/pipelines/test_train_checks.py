@@ -47,6 +47,24 @@ def test_a_feature_table_that_does_not_match_its_artifact_is_refused(spark, in_p
                        "re-run `dlpipe featurize` so table and artifact match")
 
 
+def test_a_training_split_of_one_class_is_refused(spark, in_process_run):
+    from pyspark.sql import functions as F
+
+    from dlpipe.pipelines import featurize
+    from dlpipe.pipelines.config import TableSource
+
+    cfg = in_process_run.cfg
+    raw = cfg.qualified(cfg.featurize.input.table)
+    spark.table(raw).withColumn("label", F.lit(0)).write.format("delta").mode("overwrite") \
+        .saveAsTable(cfg.qualified("one_class_raw"))
+    one_class = dataclasses.replace(cfg, featurize=dataclasses.replace(
+        cfg.featurize, input=TableSource(table="one_class_raw"), output_table="one_class_features"))
+    rows = featurize.run(spark, one_class).report.rows["train"]
+    assert train_with(spark, one_class) == (
+        f"every row of the training split of in_process.one_class_features has label 0 ({rows:,} rows): a "
+        "classifier needs both classes; check featurize.label and the input")
+
+
 def test_balanced_class_weights_give_both_classes_the_same_training_weight(spark, in_process_run):
     from pyspark.sql import functions as F
 
