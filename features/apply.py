@@ -46,10 +46,14 @@ def numeric_feature(f: NumericFeature, stats: NumericStats) -> Column:
         value = F.when(present.isNull(), F.raise_error(F.lit(
             f"column {f.column!r} has a missing value and its missing-value policy is reject"
         ))).otherwise(value)
-    filled = F.coalesce(value, F.lit(stats.fill))
     if f.transform == "ple":
-        return piecewise_linear(filled, stats.edges)
-    return ((filled - F.lit(stats.center)) / F.lit(stats.scale)).cast("float")
+        return piecewise_linear(F.coalesce(value, F.lit(stats.fill)), stats.edges)
+    return scaled(value, stats)
+
+
+def scaled(value: Column, stats: NumericStats) -> Column:
+    """float32 ``(x - center) / scale``, a missing ``x`` filled with ``stats.fill`` first."""
+    return ((F.coalesce(value, F.lit(stats.fill)) - F.lit(stats.center)) / F.lit(stats.scale)).cast("float")
 
 
 def piecewise_linear(value: Column, edges: tuple[float, ...]) -> Column:
@@ -74,8 +78,7 @@ def datetime_feature(f: DatetimeFeature, dtype: T.DataType | None, stats: Numeri
     """The encoded calendar part (see ``features.spec.DatetimeFeature``)."""
     value = datetime_part(f, dtype)
     if f.encoding == "number":
-        filled = F.coalesce(value.cast("double"), F.lit(stats.fill))
-        return ((filled - F.lit(stats.center)) / F.lit(stats.scale)).cast("float")
+        return scaled(value.cast("double"), stats)
     low, high = PART_RANGE[f.part]
     if f.encoding == "cyclic":
         angle = (value - F.lit(low)).cast("double") * F.lit(2 * math.pi / (high - low + 1))
