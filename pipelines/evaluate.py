@@ -97,11 +97,9 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
     ).where(F.col(LABEL).isNotNull())
     if weight:
         labelled = labelled.where(F.col(weight).isNotNull())
-    joined = (
-        predictions.select(key, "score")
-        .join(labelled.where(F.col("split") == ec.split), key)
-        .cache()
-    )
+    in_split = labelled.where(F.col("split") == ec.split)
+    check_unique_key(in_split, key, ec.split, cfg.infer.input.describe())
+    joined = predictions.select(key, "score").join(in_split, key).cache()
     try:
         if joined.isEmpty():
             raise PipelineError(f"run {run_id} has no labelled predictions in the {ec.split} split to evaluate")
@@ -174,6 +172,17 @@ def planned_run(ctx: StageContext) -> str | None:
     """The run the plan resolved (alone and not given one: the latest, looked up once), else ``predictions_run``."""
     planned = ctx.plan.document.get("predictions", {}).get("run_id") if ctx.plan else None
     return planned or predictions_run(ctx)
+
+
+def check_unique_key(rows: DataFrame, key: str, split: str, source: str) -> None:
+    """Refuse a key that names several rows: the join to the predictions would pair every copy with every score."""
+    shared = rows.groupBy(key).count().where(F.col("count") > 1).agg(
+        F.count(F.lit(1)).alias("keys"), F.sum("count").alias("rows")).first()
+    if shared["keys"]:
+        raise PipelineError(
+            f"featurize.key {key!r} is not unique in {source}: {shared['keys']:,} keys of the {split} split name "
+            f"{shared['rows']:,} rows; evaluate joins predictions to labels by it: make featurize.key an id column "
+            "that names one row")
 
 
 def plan(spark: SparkSession, cfg: Config, ctx: StageContext) -> StagePlan:
