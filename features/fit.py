@@ -31,6 +31,7 @@ from dlpipe.features.spec import CategoricalFeature, DatetimeFeature, FeatureSpe
 from dlpipe.spark_settings import spark_settings
 
 SPLITS = ("train", "validation", "test")
+DATETIME_TYPES = (T.TimestampType, T.TimestampNTZType, T.DateType, T.StringType)  # a datetime feature's column
 # A vocabulary beyond this many values is almost certainly an id column: refuse rather than collect it.
 MAX_VOCABULARY = 1_000_000
 
@@ -86,13 +87,6 @@ def check_input(df: DataFrame, spec: FeatureSpec, source: str = "the input", req
                                "(or name its year, month, day and hour columns as fields)")
     if require_label:
         check_label_type(spec.label, types[spec.label.column])
-
-
-DATETIME_TYPES = (T.TimestampType, T.TimestampNTZType, T.DateType, T.StringType)
-
-
-def column_types(df: DataFrame) -> dict[str, T.DataType]:
-    return {f.name: f.dataType for f in df.schema.fields}
 
 
 class _Aggregates:
