@@ -88,6 +88,7 @@ def handoff_only(features, model):
 def measure(rows: int) -> dict:
     from dlpipe.pipelines import infer
     from dlpipe.pipelines.session import build_session
+    from dlpipe.pipelines.tables import delta_version
     from dlpipe.pipelines.train import table_files
 
     cfg = training_data.config(rows, "train.epochs=1", "train.early_stopping=null", "train.num_proc=2",
@@ -111,8 +112,9 @@ def measure(rows: int) -> dict:
                         scored.write.format("noop").mode("overwrite").save()
                         timings[job].append(time.perf_counter() - started)
         scoring_seconds = statistics.median(timings["score"])
-        files = [f.path for split in ("train", "validation", "test")
-                 for f in table_files(spark, cfg.qualified(cfg.featurize.output_table), split)]
+        table = cfg.qualified(cfg.featurize.output_table)
+        version = delta_version(spark, table)
+        files = [f.path for split in ("train", "validation", "test") for f in table_files(spark, table, version, split)]
     finally:
         spark.stop()
     baseline = predict_baseline({"schema": model.fitted.schema.to_json(), "files": files, "model": str(model.path),

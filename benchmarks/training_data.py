@@ -42,15 +42,11 @@ def prepare(spark, cfg, train_model: bool = False) -> None:
 
 
 def feature_files(spark, cfg):
-    """(feature schema, training files, validation files) of the current feature table."""
-    from dlpipe.features.schema import FeatureSchema
-    from dlpipe.pipelines.store import load_artifact
-    from dlpipe.pipelines.train import table_files
+    """(feature schema, training files, validation files) of the feature table train reads."""
+    from dlpipe.pipelines.train import training_inputs
 
-    artifact = load_artifact(cfg, cfg.featurize.output_table)
-    table = cfg.qualified(cfg.featurize.output_table)
-    return (FeatureSchema.from_json(artifact["feature_schema"]), table_files(spark, table, "train"),
-            table_files(spark, table, "validation"))
+    inputs = training_inputs(spark, cfg)
+    return inputs.schema, inputs.train_files, inputs.validation_files
 
 
 def local_path(uri: str) -> str:

@@ -104,10 +104,30 @@ def out_of_vocabulary_flag_column(column: str) -> str:
     return f"__out_of_vocabulary__{column}"
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def finite_or_fail(value: Column, f: NumericFeature | DatetimeFeature, vector: bool = False) -> Column:
+    """``value`` (a float32 feature, or with ``vector`` an array of them), or a failed job when it is infinite or
+    NaN: a value near the largest double scales, or casts, out of float32's range, and a model fed it scores
+    every row the same."""
+    def bad(x: Column) -> Column:
+        return F.isnan(x) | (F.abs(x) > F.lit(FLOAT32_MAX))
+
+    column = getattr(f, "column", None)
+    message = (f"feature {f.output_column} of column {column!r} is infinite for some rows (a value beyond "
+               f"float32's range of 3.4e38 once scaled): clip the column (clip: [0.001, 0.999]) or fix the input")
+    return F.when(F.exists(value, bad) if vector else bad(value), F.raise_error(F.lit(message))).otherwise(value)
+
+
 def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] = (), source: str = "the input",
-                   artifact: str = "the feature artifact", flags: bool = False) -> DataFrame:
+                   artifact: str = "the feature artifact", flags: bool = False,
+                   check_finite: bool = False) -> DataFrame:
     """The feature table's columns for ``df``, in schema order: passthrough and ``keep`` columns, the label (int,
     when ``df`` has it), then every feature column of ``fitted.schema``.
+
+    With ``check_finite`` (featurize), a numeric or ``number`` datetime feature that comes out infinite fails the
+    Spark job that computes it (``finite_or_fail``), so a write of such rows never commits.
 
     With ``flags``, boolean columns follow that say, per row, which numeric values were missing (and filled by
     their policy; ``missing_flag_column``) and which categorical values are outside the vocabulary (never seen in
@@ -135,7 +155,10 @@ def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] 
         label_type = df.schema[spec.label.column].dataType
         selected.append(encoded_label(spec.label, label_type).cast("int").alias(spec.label.column))
     for f in spec.numeric:
-        selected.append(numeric_feature(f, fitted.numeric[f.column]).alias(f.output_column))
+        value = numeric_feature(f, fitted.numeric[f.column])
+        if check_finite:
+            value = finite_or_fail(value, f, vector=f.transform == "ple")
+        selected.append(value.alias(f.output_column))
     for f in spec.numeric:
         if f.indicator:
             selected.append(numeric_value(f).isNull().cast("float").alias(f.indicator_column))
@@ -146,8 +169,10 @@ def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] 
             selected.append(ids[f.column].alias(f.output_column))
     types = {field.name: field.dataType for field in df.schema.fields}
     for f in spec.datetime:
-        selected.append(datetime_feature(f, types.get(f.column), fitted.datetime.get(f.output_column))
-                        .alias(f.output_column))
+        value = datetime_feature(f, types.get(f.column), fitted.datetime.get(f.output_column))
+        if check_finite and f.encoding == "number":
+            value = finite_or_fail(value, f)
+        selected.append(value.alias(f.output_column))
     if flags:
         selected += [numeric_value(f).isNull().alias(missing_flag_column(f.column)) for f in spec.numeric]
         selected += [outside[f.column].alias(out_of_vocabulary_flag_column(f.column)) for f in spec.categorical]

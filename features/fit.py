@@ -127,11 +127,13 @@ def fit_features(
     split_column: str | None = None,
     quantile_error: float = DEFAULT_QUANTILE_ERROR,
     source: str = "the input",
+    key: str | None = None,
 ) -> tuple[FittedFeatures, FitReport]:
     """Fit ``spec`` on the rows of ``df`` whose ``split_column`` is 'train' (all rows when it is None).
 
-    Fails before anything is written on: an empty input, labels outside the declared classes, missing values in
-    a ``reject`` column, an empty training split, values <= -1 in a ``log`` column, oversized vocabularies.
+    Fails before anything is written on: an empty input, a missing ``key`` value, labels outside the declared
+    classes, missing values in a ``reject`` column, an empty training split, values <= -1 in a ``log`` column,
+    statistics that are not finite, oversized vocabularies.
     """
     check_input(df, spec, source)
     types = {f.name: f.dataType for f in df.schema.fields}
@@ -140,10 +142,15 @@ def fit_features(
     label = encoded_label(spec.label, types[spec.label.column])
     accuracy = max(1, int(round(1.0 / quantile_error)))
 
-    profile = _profile(df, spec, split_column, label, splits, types)
+    profile = _profile(df, spec, split_column, label, splits, types, key)
     rows = {s: profile["rows", s] for s in splits}
     if sum(rows.values()) == 0:
         raise FeatureError(f"{source} has no rows: nothing to featurize (check the input)")
+    if profile["null_keys",]:
+        raise FeatureError(
+            f"key column {key!r} is null in {profile['null_keys',]:,} of {sum(rows.values()):,} rows: every row "
+            "needs a key (it places the row in a split and joins its prediction to its label); fix the input or "
+            "set featurize.key to another column")
     bad_labels = profile["bad_labels",]
     if bad_labels:
         examples = [r[0] for r in df.where(label.isNull()).select(spec.label.column).distinct().limit(5).collect()]
@@ -179,6 +186,7 @@ def fit_features(
 
     quantiles = _quantiles(df, spec, is_train, accuracy)
     clipped = _clipped_moments(df, spec, present, quantiles, is_train)
+    clipped.update(_rescaled_moments(df, spec, profile, present, quantiles, clipped, is_train))
     numeric = {f.column: _numeric_stats(f, profile, quantiles.get(f.column), clipped.get(f.column), present[f.column],
                                         missing[f.column]["train"])
                for f in spec.numeric}
@@ -200,7 +208,7 @@ def fit_features(
 
 
 def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: Column,
-             splits: tuple[str, ...], types: dict[str, T.DataType]) -> dict[tuple, object]:
+             splits: tuple[str, ...], types: dict[str, T.DataType], key: str | None) -> dict[tuple, object]:
     """Pass 1, one global aggregation: rows and positive labels per split, invalid labels, present values per
     split of every numeric column and datetime part, and the training split's min, max, mean and deviation (and
     log1p moments) of each (keyed by numeric column and by datetime output column).
@@ -212,6 +220,8 @@ def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: 
     """
     split = F.col(split_column) if split_column else F.lit("train")
     projected = [*[(split == s).alias(f"__in_{s}") for s in splits[:-1]], label.alias("__label")]
+    if key is not None:
+        projected.append(F.col(key).isNull().alias("__null_key"))
     for i, f in enumerate(spec.numeric):
         projected.append(numeric_value(f).alias(f"__n{i}"))
         if f.transform == "log":
@@ -223,6 +233,7 @@ def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: 
     aggs.add(("rows",), F.count(F.lit(1)))
     aggs.add(("positives",), F.count(F.when(F.col("__label") == 1, 1)))
     aggs.add(("bad_labels",), F.count(F.when(F.col("__label").isNull(), 1)))
+    aggs.add(("null_keys",), F.count(F.when(F.col("__null_key"), 1)) if key is not None else F.lit(0))
     for s in splits[:-1]:
         inside = train if s == "train" else F.col(f"__in_{s}")
         aggs.add(("rows", s), F.count(F.when(inside, 1)))
@@ -317,6 +328,41 @@ def _clipped_moments(df: DataFrame, spec: FeatureSpec, present: dict[str, int], 
                        if k in ("mean", "std") or f.transform == "log"} for f in columns}
 
 
+def _rescaled_moments(df: DataFrame, spec: FeatureSpec, profile: dict[tuple, object], present: dict[str, int],
+                      quantiles: dict, clipped: dict[str, dict], is_train: Column) -> dict[str, dict]:
+    """Mean and deviation again, of the values divided by their largest magnitude, for the columns whose moments
+    overflowed (finite values near the largest double: a sum of ten values of 1e308 is infinite). One more pass,
+    only when some column needs it; the moments are the rescaled ones times that magnitude, which cannot overflow
+    (a mean lies between the minimum and the maximum, a deviation is at most their larger magnitude)."""
+    redo = {}
+    for f in spec.numeric:
+        if not (_needs_moments(f) and present[f.column]):
+            continue
+        moments = clipped.get(f.column) or {k: profile[k, f.column] for k in ("mean", "std")}
+        if all(_finite_or_none(moments[k]) is not None for k in ("mean", "std")):
+            continue
+        bounds = _bounds(f, quantiles.get(f.column))
+        low, high = bounds or (profile["min", f.column], profile["max", f.column])
+        magnitude = max(abs(low), abs(high))
+        if math.isfinite(magnitude) and magnitude > 0:
+            redo[f] = (bounds, magnitude)
+    if not redo:
+        return {}
+    aggs = _Aggregates()
+    for f, (bounds, magnitude) in redo.items():
+        value = F.when(is_train, clip_expression(numeric_value(f), bounds)) / F.lit(magnitude)
+        aggs.add(("mean", f.column), F.avg(value))
+        aggs.add(("std", f.column), F.stddev_pop(value))
+    aggs.run(df)
+    out = {}
+    for f, (_, magnitude) in redo.items():
+        out[f.column] = {**(clipped.get(f.column) or {}), "mean": aggs["mean", f.column] * magnitude,
+                         "std": aggs["std", f.column] * magnitude}
+        if f.transform == "log" and f.column not in clipped:
+            out[f.column].update(log_mean=profile["log_mean", f.column], log_std=profile["log_std", f.column])
+    return out
+
+
 def _finite_or_none(value) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
@@ -336,6 +382,11 @@ def _numeric_stats(f: NumericFeature, first: dict[tuple, float], raw_quantiles: 
         moments.update(log_mean=first["log_mean", c], log_std=first["log_std", c])
     mean, std = _finite_or_none(moments["mean"]), _finite_or_none(moments["std"])
     log_mean, log_std = _finite_or_none(moments.get("log_mean")), _finite_or_none(moments.get("log_std"))
+    if count and _needs_moments(f):
+        for key in ("log_mean", "log_std") if f.transform == "log" else ("mean", "std"):
+            if _finite_or_none(moments.get(key)) is None:
+                raise FeatureError(f"column {c!r}: its training {key.replace('_', ' ')} is {moments.get(key)}, not a "
+                                   "finite number: clip the column (clip: [0.001, 0.999]) or fix the input")
     median = quantiles.get("0.5")
 
     if f.transform == "standard":

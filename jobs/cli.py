@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import signal
 import sys
 import traceback
 from typing import Sequence
@@ -152,9 +151,11 @@ def _stage_names(text: str | None) -> list[str] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.umask(0o077)  # what a job writes (data folder, logs, models) is its owner's alone, whatever the shell's umask
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a pipe, a log file or a scheduler at once
 
+    from dlpipe.pipelines import termination
     from dlpipe.pipelines.config import ConfigError, load_config
     from dlpipe.pipelines.errors import PipelineError
     from dlpipe.pipelines.runlog import TeeOutput
@@ -184,19 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if run_id is None:
         return _main(args, cfg, prefix, None)
-    signal.signal(signal.SIGTERM, _terminated)  # a scheduler's kill: the stage is recorded as failed, then exit
+    termination.install()  # a scheduler's kill: the stage is recorded as failed, then exit 143
     with TeeOutput(run_folder(cfg, run_id) / "run.log"):
         return _main(args, cfg, prefix, run_id)
 
 
-def _terminated(signum, frame) -> None:
-    raise SystemExit("dlpipe: terminated by SIGTERM")
-
-
 def _main(args: argparse.Namespace, cfg, prefix: str, run_id: str | None) -> int:
-    from dlpipe.features.errors import FeatureError
-    from dlpipe.pipelines.config import ConfigError
-    from dlpipe.pipelines.errors import PipelineError
+    from dlpipe.pipelines import termination
 
     spark = None
     try:
@@ -204,21 +199,35 @@ def _main(args: argparse.Namespace, cfg, prefix: str, run_id: str | None) -> int
 
         spark = build_session(cfg)
         _command(spark, cfg, args, run_id)
+        termination.check()
         return 0
-    except (PipelineError, FeatureError, ConfigError) as err:
+    except Exception as err:
         if args.debug:
             traceback.print_exc()
-        print(f"{prefix}: error: {err}", file=sys.stderr)
-        return 1
-    except Exception as err:  # an unexpected failure: one line by default, the traceback with --debug
-        if args.debug:
-            traceback.print_exc()
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        print(f"{prefix}: failed: {type(err).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+        print(f"{prefix}: {_failure(err, run_id)}", file=sys.stderr)
+        return termination.EXIT_CODE if termination.requested() else 1
     finally:
         if spark is not None:
             spark.stop()
+
+
+def _failure(err: Exception, run_id: str | None) -> str:
+    """One line for a failed command: the user's error as it is, a SIGTERM, a Spark job that failed on the data in
+    the data's terms; anything unexpected by its type and first line (the traceback with --debug)."""
+    from dlpipe.features.errors import FeatureError
+    from dlpipe.pipelines import termination
+    from dlpipe.pipelines.config import ConfigError
+    from dlpipe.pipelines.errors import PipelineError, spark_failure
+
+    if termination.requested():
+        return termination.MESSAGE + (f" (run {run_id}: the same command resumes it)" if run_id else "")
+    if isinstance(err, (PipelineError, FeatureError, ConfigError)):
+        return f"error: {err}"
+    known = spark_failure(err)
+    if known:
+        return f"error: {known}"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"failed: {type(err).__name__}: {first} (rerun with --debug for the traceback)"
 
 
 def entry(command: str) -> None:

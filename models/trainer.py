@@ -30,6 +30,7 @@ import numpy as np
 
 from dlpipe.features.schema import FeatureSchema
 from dlpipe.files import write_json_atomically
+from dlpipe.models import model_file
 from dlpipe.models.epochs import DataFile, plan_epoch
 from dlpipe.models.networks import NetworkSettings
 from dlpipe.models.reader import ReadSettings, rank_batches, rank_blocks
@@ -435,7 +436,7 @@ def train_on_rank(settings: TrainSettings) -> dict:
             check_attempt(settings)
             if outcome["best_epoch"] not in (None, outcome["epochs_done"]):
                 tf.train.Checkpoint(model=model).read(str(best_prefix(settings.run_dir))).expect_partial()
-            model.save(Path(settings.run_dir) / MODEL_FILE)
+            model_file.save(model, Path(settings.run_dir) / MODEL_FILE)
     return outcome
 
 

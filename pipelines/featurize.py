@@ -26,6 +26,9 @@ from dlpipe.pipelines.tables import delta_version, input_identity, read_source
 from dlpipe.spark_settings import spark_settings
 
 
+ID_LIKE_VALUES = 1000  # a categorical keeping more values than this, most seen once, is warned about
+
+
 @dataclass(frozen=True)
 class FeaturizeResult:
     table: str
@@ -51,10 +54,10 @@ def run(spark: SparkSession, cfg: Config) -> FeaturizeResult:
     spec = fc.feature_spec()
     check_input(raw, spec, source)
     split = assign_split(raw, fc.key, fc.split.train, fc.split.validation, fc.split.seed, name=SPLIT_COLUMN)
-    fitted, report = fit_features(split, spec, SPLIT_COLUMN, fc.quantile_error, source)
+    fitted, report = fit_features(split, spec, SPLIT_COLUMN, fc.quantile_error, source, key=fc.key)
     # Apply exactly what scoring will load: the JSON round trip keeps every float bit for bit.
     fitted = FittedFeatures.from_json(fitted.to_json())
-    features = apply_features(split, fitted, keep=(SPLIT_COLUMN,), source=source)
+    features = apply_features(split, fitted, keep=(SPLIT_COLUMN,), source=source, check_finite=True)
     fitted.schema.check(features, "the featurized rows")
 
     planned = files_per_split(report.rows, training_workers(spark, cfg), row_bytes(fitted.schema))
@@ -62,7 +65,7 @@ def run(spark: SparkSession, cfg: Config) -> FeaturizeResult:
                        input_partitions=split.rdd.getNumPartitions())
     table = cfg.qualified(fc.output_table)
     with spark_settings(spark, feature_table_settings(fitted.schema)):
-        (
+        (  # a row check of apply_features that fails (an infinite value) fails the job: nothing is committed
             features.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
             .partitionBy(SPLIT_COLUMN).saveAsTable(table)
         )
@@ -140,6 +143,12 @@ def summary(result: FeaturizeResult) -> str:
             f"rows mapped to the reserved id 0 (train / validation / test): {_per_split(report.other[f.column])}, "
             f"of them never seen in training: {_per_split(report.unseen[f.column])}"
         )
+        once = sum(n == 1 for n in vocabulary.counts)
+        if len(vocabulary.values) > ID_LIKE_VALUES and once > len(vocabulary.values) / 2:
+            lines.append(
+                f"  warning: {f.column} keeps {len(vocabulary.values):,} values, {once:,} of them seen once in "
+                "training: it looks like an id, which a model cannot learn from; list it under featurize.passthrough "
+                "or set min_count (for example 10)")
     return "\n".join(lines)
 
 

@@ -29,6 +29,7 @@ from dlpipe.features.fitted import FittedFeatures
 from dlpipe.features.schema import DENSE_INPUT, FeatureSchema
 from dlpipe.models.scoring import SCORE, make_batch_scorer
 from dlpipe.pipelines.config import Config
+from dlpipe.pipelines.config.schema import PREDICTION_COLUMNS
 from dlpipe.pipelines.errors import PipelineError
 from dlpipe.pipelines.run_id import check_run_id, new_run_id
 from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section, source_input
@@ -36,9 +37,6 @@ from dlpipe.pipelines.store import artifact_digest, decision_threshold, load_art
 from dlpipe.pipelines.tables import last_commit, read_source, table_version
 from dlpipe.spark_settings import spark_settings
 
-# The columns infer writes after the carried ones (key, label, infer.keep): no kept column may take these names.
-PREDICTION_COLUMNS = (SCORE, "predicted_label", "model_name", "model_version", "feature_version", "input_version",
-                      "run_id", "scored_at", "run_date")
 WRITE_ATTEMPTS = 3  # a commit that lost a race with a concurrent run into the same partition is retried
 # Delta's commit conflicts (another writer committed what this commit read, so writing again on the new version
 # may succeed). Importing delta.exceptions.captured makes PySpark raise them as these types; without that import

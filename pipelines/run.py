@@ -21,9 +21,9 @@ from typing import Callable
 from pyspark.sql import SparkSession
 
 from dlpipe.features.errors import FeatureError
-from dlpipe.pipelines import tracking
+from dlpipe.pipelines import termination, tracking
 from dlpipe.pipelines.config import Config
-from dlpipe.pipelines.errors import PipelineError
+from dlpipe.pipelines.errors import PipelineError, spark_failure
 from dlpipe.pipelines.run_id import check_run_id, new_run_id, run_folder, selected_stages
 from dlpipe.pipelines.stage import StageContext, StagePlan, handoff_of, outputs_changed, registry, stage
 from dlpipe.pipelines.tracking import StageRecord, config_document, differences, digest, git_commit, now
@@ -99,6 +99,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     writer = RunsTableWriter(spark, cfg)
     try:
         for name in chosen:
+            termination.check()  # a SIGTERM between stages: the next one does not start
             _run_stage(spark, cfg, name, base, history, handoff, result, writer, force)
     except BaseException:
         print(f"run {run_id} stopped in {name}: the same command with --run-id {run_id} resumes it there "
@@ -189,7 +190,11 @@ def _attempt(writer: RunsTableWriter, entry: StageRecord, call: Callable[[], obj
     try:
         return call()
     except BaseException as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if termination.requested():
+            message = termination.MESSAGE
+        else:
+            message = spark_failure(err) or (str(err).strip().splitlines()[0] if str(err).strip()
+                                             else type(err).__name__)
         writer.hold(dataclasses.replace(entry, status="failed", ended_at=now(), message=message))
         writer.flush()
         raise

@@ -16,6 +16,7 @@ when there is one: Spark starts about 6 s sooner.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -42,9 +43,12 @@ def check_delta_jars() -> None:
 
 
 def prepare_data_dir(cfg: Config) -> Path:
-    """Create the data folder and check that it is writable; return its absolute path."""
+    """Create the data folder (owner-only when it is new) and check that it is writable; return its absolute
+    path."""
     root = cfg.data_path
     try:
+        if not root.exists():
+            root.mkdir(mode=0o700, parents=True)
         for sub in ("warehouse", "tmp", "conf", "models", "artifacts"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         probe = root / "tmp" / f".write-probe-{os.getpid()}"
@@ -106,6 +110,9 @@ def spark_settings(cfg: Config, archive_at_exit: Path | None = None) -> dict[str
         "spark.sql.debug.maxToStringFields": "500",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Python workers without the working directory first on their import path (python -m puts it there): a
+        # models/ or dlpipe/ folder where a job was started is never imported in place of the installed packages.
+        "spark.executorEnv.PYTHONSAFEPATH": "1",
         "spark.ui.showConsoleProgress": "true",
         # Where `dlpipe serve-sql` listens (the Thrift server reads these when it starts, not later).
         "spark.hadoop.hive.server2.thrift.bind.host": cfg.sql_server.host,
@@ -124,11 +131,24 @@ def training_workers(spark: SparkSession, cfg: Config) -> int:
     return cfg.train.num_proc
 
 
+# Setting names that hold credentials (Spark's own spark.redaction.regex, plus credential and private keys): their
+# values reach Spark, never a file.
+SECRET_SETTING = re.compile(r"secret|password|token|access[.]?key|account[.]key|credential|private[.]?key",
+                            re.IGNORECASE)
+MASK = "***"
+
+
+def masked(settings: dict[str, str]) -> dict[str, str]:
+    """``settings`` with the value of every credential-like setting replaced by ``***``."""
+    return {key: MASK if SECRET_SETTING.search(key) else value for key, value in settings.items()}
+
+
 def write_spark_defaults(cfg: Config, settings: dict[str, str]) -> Path:
-    """Write ``<data_dir>/conf/spark-defaults.conf`` so spark-sql and spark-submit find the same metastore."""
+    """Write ``<data_dir>/conf/spark-defaults.conf`` so spark-sql and spark-submit find the same metastore.
+    Credentials are written as ``***``: a stock tool that needs one gets it from its own --conf."""
     path = cfg.data_path / "conf" / "spark-defaults.conf"
     lines = ["# Written by dlpipe: use with SPARK_CONF_DIR=" + str(path.parent)]
-    lines += [f"{key} {value}" for key, value in sorted(settings.items())]
+    lines += [f"{key} {value}" for key, value in sorted(masked(settings).items())]
     path.write_text("\n".join(lines) + "\n")
     (path.parent / "log4j2.properties").write_text(_QUIET_LOG4J)
     return path
@@ -152,6 +172,22 @@ def quiet_query_errors() -> None:
 def launched_by_spark_submit() -> bool:
     """True when spark-submit started this Python driver (it passes its Py4J gateway in the environment)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def launch_jvm_apart(cfg: Config, settings: dict[str, str]) -> None:
+    """Start the driver's JVM (as PySpark does, with the same settings) in a session of its own, unless one runs:
+    a SIGTERM to this process's group (a scheduler stopping the task) then reaches this process alone, which
+    stops its jobs and Spark in order (``pipelines.termination``); the JVM still exits when this process dies
+    (it watches its stdin)."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None or launched_by_spark_submit():
+        return
+    conf = SparkConf(loadDefaults=False).setAll(list(settings.items())).setAppName(cfg.spark.app_name)
+    if cfg.spark.master is not None:
+        conf.setMaster(cfg.spark.master)
+    SparkContext._ensure_initialized(gateway=launch_gateway(conf, popen_kwargs={"start_new_session": True}))
 
 
 def build_session(cfg: Config, archive_at_exit: Path | None = None) -> SparkSession:
@@ -179,6 +215,7 @@ def build_session(cfg: Config, archive_at_exit: Path | None = None) -> SparkSess
     quiet_query_errors()
     for key, value in settings.items():
         builder = builder.config(key, value)
+    launch_jvm_apart(cfg, settings)
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database_name}")

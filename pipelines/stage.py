@@ -133,6 +133,18 @@ def source_input(spark: SparkSession, cfg: Config, source: TableSource) -> tuple
 _ENTRY_FIELDS = ("kind", "name", "run_id")
 
 
+def missing_files(spark: SparkSession, table: str) -> list[str]:
+    """The data files the Delta log of ``table`` names that are no longer there (deleted by hand, lost)."""
+    jvm = spark.sparkContext._jvm
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
+    missing = []
+    for name in spark.table(table).inputFiles():
+        path = jvm.org.apache.hadoop.fs.Path(name)
+        if not path.getFileSystem(hadoop_conf).exists(path):
+            missing.append(name)
+    return missing
+
+
 def outputs_changed(spark: SparkSession, cfg: Config, entries: list[dict]) -> str | None:
     """None when every output of an earlier run is still as it left it; otherwise what changed."""
     for entry in entries:
@@ -153,6 +165,9 @@ def outputs_changed(spark: SparkSession, cfg: Config, entries: list[dict]) -> st
                     return f"table {name} is no longer a Delta table"
                 if current != entry["version"]:
                     return f"table {name} changed since (version {entry['version']} -> {current})"
+                missing = missing_files(spark, name)
+                if missing:
+                    return f"{len(missing)} data file(s) of table {name} are missing (first: {missing[0]})"
         elif kind == "artifact":
             if latest_artifact_version(cfg, name) != entry["version"]:
                 return f"feature artifact {name} {entry['version']} is no longer the latest"

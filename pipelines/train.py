@@ -15,9 +15,12 @@ import json
 import os
 import shlex
 import shutil
+import signal
+import socket
 import sys
 import time
 import uuid
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -26,8 +29,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from dlpipe.features.errors import FeatureError
-from dlpipe.files import write_json_atomically
 from dlpipe.features.schema import SPLIT_COLUMN, FeatureSchema
+from dlpipe.files import write_json_atomically
+from dlpipe.models import model_file
 from dlpipe.models.epochs import DataFile, PlanError, steps_per_epoch
 from dlpipe.models.networks import NetworkSettings
 from dlpipe.models.trainer import (
@@ -41,6 +45,7 @@ from dlpipe.pipelines.session import training_workers
 from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan
 from dlpipe.pipelines.store import (artifact_digest, load_artifact, load_model_metadata, model_folder, new_model_dir,
                              save_model_metadata)
+from dlpipe.pipelines.tables import delta_version
 from dlpipe.pipelines.tracking import differences, git_commit
 
 STACK = ("pyspark", "delta-spark", "tensorflow-cpu", "horovod", "petastorm", "pyarrow", "numpy", "pandas")
@@ -86,24 +91,29 @@ def check_task_slots(spark: SparkSession, num_proc: int) -> None:
         )
 
 
-def table_files(spark: SparkSession, table: str, split: str) -> tuple[DataFile, ...]:
-    """The files of ``split`` in the table's current Delta version, with their row counts from the Parquet footers.
+def table_files(spark: SparkSession, table: str, version: int, split: str) -> tuple[DataFile, ...]:
+    """The files of ``split`` in Delta ``version`` of the table, with their row counts from the Parquet footers.
 
-    ``inputFiles()`` on the Delta table lists the current version's files only: the folder also holds older
+    ``inputFiles()`` on a Delta table version lists that version's files only: the folder also holds other
     versions' files until they are vacuumed, and reading it would train on stale rows.
     """
     import pyarrow.parquet as pq
     from pyarrow import fs
 
-    paths = sorted(spark.table(table).where(F.col(SPLIT_COLUMN) == split).inputFiles())
+    snapshot = spark.sql(f"SELECT * FROM {table} VERSION AS OF {int(version)}")
+    paths = sorted(snapshot.where(F.col(SPLIT_COLUMN) == split).inputFiles())
     files = []
     for uri in paths:
         if uri.startswith("file:"):  # Spark writes file:/path, which pyarrow's from_uri does not take
             filesystem, path = fs.LocalFileSystem(), uri.removeprefix("file:")
         else:
             filesystem, path = fs.FileSystem.from_uri(uri)
-        with filesystem.open_input_file(path) as handle:
-            files.append(DataFile(uri, pq.ParquetFile(handle).metadata.num_rows))
+        try:
+            with filesystem.open_input_file(path) as handle:
+                files.append(DataFile(uri, pq.ParquetFile(handle).metadata.num_rows))
+        except FileNotFoundError:
+            raise PipelineError(f"data file {uri} of {table} (version {version}) is missing: re-run featurize with "
+                                "--force to write the table again") from None
     return tuple(files)
 
 
@@ -205,15 +215,25 @@ class TrainingInputs:
 
 
 def training_inputs(spark: SparkSession, cfg: Config) -> TrainingInputs:
-    """The latest feature artifact and the current files of its table, checked against the model config."""
+    """The latest feature artifact and the files of exactly the table version it was fitted with, checked against
+    the model config. A table that moved on since (another featurize, a write by hand) is refused: the model would
+    train on rows the artifact's statistics and the run's lineage do not describe."""
     table = cfg.qualified(cfg.featurize.output_table)
     artifact = load_artifact(cfg, cfg.featurize.output_table)
     schema = FeatureSchema.from_json(artifact["feature_schema"])
     if not spark.catalog.tableExists(table):
         raise PipelineError(f"feature table {table} does not exist: run `dlpipe featurize` first")
+    written = artifact["feature_table"]
+    current = delta_version(spark, table)
+    if written["name"] != table or current != written["delta_version"]:
+        raise PipelineError(
+            f"feature table {table} is at version {current}, not the version {written['delta_version']} of "
+            f"{written['name']} that feature artifact {artifact['version']} was fitted with (it was written since): "
+            "re-run `dlpipe featurize`")
     check_model_inputs(spark, cfg, table, schema)
-    inputs = TrainingInputs(table, artifact, schema, table_files(spark, table, "train"),
-                            table_files(spark, table, "validation"))
+    version = written["delta_version"]
+    inputs = TrainingInputs(table, artifact, schema, table_files(spark, table, version, "train"),
+                            table_files(spark, table, version, "validation"))
     if inputs.train_rows == 0:
         raise PipelineError(f"the training split of {table} is empty: nothing to train on (check featurize.split)")
     report = artifact.get("report", {})
@@ -323,8 +343,12 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     )
     print(f"train: run {run_id}: {tc.model} {tc.model_name} on {workers} Horovod workers, {train_rows:,} rows in "
           f"{len(train_files)} files, {steps} steps/epoch x {tc.epochs} epochs")
-    if initial_epoch < tc.epochs:
-        results = _launch(settings, workers, tc.start_timeout_s, tc.controller)
+    saved = model_file.problem(run_dir / MODEL_FILE)
+    if initial_epoch >= tc.epochs and saved is not None:  # killed while saving: save again from the checkpoint
+        print(f"train: every epoch of run {run_id} is done but its model file is not ({saved}): saving it again")
+    launched = initial_epoch < tc.epochs or saved is not None
+    if launched:
+        results = _launch(settings, workers, tc.start_timeout_s, tc.controller, spark_address(spark))
         outcome = results[0]
     else:
         outcome = {"nan_epoch": None, "history": history, "epochs_done": initial_epoch, "seconds": 0.0,
@@ -338,7 +362,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         )
     history = outcome["history"]
     version, out_dir = new_model_dir(cfg, tc.model_name)
-    shutil.copy2(run_dir / MODEL_FILE, out_dir / MODEL_FILE)
+    model_file.copy(run_dir / MODEL_FILE, out_dir / MODEL_FILE)  # checked; metadata.json, last, completes it
     curves = save_training_curves(history, out_dir / "training_curves.png", f"{tc.model_name} {version}")
     epochs_done = int(outcome["epochs_done"])
     save_model_metadata(out_dir, {
@@ -361,7 +385,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         "best_epoch": outcome.get("best_epoch"),  # whose weights the model has (early stopping); null: the last
         "history": history,
         "training_curves": curves.name,
-        "seconds_per_rank": [r.get("seconds") for r in (results if initial_epoch < tc.epochs else [])],
+        "seconds_per_rank": [r.get("seconds") for r in (results if launched else [])],
         "libraries": library_versions(),
         "git_commit": git_commit(),
     })
@@ -410,35 +434,82 @@ def mpi_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _launch(settings: TrainSettings, num_proc: int, start_timeout_s: int, controller: str = "gloo") -> list[dict]:
+def spark_address(spark: SparkSession) -> str:
+    """The IPv4 address the driver's Spark services bind to (``spark.driver.bindAddress``, else
+    ``spark.driver.host``, resolved): 127.0.0.1 on one machine."""
+    conf = spark.sparkContext.getConf()
+    return socket.gethostbyname(conf.get("spark.driver.bindAddress", None) or conf.get("spark.driver.host"))
+
+
+def interfaces_of(host: str) -> set[str] | None:
+    """The network interfaces that carry IPv4 address ``host`` (``lo`` for 127.0.0.1), or None if none does."""
+    import psutil
+
+    found = {name for name, addresses in psutil.net_if_addrs().items()
+             if any(a.family == socket.AF_INET and a.address == host for a in addresses)}
+    return found or None
+
+
+@contextmanager
+def horovod_services_bound_to(host: str):
+    """Horovod's driver services (task registration, Gloo's rendezvous) listen on ``host`` instead of every
+    interface (Horovod binds them to '' itself). ``_launch`` also limits Horovod to that address's interface, so
+    that its ranks reach the rendezvous there."""
+    from horovod.runner.common.util import network as services
+    from horovod.runner.http import http_server
+    from horovod.runner.util import network
+
+    original = network.find_port
+
+    def find_port(server_factory):
+        return original(lambda address: server_factory((host, address[1])))
+
+    services.find_port = http_server.find_port = find_port
+    try:
+        yield
+    finally:
+        services.find_port = http_server.find_port = original
+
+
+def _launch(settings: TrainSettings, num_proc: int, start_timeout_s: int, controller: str = "gloo",
+            host: str | None = None) -> list[dict]:
     import horovod.spark
 
     env = pin_threads_env(settings.threads_per_rank)
+    handlers = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
+    previous = handlers if None not in handlers else None
     mpi_args = None
     if controller == "mpi":
         env = mpi_env(env)
         # mpirun's daemons start inside Spark tasks, whose PATH need not hold Open MPI: --prefix names its folder
         mpi_args = f"--prefix {shlex.quote(env['OPAL_PREFIX'])}"
+    nics = interfaces_of(host) if host else None
     try:
-        return horovod.spark.run(
-            train_on_rank,
-            args=(settings,),
-            num_proc=num_proc,
-            start_timeout=start_timeout_s,
-            use_gloo=controller == "gloo",
-            use_mpi=controller == "mpi",
-            extra_mpi_args=mpi_args,
-            env=env,
-            # the ranks' output (per-epoch lines, tracebacks) comes back to the driver's console, also from a
-            # cluster's executors, whose own stdout is a log file on the worker
-            stdout=sys.stdout,
-            stderr=sys.stderr,
-            verbose=0,
-        )
+        with horovod_services_bound_to(host) if nics else nullcontext():
+            return horovod.spark.run(
+                train_on_rank,
+                args=(settings,),
+                num_proc=num_proc,
+                start_timeout=start_timeout_s,
+                use_gloo=controller == "gloo",
+                use_mpi=controller == "mpi",
+                extra_mpi_args=mpi_args,
+                env=env,
+                # the ranks' output (per-epoch lines, tracebacks) comes back to the driver's console, also from a
+                # cluster's executors, whose own stdout is a log file on the worker
+                stdout=sys.stdout,
+                stderr=sys.stderr,
+                verbose=0,
+                nics=nics,
+            )
     except Exception as err:  # Horovod wraps rank failures in several exception types
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise PipelineError(f"distributed training failed: {first} (the worker's traceback is in the output above, "
                             "its lines start with [<rank>]<stderr>)") from err
+    finally:
+        if previous is not None:  # Horovod's Gloo launch sets SIGINT and SIGTERM handlers of its own, and keeps them
+            signal.signal(signal.SIGTERM, previous[0])
+            signal.signal(signal.SIGINT, previous[1])
 
 
 # --------------------------------------------------------------------------------------------- the stage

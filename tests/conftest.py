@@ -22,8 +22,14 @@ def test_config(tmp_path_factory) -> Config:
 
 @pytest.fixture(scope="session")
 def spark(test_config):
+    from pyspark import cloudpickle
+
+    import tests
     from dlpipe.pipelines.session import build_session
 
+    # Functions defined in the tests travel to Spark's Python workers by value: the workers do not import from the
+    # working directory (see pipelines.session), where the tests package is.
+    cloudpickle.register_pickle_by_value(tests)
     session = build_session(test_config)
     yield session
     session.stop()

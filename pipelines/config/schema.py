@@ -22,6 +22,7 @@ from dlpipe.features.spec import (DATETIME_PARTS, DEFAULT_PLE_BINS, MAX_ONEHOT, 
                                   NumericTransform)
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MEMORY = re.compile(r"^[1-9][0-9]*([kmgtp]b?|b)?$", re.IGNORECASE)  # what the JVM and Spark take: 4g, 512m, 2gb
 DEFAULTS = "built-in defaults"
 
 
@@ -39,6 +40,13 @@ class _FieldError(Exception):
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise _FieldError(key, message)
+
+
+def _plain_columns(key: str, names) -> None:
+    """Input column names that Spark's column expressions take as they are (``a.b`` reads as a struct field)."""
+    odd = [n for n in names if n and ("." in n or "`" in n)]
+    _require(not odd, key, f"column {odd[0] if odd else ''!r} has a dot or a backtick in its name, which Spark "
+             "reads as a struct field or a quote: rename the column in the input (or in a view over it)")
 
 
 def _positive(obj: Any, *keys: str) -> None:
@@ -73,6 +81,8 @@ class SparkConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "shuffle_partitions")
+        _require(bool(MEMORY.match(str(self.driver_memory))), "driver_memory",
+                 f"must be an amount of memory such as 4g or 512m, got {self.driver_memory!r}")
 
 
 @dataclass(frozen=True)
@@ -249,6 +259,12 @@ class DatetimeColumns:
                 for part, encoding in parts.items()]
 
 
+# The columns infer writes after the carried ones (key, passthrough, label, infer.keep): none of those may take
+# these names. (``score`` is models.scoring.SCORE.)
+PREDICTION_COLUMNS = ("score", "predicted_label", "model_name", "model_version", "feature_version", "input_version",
+                      "run_id", "scored_at", "run_date")
+
+
 @dataclass(frozen=True)
 class FeaturizeConfig:
     """What the featurize stage reads, how each column is encoded and where it writes."""
@@ -268,10 +284,20 @@ class FeaturizeConfig:
         _identifier(self, "output_table")
         _require(0.0 < self.quantile_error < 0.5, "quantile_error", f"must be in (0, 0.5), got {self.quantile_error!r}")
         try:
-            self.feature_spec().check_output_names(reserved=(SPLIT_COLUMN,))
+            spec = self.feature_spec()
+            spec.check_output_names(reserved=(SPLIT_COLUMN,))
         except FeatureError as err:
             raise _FieldError("numeric" if self.numeric else "categorical" if self.categorical else "datetime",
                               str(err)) from None
+        for key, names in (("key", [self.key]), ("passthrough", self.passthrough), ("label", [self.label.column])):
+            taken = [n for n in names if n in PREDICTION_COLUMNS]
+            _require(not taken, key, f"column {taken[0] if taken else ''!r} takes the name of a column the "
+                                     "predictions table has itself: rename it in the input")
+        for key, names in (("key", [self.key]), ("passthrough", self.passthrough), ("label", [self.label.column]),
+                           ("numeric", [f.column for f in spec.numeric]),
+                           ("categorical", [f.column for f in spec.categorical]),
+                           ("datetime", [c for f in spec.datetime for c in f.input_columns])):
+            _plain_columns(key, names)
 
     def feature_spec(self) -> FeatureSpec:
         """The per-column feature spec these settings describe (the key column is always passed through)."""
@@ -451,6 +477,7 @@ class InferConfig:
                      f"must be a version such as v1, got {value!r}")
         _require(len(set(self.partition_by)) == len(self.partition_by), "partition_by",
                  f"names a column twice: {list(self.partition_by)}")
+        _plain_columns("keep", self.keep)
 
 
 @dataclass(frozen=True)
@@ -504,6 +531,10 @@ class Config:
 
     def __post_init__(self) -> None:
         _identifier(self, "database", "namespace", "runs_table")
+        for key in ("database", "namespace"):  # "__" separates them in database_name, so names never collide
+            value = getattr(self, key)
+            _require(value is None or "__" not in value, key,
+                     f"must not contain a double underscore (it separates namespace and database), got {value!r}")
         _require(bool(self.data_dir), "data_dir", "must not be empty")
 
     @property
@@ -513,8 +544,10 @@ class Config:
 
     @property
     def database_name(self) -> str:
-        """The metastore database of this pipeline's tables: ``<namespace>_<database>`` with a namespace."""
-        return f"{self.namespace}_{self.database}" if self.namespace else self.database
+        """The metastore database of this pipeline's tables: ``<namespace>__<database>`` with a namespace. Neither
+        part may contain ``__``, so two (namespace, database) pairs never name the same database, and a namespaced
+        database never that of a config without a namespace."""
+        return f"{self.namespace}__{self.database}" if self.namespace else self.database
 
     @property
     def outputs_path(self) -> Path:

@@ -43,6 +43,35 @@ def test_standard_statistics_and_values(spark):
     assert [out[i] for i in (3, 4, 5, 6)] == [0.0, 0.0, 0.0, 0.0]  # null, NaN, +inf, -inf -> the mean
 
 
+def test_moments_of_values_near_the_largest_double_do_not_overflow(spark):
+    """Ten values of 1e308 among small ones: their sum overflows a double, and the column once went unscaled into
+    the feature table as float32 infinity (every row then scored the same)."""
+    import numpy as np
+
+    values = [1e308] * 10 + [float(i) for i in range(90)] + [NAN, INF, -INF]
+    df = frame(spark, "double", values)
+    fitted, _ = fit_features(df, spec([NumericFeature("x")]))
+    x = fitted.numeric["x"]
+    present = np.array(values[:100]) / 1e308
+    assert x.mean == pytest.approx(present.mean() * 1e308) and x.std == pytest.approx(present.std() * 1e308)
+    scaled = {r["id"]: r["x"] for r in apply_features(df, fitted, check_finite=True).collect()}
+    assert all(math.isfinite(v) for v in scaled.values())
+    assert scaled[0] == pytest.approx((1e308 - x.mean) / x.std, rel=1e-6)
+
+
+def test_a_feature_value_beyond_float32_fails_the_job_when_checked(spark):
+    from dlpipe.pipelines.errors import spark_failure
+
+    df = frame(spark, "double", [1.0, 2.0, 1e300])
+    fitted, _ = fit_features(df, spec([NumericFeature("x", "none")]))
+    assert apply_features(df, fitted).collect()[2]["x"] == INF  # unchecked: scoring keeps its rows
+    with pytest.raises(Exception) as err:
+        apply_features(df, fitted, check_finite=True).collect()
+    assert spark_failure(err.value) == (
+        "feature x of column 'x' is infinite for some rows (a value beyond float32's range of 3.4e38 once scaled): "
+        "clip the column (clip: [0.001, 0.999]) or fix the input")
+
+
 def test_constant_column_is_centred_not_divided_by_zero(spark):
     df = frame(spark, "double", [5.0] * 4)
     fitted, _ = fit_features(df, spec([NumericFeature("x")]))

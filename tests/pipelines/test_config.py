@@ -272,6 +272,17 @@ def test_a_namespace_prefixes_the_database_and_separates_the_model_store(conf_di
     plain = load_config(write(conf_dir, "p.yaml", "database: dl\n"))
     team = load_config(write(conf_dir, "q.yaml", "database: dl\nnamespace: physics\n"))
     assert (plain.database_name, plain.qualified("predictions")) == ("dl", "dl.predictions")
-    assert (team.database_name, team.qualified("predictions")) == ("physics_dl", "physics_dl.predictions")
+    assert (team.database_name, team.qualified("predictions")) == ("physics__dl", "physics__dl.predictions")
     assert plain.outputs_path == plain.data_path
     assert team.outputs_path == team.data_path / "namespaces" / "physics"
+
+
+def test_namespaced_database_names_cannot_collide(conf_dir):
+    """phys + ics_dlpipe and phys_ics + dlpipe once both named phys_ics_dlpipe: one team's featurize replaced the
+    other's feature table."""
+    one = load_config(write(conf_dir, "a.yaml", "namespace: phys\ndatabase: ics_dlpipe\n"))
+    other = load_config(write(conf_dir, "b.yaml", "namespace: phys_ics\ndatabase: dlpipe\n"))
+    assert one.database_name != other.database_name
+    path = write(conf_dir, "c.yaml", "database: phys__dlpipe\n")
+    with pytest.raises(ConfigError, match=r"database: must not contain a double underscore"):
+        load_config(path)

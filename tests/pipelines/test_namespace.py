@@ -24,7 +24,7 @@ def test_two_namespaces_share_the_metastore_but_not_their_tables(spark, test_con
     try:
         for team, rows in (("team_a", 2000), ("team_b", 3000)):
             assert sql.run(spark, configs[team], "SELECT count(*) AS n FROM raw_events") == [(rows,)]
-            assert (data_dir / "warehouse" / f"{team}_dlpipe.db" / "raw_events").is_dir()
+            assert (data_dir / "warehouse" / f"{team}__dlpipe.db" / "raw_events").is_dir()
     finally:
         spark.catalog.setCurrentDatabase(current)
     assert (data_dir / "namespaces" / "team_a" / "artifacts" / "features" / "v1.json").is_file()

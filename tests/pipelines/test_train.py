@@ -106,6 +106,74 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir):
     again = ok(dlpipe("train", *args, "--run-id", "killed"))  # a retried schedule: nothing to redo
     assert f"train: run killed already finished as higgs_mlp {metadata['model_version']} with this config" in again.stdout
 
+    # Killed while saving the model after the last epoch (a truncated model.keras, the run not yet finished): the
+    # rerun saves it again from the checkpoint and promotes only a complete file.
+    from dlpipe.models import model_file
+
+    run_dir = state.parent
+    write = json.loads(state.read_text())
+    state.write_text(json.dumps({**write, "finished": False}))
+    saved = run_dir / "model.keras"
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    assert model_file.problem(saved) is not None
+    again = ok(dlpipe("train", *args, "--run-id", "killed"))
+    assert f"train: every epoch of run killed is done but its model file is not ({saved} " in again.stdout
+    promoted = latest(data_dir / "models" / "higgs_mlp")
+    assert promoted.name != metadata["model_version"] and model_file.problem(promoted / "model.keras") is None
+    assert json.loads((promoted / "metadata.json").read_text())["history"] == metadata["history"]
+
+
+SIGTERM_REPEATS = int(os.environ.get("DLPIPE_SIGTERM_REPEATS", "1"))  # 10 before a change to the handling lands
+
+
+@pytest.mark.parametrize("attempt", range(SIGTERM_REPEATS))
+def test_sigterm_to_the_process_group_fails_the_stage_cleanly_and_the_rerun_resumes(data_dir, attempt):
+    """What Airflow does to a task it stops: SIGTERM to the whole process group, here in the middle of training
+    (Horovod ranks running). The stage is recorded as failed with the reason, every process ends, the command
+    exits 143 with one line, and the same command resumes from the last checkpoint."""
+    import psutil
+
+    run_id = f"sigterm-{attempt}"
+    epochs = 15  # killed after epoch 2: the rest, about 1 s an epoch here, is the window
+    args = [str(BIN / "dlpipe"), "run", *settings(data_dir, f"train.epochs={epochs}", "train.early_stopping=null",
+                                                  f"train.seed={1000 + attempt}"),  # each attempt trains anew
+            "--stages", "train", "--run-id", run_id]
+    errors = data_dir / f"{run_id}.stderr"
+    with errors.open("w") as stderr:
+        job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                               start_new_session=True)
+    seen = []
+    for line in job.stdout:
+        seen.append(line)
+        if f"train: epoch 2/{epochs}:" in line:
+            break
+    assert job.poll() is None, "training ended before the signal:\n" + "".join(seen[-40:])
+    driver = psutil.Process(job.pid)
+    family = driver.children(recursive=True)  # the JVM, its Python workers, the ranks
+    # the driver's services (Horovod's among them) and the JVM's (Spark's UI among them) listen on loopback only
+    jvm = [p for p in family if p.name() == "java"]
+    listening = {(p.pid, c.laddr.ip) for p in [driver, *jvm] for c in p.net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN}
+    assert listening and {ip for _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
+    os.killpg(job.pid, signal.SIGTERM)
+    rest, _ = job.communicate(timeout=120)
+    out, err = "".join(seen) + rest, errors.read_text()
+    assert job.returncode == 143, out[-3000:] + err[-3000:]
+    assert err.rstrip().splitlines()[-1] == (
+        f"dlpipe run: terminated by SIGTERM (run {run_id}: the same command resumes it)"), err[-3000:]
+    for noise in ("Traceback", "ConnectionRefusedError", "Py4J", "\tat org.apache"):
+        assert noise not in out + err, err[-8000:]
+    gone, alive = psutil.wait_procs(family, timeout=60)
+    assert not alive, [p.cmdline()[:3] for p in alive]
+
+    runs = dlpipe("runs", "--run-id", run_id, "--config", "conf/demo.yaml", "--set", f"data_dir={data_dir}")
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in runs.stdout.splitlines() if "| train " in line]
+    assert [r[3] for r in rows] == ["failed"] and "terminated by SIGTERM" in runs.stdout, runs.stdout
+
+    resumed = ok(subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600))
+    assert re.search(rf"train: resuming run {run_id} from its checkpoint after epoch (\d+) of {epochs}",
+                     resumed.stdout), resumed.stdout[-3000:]
+
 
 def test_nan_loss_stops_every_rank_with_a_clear_message(data_dir):
     out = dlpipe("train", *settings(data_dir, "train.optimizer=sgd", "train.learning_rate=1e12", "train.epochs=3"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -63,6 +64,35 @@ def test_a_training_split_of_one_class_is_refused(spark, in_process_run):
     assert train_with(spark, one_class) == (
         f"every row of the training split of in_process.one_class_features has label 0 ({rows:,} rows): a "
         "classifier needs both classes; check featurize.label and the input")
+
+
+def test_a_feature_table_written_since_its_artifact_is_refused_and_a_lost_file_is_not_reused(spark, in_process_run):
+    """Train reads the table version its artifact names, never one written since; a featurize whose table lost a
+    data file is not skipped as unchanged."""
+    from dlpipe.pipelines import featurize
+    from dlpipe.pipelines.stage import outputs_changed
+
+    cfg = in_process_run.cfg
+    moved = dataclasses.replace(cfg, featurize=dataclasses.replace(cfg.featurize, output_table="moved_features"))
+    result = featurize.run(spark, moved)
+    table = result.table
+    entries = featurize.outputs(moved, result).entries
+    assert outputs_changed(spark, moved, entries) is None
+    lost = next(f for f in spark.table(table).inputFiles() if "split=train" in f)
+    os.rename(lost.removeprefix("file:"), lost.removeprefix("file:") + ".away")
+    try:
+        assert outputs_changed(spark, moved, entries) == (
+            f"1 data file(s) of table {table} are missing (first: {lost})")
+    finally:
+        os.rename(lost.removeprefix("file:") + ".away", lost.removeprefix("file:"))
+    first = spark.table(table).agg({"row_id": "min"}).first()[0]
+    spark.sql(f"DELETE FROM {table} WHERE row_id = {first}")
+    assert train_with(spark, moved) == (
+        f"feature table {table} is at version {result.table_version + 1}, not the version {result.table_version} "
+        f"of {table} that feature artifact {result.artifact_version} was fitted with (it was written since): "
+        "re-run `dlpipe featurize`")
+    assert outputs_changed(spark, moved, entries) == (
+        f"table {table} changed since (version {result.table_version} -> {result.table_version + 1})")
 
 
 def test_balanced_class_weights_give_both_classes_the_same_training_weight(spark, in_process_run):
