@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import ipaddress
 import json
 import os
 import shlex
@@ -441,10 +442,13 @@ def spark_address(spark: SparkSession) -> str:
     return socket.gethostbyname(conf.get("spark.driver.bindAddress", None) or conf.get("spark.driver.host"))
 
 
-def interfaces_of(host: str) -> set[str] | None:
-    """The network interfaces that carry IPv4 address ``host`` (``lo`` for 127.0.0.1), or None if none does."""
+def loopback_interfaces(host: str) -> set[str] | None:
+    """The network interfaces that carry ``host`` when it is a loopback address (``lo`` for 127.0.0.1), else None.
+    On a cluster Horovod keeps its own choice: the executors' interfaces need not have the driver's names."""
     import psutil
 
+    if not ipaddress.ip_address(host).is_loopback:
+        return None
     found = {name for name, addresses in psutil.net_if_addrs().items()
              if any(a.family == socket.AF_INET and a.address == host for a in addresses)}
     return found or None
@@ -483,7 +487,7 @@ def _launch(settings: TrainSettings, num_proc: int, start_timeout_s: int, contro
         env = mpi_env(env)
         # mpirun's daemons start inside Spark tasks, whose PATH need not hold Open MPI: --prefix names its folder
         mpi_args = f"--prefix {shlex.quote(env['OPAL_PREFIX'])}"
-    nics = interfaces_of(host) if host else None
+    nics = loopback_interfaces(host) if host else None
     try:
         with horovod_services_bound_to(host) if nics else nullcontext():
             return horovod.spark.run(
