@@ -34,7 +34,7 @@ from pyspark.sql.utils import AnalysisException
 
 from dlpipe.pipelines.config import Config, TableSource, schema
 from dlpipe.pipelines.store import latest_artifact_version
-from dlpipe.pipelines.tables import delta_version, input_identity, read_source
+from dlpipe.pipelines.tables import delta_version, input_identity, missing_files, read_source
 from dlpipe.pipelines.tracking import digest
 
 
@@ -131,18 +131,6 @@ def source_input(spark: SparkSession, cfg: Config, source: TableSource) -> tuple
 
 
 _ENTRY_FIELDS = ("kind", "name", "run_id")
-
-
-def missing_files(spark: SparkSession, table: str) -> list[str]:
-    """The data files the Delta log of ``table`` names that are no longer there (deleted by hand, lost)."""
-    jvm = spark.sparkContext._jvm
-    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
-    missing = []
-    for name in spark.table(table).inputFiles():
-        path = jvm.org.apache.hadoop.fs.Path(name)
-        if not path.getFileSystem(hadoop_conf).exists(path):
-            missing.append(name)
-    return missing
 
 
 def outputs_changed(spark: SparkSession, cfg: Config, entries: list[dict]) -> str | None:

@@ -55,10 +55,24 @@ def input_identity(spark: SparkSession, cfg: Config, source: TableSource, df: Da
     version = table_version(spark, cfg, source)
     if version is not None:
         return {**identity, "format": "delta", "delta_version": version}
-    jvm = spark.sparkContext._jvm
-    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
     files = []
     for name in sorted(df.inputFiles()):
-        path = jvm.org.apache.hadoop.fs.Path(name)
-        files.append({"path": name, "bytes": int(path.getFileSystem(hadoop_conf).getFileStatus(path).getLen())})
+        filesystem, path = hadoop_file(spark, name)
+        files.append({"path": name, "bytes": int(filesystem.getFileStatus(path).getLen())})
     return {**identity, "format": "parquet", "files": files, "bytes": sum(f["bytes"] for f in files)}
+
+
+def missing_files(spark: SparkSession, table: str) -> list[str]:
+    """The data files the Delta log of ``table`` names that are no longer there (deleted by hand, lost)."""
+    missing = []
+    for name in spark.table(table).inputFiles():
+        filesystem, path = hadoop_file(spark, name)
+        if not filesystem.exists(path):
+            missing.append(name)
+    return missing
+
+
+def hadoop_file(spark: SparkSession, name: str):
+    """(Hadoop file system, Hadoop path) of a file URI as Spark lists it, for asking about the file in the JVM."""
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(name)
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
