@@ -9,9 +9,13 @@ BIN := $(VENV)/bin
 HOROVOD_VERSION := 0.28.1
 # The Delta jars match the locked delta-spark package.
 DELTA_VERSION := $(shell sed -n 's/^delta-spark==//p' requirements.lock)
-STACK_KEY := $(shell cat requirements.lock | sha1sum | cut -c1-12)-horovod$(HOROVOD_VERSION)-delta$(DELTA_VERSION)
+# The PostgreSQL JDBC driver of a shared metastore (docs/team.md), beside the Delta jars.
+POSTGRES_JDBC_VERSION := 42.7.8
+STACK_KEY := $(shell cat requirements.lock | sha1sum | cut -c1-12)-horovod$(HOROVOD_VERSION)-delta$(DELTA_VERSION)-pgjdbc$(POSTGRES_JDBC_VERSION)
 STAMP := $(VENV)/.installed-$(STACK_KEY)
 CLASS_ARCHIVE := $(VENV)/spark-driver-classes.jsa
+# dlpipe's Spark SQL extension (jvm/src): read-only SQL for `dlpipe serve-sql` and `dlpipe sql`.
+SQL_GUARD := $(VENV)/.dlpipe-sql-jar
 # The stack of the packed cluster environment (make dist), set up once per locked stack like the venv.
 DIST_VENV := build/dist-venv
 DIST_STAMP := $(DIST_VENV)/.installed-$(STACK_KEY)
@@ -33,11 +37,12 @@ HOROVOD_BUILD_ENV := PATH=$(abspath $(BIN)):$$PATH HOROVOD_WITH_TENSORFLOW=1 HOR
 # workers: the Delta jars go into its jars/ folder, so every Spark tool started from the venv has Delta on its
 # classpath. pip caches the Horovod wheel and Maven the jars (~/.m2), so a second set-up is fast.
 
-install: $(STAMP) $(CLASS_ARCHIVE)
+install: $(STAMP) $(SQL_GUARD) $(CLASS_ARCHIVE)
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
 	@command -v java >/dev/null || { echo "need a Java 17 runtime (java) on PATH for Spark"; exit 1; }
+	@command -v javac >/dev/null || { echo "need a Java 17 JDK (javac) on PATH for dlpipe's Spark SQL extension"; exit 1; }
 	@command -v mvn >/dev/null || { echo "need Maven (mvn) on PATH to fetch the Delta Lake jars"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check "pip==24.3.1"
@@ -48,18 +53,32 @@ $(STAMP): requirements.lock pyproject.toml
 		&& grep -q '\[X\] Gloo' <<<"$$build" && grep -q '\[X\] MPI' <<<"$$build" \
 		|| { echo "Horovod was built without TensorFlow, Gloo or MPI: see docs/versions.md"; exit 1; }
 	jars=$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))') \
-		&& for artifact in io.delta:delta-spark_2.13:$(DELTA_VERSION) io.delta:delta-storage:$(DELTA_VERSION); do \
+		&& for artifact in io.delta:delta-spark_2.13:$(DELTA_VERSION) io.delta:delta-storage:$(DELTA_VERSION) \
+			org.postgresql:postgresql:$(POSTGRES_JDBC_VERSION); do \
 			mvn --batch-mode --quiet dependency:copy -Dartifact=$$artifact -DoutputDirectory=$$jars || exit 1; done
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@# Headless Chromium renders the HTML run report in its test (Debian's package; needs root to install).
 	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
 		|| { echo "need Chromium for the report test: apt-get install chromium (as root)"; exit 1; }
+	@# PostgreSQL for a shared metastore: scripts/local-postgres runs Debian's server (as root, as the postgres user,
+	@# with an ACL that lets it reach its data folder).
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && { [ "$$(id -u)" != 0 ] || command -v setfacl >/dev/null; } \
+		|| { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql acl >/dev/null; } \
+		|| { echo "need PostgreSQL for the shared-metastore tests: apt-get install postgresql acl (as root)"; exit 1; }
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 # The classes the Spark driver loads, archived once per installed stack (JDK AppCDS, pipelines/jvm_archive.py):
 # Spark starts about 6 s sooner. Without it (or with a stale one) Spark starts as before.
-$(CLASS_ARCHIVE): $(STAMP)
+# Compiled against the venv's Spark jars, and put among them: every Spark the venv starts can load it.
+$(SQL_GUARD): $(STAMP) $(wildcard jvm/src/dlpipe/sql/*.java)
+	jars=$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))') \
+		&& rm -rf build/jvm && mkdir -p build/jvm \
+		&& javac -nowarn --release 17 -d build/jvm -cp "$$jars/*" jvm/src/dlpipe/sql/*.java \
+		&& jar cf "$$jars/dlpipe-sql.jar" -C build/jvm dlpipe
+	touch $@
+
+$(CLASS_ARCHIVE): $(STAMP) $(SQL_GUARD)
 	$(BIN)/python -m dlpipe.pipelines.jvm_archive $@
 
 demo: install

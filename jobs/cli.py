@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--output", required=True, metavar="FILE.yaml", help="the config to write (never overwritten)")
         if name == "serve-sql":
             sub.add_argument("--port", type=int, default=None, help="TCP port (default: sql_server.port, 10000)")
+        if name in ("sql", "serve-sql"):
+            sub.add_argument("--writable", action="store_true",
+                             help="allow SQL that writes (default: read-only: DROP, INSERT, CREATE and the like, and "
+                                  "reading files by path, are refused); for administrators")
         if name == "run":
             sub.add_argument("--stages", default=None, metavar="A,B",
                              help="run only these stages, e.g. --stages infer,evaluate (default: `stages` in the config)")
@@ -136,7 +140,7 @@ def _command(spark, cfg, args: argparse.Namespace, run_id: str | None) -> None:
     elif command == "sql":
         sql.run(spark, cfg, args.query, max_rows=args.max_rows, output=args.output)
     elif command == "serve-sql":
-        serve_sql.run(spark, cfg)
+        serve_sql.run(spark, cfg, writable=args.writable)
     elif command == "runs":
         lineage.list_runs(spark, cfg, limit=args.limit, run_id=args.run_id)
     elif command == "lineage":
@@ -197,7 +201,7 @@ def _main(args: argparse.Namespace, cfg, prefix: str, run_id: str | None) -> int
     try:
         from dlpipe.pipelines.session import build_session
 
-        spark = build_session(cfg)
+        spark = build_session(cfg, read_only=args.command in ("sql", "serve-sql") and not args.writable)
         _command(spark, cfg, args, run_id)
         termination.check()
         return 0

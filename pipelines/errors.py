@@ -34,4 +34,31 @@ def spark_failure(err: BaseException) -> str | None:
     if found:
         return (f"cannot read file {found.group(1)}: it is damaged or cut short; restore it from its source or move "
                 "it out of the folder")
+    return metastore_failure(err)
+
+
+def java_causes(err: BaseException) -> list[str]:
+    """The messages of a Spark error's Java exception and of its causes, outermost first."""
+    messages, throwable = [], getattr(err, "_origin", None) or getattr(err, "java_exception", None)
+    while throwable is not None and len(messages) < 50:
+        messages.append(f"{throwable.getClass().getName()}: {throwable.getMessage()}")
+        throwable = throwable.getCause()
+    return messages
+
+
+def metastore_failure(err: BaseException) -> str | None:
+    """One line for a metastore that cannot be opened: the database's own reason (a wrong password, no server at
+    the address, embedded Derby held by another process) instead of Hive's 'Unable to instantiate
+    SessionHiveMetaStoreClient'."""
+    if "SessionHiveMetaStoreClient" not in str(err):
+        return None
+    causes = java_causes(err)
+    for cause in reversed(causes):  # innermost first: the database's own words
+        name, _, message = cause.partition(": ")
+        if name.endswith("PSQLException") or "XSDB6" in message:
+            reason = message.strip().splitlines()[0]
+            hint = ("its password comes from the variable metastore.password_env names" if "password" in reason
+                    else "is the server up, at the metastore.url of the config?" if "refused" in reason
+                    else "one process at a time opens the embedded metastore (docs/team.md)")
+            return f"cannot open the metastore: {reason} ({hint})"
     return None

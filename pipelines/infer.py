@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from dlpipe.pipelines.errors import PipelineError
 from dlpipe.pipelines.run_id import check_run_id, new_run_id
 from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section, source_input
 from dlpipe.pipelines.store import artifact_digest, decision_threshold, load_artifact, load_model_metadata
-from dlpipe.pipelines.tables import last_commit, read_source, table_version
+from dlpipe.pipelines.tables import marked_commit, read_source, table_version
 from dlpipe.spark_settings import spark_settings
 
 WRITE_ATTEMPTS = 3  # a commit that lost a race with a concurrent run into the same partition is retried
@@ -306,10 +307,11 @@ def write_run(spark: SparkSession, predictions: DataFrame, table: str, run_id: s
     label of an input without one) is null in them."""
     create_table(spark, table, predictions.schema, tuple(partition))
     predicate = replace_predicate(spark, table, run_id, partition)
+    marker = f"dlpipe {run_id} {uuid.uuid4().hex}"  # finds this commit among concurrent ones
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             (predictions.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
-             .option("mergeSchema", "true").saveAsTable(table))
+             .option("mergeSchema", "true").option("userMetadata", marker).saveAsTable(table))
             break
         except CONFLICTS as err:
             conflict = type(err).__name__
@@ -323,7 +325,7 @@ def write_run(spark: SparkSession, predictions: DataFrame, table: str, run_id: s
                     f"predictions table {table} has a column of another type than this run's rows (a key or kept "
                     "column whose type changed?): set infer.output_table to a new table, or drop the old one") from None
             raise
-    version, metrics = last_commit(spark, table)
+    version, metrics = marked_commit(spark, table, marker)
     return version, int(metrics.get("numOutputRows", 0))
 
 

@@ -16,6 +16,7 @@ import time
 
 from pyspark.sql import SparkSession
 
+from dlpipe.pipelines import sql_auth
 from dlpipe.pipelines.config import Config
 from dlpipe.pipelines.errors import PipelineError
 
@@ -37,12 +38,15 @@ def listening(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-def run(spark: SparkSession, cfg: Config, stop: threading.Event | None = None) -> None:
+def run(spark: SparkSession, cfg: Config, stop: threading.Event | None = None, writable: bool = False) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop`` is set). The server reads its host and port from the session's
     Hadoop settings, which ``pipelines.session`` sets from ``sql_server`` when it builds the session."""
     host, port = cfg.sql_server.host, cfg.sql_server.port
+    password_file = sql_auth.check(host, cfg.sql_server.password_file)
     check_port_free(host, port)
     spark.catalog.setCurrentDatabase(cfg.database_name)
+    if password_file is not None:
+        sql_auth.require_logins(spark, password_file)
     thriftserver = spark.sparkContext._jvm.org.apache.spark.sql.hive.thriftserver
     server = thriftserver.HiveThriftServer2.startWithSparkSession(spark._jsparkSession, False)
     stop = stop or threading.Event()
@@ -55,9 +59,12 @@ def run(spark: SparkSession, cfg: Config, stop: threading.Event | None = None) -
                 raise PipelineError(f"the Thrift server did not start listening on {host}:{port} within "
                                     f"{START_TIMEOUT_S}s: see the log above")
             time.sleep(0.5)
-        url = f"jdbc:hive2://{host}:{port}/{cfg.database_name}"
-        print(f"serve-sql: Spark Thrift JDBC server listening on {host}:{port} (process {os.getpid()})\n"
-              f"  query it:  beeline -u {url} -e \"SHOW TABLES\"\n"
+        url = f"jdbc:hive2://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/{cfg.database_name}"
+        login = " -n USER -p PASSWORD" if password_file else ""
+        print(f"serve-sql: Spark Thrift JDBC server listening on {host}:{port} (process {os.getpid()}), "
+              f"{'writable' if writable else 'read-only'}, "
+              f"{f'logins from {password_file}' if password_file else 'no logins (loopback only)'}\n"
+              f"  query it:  beeline -u {url}{login} -e \"SHOW TABLES\"\n"
               f"  stop it:   Ctrl-C, or kill {os.getpid()}", flush=True)
         while not stop.wait(1.0):
             pass

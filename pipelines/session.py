@@ -24,8 +24,10 @@ from pathlib import Path
 import pyspark
 from pyspark.sql import SparkSession
 
+from dlpipe.pipelines import metastore, sql_guard
 from dlpipe.pipelines.config import Config
 from dlpipe.pipelines.errors import PipelineError
+
 
 def check_delta_jars() -> None:
     """The Delta Lake jars matching the installed delta-spark package must be in the Spark distribution's jars/
@@ -92,7 +94,6 @@ def spark_settings(cfg: Config, archive_at_exit: Path | None = None) -> dict[str
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.warehouse.dir": str(root / "warehouse"),
-        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={root / 'metastore_db'};create=true",
         "spark.hadoop.hive.exec.scratchdir": str(tmp / "hive"),
         "spark.hadoop.hive.exec.local.scratchdir": str(tmp / "hive-local"),
         "spark.hadoop.hive.downloaded.resources.dir": str(tmp / "hive-resources"),
@@ -118,6 +119,7 @@ def spark_settings(cfg: Config, archive_at_exit: Path | None = None) -> dict[str
         "spark.hadoop.hive.server2.thrift.bind.host": cfg.sql_server.host,
         "spark.hadoop.hive.server2.thrift.port": str(cfg.sql_server.port),
     }
+    settings.update(metastore.settings(cfg))
     if cfg.spark.master is not None and not launched_by_spark_submit():
         settings["spark.driver.memory"] = cfg.spark.driver_memory
     settings.update(cfg.spark.conf)
@@ -184,18 +186,25 @@ def launch_jvm_apart(cfg: Config, settings: dict[str, str]) -> None:
 
     if SparkContext._gateway is not None or launched_by_spark_submit():
         return
-    conf = SparkConf(loadDefaults=False).setAll(list(settings.items())).setAppName(cfg.spark.app_name)
+    # PySpark passes these on the JVM's command line, which every user of the machine can read: credentials go
+    # to the JVM through Py4J when the session is built
+    plain = [(key, value) for key, value in settings.items() if not SECRET_SETTING.search(key)]
+    conf = SparkConf(loadDefaults=False).setAll(plain).setAppName(cfg.spark.app_name)
     if cfg.spark.master is not None:
         conf.setMaster(cfg.spark.master)
     SparkContext._ensure_initialized(gateway=launch_gateway(conf, popen_kwargs={"start_new_session": True}))
 
 
-def build_session(cfg: Config, archive_at_exit: Path | None = None) -> SparkSession:
-    """Build (or return the running) Spark session for this config."""
+def build_session(cfg: Config, archive_at_exit: Path | None = None, read_only: bool = False) -> SparkSession:
+    """Build (or return the running) Spark session for this config. ``read_only``: SQL that writes, reads files by
+    path or calls Java is refused inside Spark (``pipelines.sql_guard``)."""
     prepare_data_dir(cfg)
     check_delta_jars()
+    metastore.check_derby_free(cfg)
     settings = spark_settings(cfg, archive_at_exit)
     write_spark_defaults(cfg, settings)
+    if read_only:
+        settings = sql_guard.read_only(settings)
     # Python workers run the interpreter that runs the driver, so local jobs see the same packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -218,7 +227,10 @@ def build_session(cfg: Config, archive_at_exit: Path | None = None) -> SparkSess
     launch_jvm_apart(cfg, settings)
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database_name}")
+    if read_only:
+        sql_guard.check_on(spark, cfg)
+    else:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database_name}")
     return spark
 
 
@@ -239,8 +251,10 @@ logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
 logger.nativecode.level = error
 logger.hive.name = org.apache.hadoop.hive
 logger.hive.level = error
+# The metastore's database library: a metastore that cannot be opened (a wrong password, a Derby metastore held by
+# another process) logs thousands of lines of traces here. dlpipe says why in one line (errors.metastore_failure).
 logger.datanucleus.name = DataNucleus
-logger.datanucleus.level = error
+logger.datanucleus.level = off
 logger.metastore.name = org.apache.hadoop.hive.metastore
 logger.metastore.level = error
 # Delta tables are stored in the metastore in Spark's own format; Hive's compatibility warning is noise.

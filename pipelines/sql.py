@@ -6,6 +6,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.utils import AnalysisException, ParseException
 
+from dlpipe.pipelines import sql_guard
 from dlpipe.pipelines.config import Config
 from dlpipe.pipelines.errors import PipelineError
 
@@ -27,6 +28,11 @@ def run(spark: SparkSession, cfg: Config, query: str, max_rows: int = 50, output
         rows = result.limit(max_rows + 1).collect()
     except (AnalysisException, ParseException) as err:
         raise PipelineError(f"SQL failed: {first_line(err)}") from None
+    except Exception as err:
+        refused = sql_guard.refusal(err)
+        if refused is None:
+            raise
+        raise PipelineError(refused) from None
     print(format_rows(result.columns, [tuple(r) for r in rows[:max_rows]]))
     if len(rows) > max_rows:
         print(f"(showing the first {max_rows} rows)")

@@ -45,6 +45,16 @@ def last_commit(spark: SparkSession, qualified_name: str) -> tuple[int, dict[str
     return int(row["version"]), dict(row["operationMetrics"] or {})
 
 
+def marked_commit(spark: SparkSession, qualified_name: str, marker: str) -> tuple[int, dict[str, str]]:
+    """(version, operation metrics) of the commit of a Delta table written with ``userMetadata`` ``marker``: the
+    commit this process made, also when concurrent writers committed after it."""
+    history = spark.sql(f"DESCRIBE HISTORY {qualified_name}")
+    row = history.where(history.userMetadata == marker).select("version", "operationMetrics").first()
+    if row is None:
+        raise PipelineError(f"table {qualified_name} has no commit marked {marker!r}: was it replaced meanwhile?")
+    return int(row["version"]), dict(row["operationMetrics"] or {})
+
+
 def delta_version(spark: SparkSession, qualified_name: str) -> int:
     return last_commit(spark, qualified_name)[0]
 

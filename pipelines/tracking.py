@@ -31,7 +31,7 @@ RUNS_SCHEMA = (
 FINAL = ("succeeded", "skipped", "failed")
 COMPACT_EVERY = 200  # rows (a run of 5 stages writes 6 to 10 of them, in 3 to 6 commits)
 # Settings of how a run executes, not of what it computes: a run id may be resumed with other values of these.
-EXECUTION_SECTIONS = {"spark", "sql_server", "tune", "stages", "source_files"}
+EXECUTION_SECTIONS = {"spark", "sql_server", "metastore", "tune", "stages", "source_files"}
 
 
 def config_document(cfg: Config) -> dict:

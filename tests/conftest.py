@@ -2,6 +2,9 @@
 in a temporary data folder, built by the project's own session factory."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import pytest
 from dlpipe.pipelines.config import Config, SparkConfig
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +46,21 @@ def pipeline_run(tmp_path_factory):
 
     data_dir = tmp_path_factory.mktemp("e2e") / "var"
     return data_dir, run_demo(data_dir)
+
+
+@pytest.fixture(scope="session")
+def shared_metastore(tmp_path_factory):
+    """A PostgreSQL metastore whose schema a first command created, as docs/team.md asks before parallel runs."""
+    from tests import postgres
+
+    server = postgres.start(tmp_path_factory.mktemp("postgres") / "postgres")
+    try:
+        first = tmp_path_factory.mktemp("first") / "var"
+        for statement in ("CREATE TABLE first_use USING delta AS SELECT 1 AS x", "DROP TABLE first_use"):
+            out = subprocess.run([str(BIN / "dlpipe"), "sql", statement, "--writable", "--set", f"data_dir={first}",
+                                  "--set", server.setting()], cwd=REPO, capture_output=True, text=True, timeout=300,
+                                 env={**os.environ, **server.env})
+            assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+        yield server
+    finally:
+        postgres.stop(server)

@@ -11,6 +11,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from tests.standalone import standalone_cluster
+from tests.thrift import beeline, serving
 from tests.versions import latest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,18 +32,22 @@ def packed_environment() -> Path:
     return ARCHIVE
 
 
-def test_spark_submit_with_the_packed_environment_runs_the_pipeline_on_a_standalone_cluster(spark, tmp_path):
+def test_spark_submit_with_the_packed_environment_runs_the_pipeline_on_a_standalone_cluster(spark, shared_metastore,
+                                                                                         tmp_path):
+    """On the shared PostgreSQL metastore (docs/team.md): `dlpipe serve-sql` started afterwards on this machine
+    sees the cluster run's tables."""
     archive = packed_environment()
     data_dir = tmp_path / "var"
     sets = [f"data_dir={data_dir}", f"generate.rows={ROWS}", "generate.partitions=2", "train.num_proc=2",
-            "train.epochs=2", "train.batch_size=64", "train.hidden_units=[16, 8]"]
+            "train.epochs=2", "train.batch_size=64", "train.hidden_units=[16, 8]", shared_metastore.setting()]
     with standalone_cluster(tmp_path / "cluster", workers=2, cores=1, memory="3g") as master:
         command = [str(BIN / "spark-submit"), "--master", master, "--archives", f"{archive}#environment",
                    "--conf", f"spark.pyspark.driver.python={sys.executable}",
                    "--conf", "spark.pyspark.python=./environment/bin/python",
                    "--conf", "spark.executor.memory=2g", "jobs/run.py", "--config", "conf/demo.yaml",
                    "--run-id", "cluster-1", *[arg for s in sets for arg in ("--set", s)]]
-        env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PATH": f"{BIN}:{os.environ['PATH']}"}
+        env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PATH": f"{BIN}:{os.environ['PATH']}",
+               **shared_metastore.env}
         out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200, env=env)
         # the MPI controller is for one machine: on a cluster the driver refuses it before anything starts (so this
         # application needs no packed environment on its executors)
@@ -69,3 +74,7 @@ def test_spark_submit_with_the_packed_environment_runs_the_pipeline_on_a_standal
     apps = list((tmp_path / "cluster" / "work").glob("app-*-0000/*"))  # the executors of the pipeline's application
     assert len(apps) >= 2, apps
     assert all((app / "environment" / "bin" / "python").exists() for app in apps), apps
+
+    with serving(*[arg for s in sets for arg in ("--set", s)], env=shared_metastore.env) as (_, port, _):
+        out = beeline(port, "-e", "SELECT count(*) AS n FROM predictions WHERE run_id = 'cluster-1'")
+        assert out.stdout.strip().splitlines()[-1] == str(ROWS), out.stdout[-2000:] + out.stderr[-2000:]

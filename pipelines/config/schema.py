@@ -498,10 +498,30 @@ class SqlServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 10000
+    password_file: str | None = None  # users and password hashes (pipelines.sql_auth); required off loopback
 
     def __post_init__(self) -> None:
         _require(1 <= self.port <= 65535, "port", f"must be a TCP port (1-65535), got {self.port!r}")
         _require(bool(self.host), "host", "must not be empty")
+
+
+@dataclass(frozen=True)
+class MetastoreConfig:
+    """A shared Hive metastore in PostgreSQL, for many processes at once (null: embedded Derby, one at a time). The
+    password is read from the environment variable ``password_env``, never from a file."""
+
+    url: str = ""  # jdbc:postgresql://host:port/database
+    user: str = "dlpipe"
+    password_env: str = "DLPIPE_METASTORE_PASSWORD"
+
+    def __post_init__(self) -> None:
+        _require(bool(re.match(r"^jdbc:postgresql://[^/?#]+/[^/?#]+([?].*)?$", self.url)), "url",
+                 f"must be a PostgreSQL JDBC URL such as jdbc:postgresql://127.0.0.1:5433/metastore, got {self.url!r}")
+        _require(not re.search(r"[?&]password=", self.url, re.IGNORECASE), "url",
+                 "must not hold the password: put it in the environment variable that password_env names")
+        _require(bool(self.user), "user", "must not be empty")
+        _require(bool(re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", self.password_env)), "password_env",
+                 f"must be the name of an environment variable, got {self.password_env!r}")
 
 
 StageName = Literal["generate", "featurize", "train", "infer", "evaluate"]
@@ -524,6 +544,7 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     sql_server: SqlServerConfig = field(default_factory=SqlServerConfig)
+    metastore: MetastoreConfig | None = None  # null: the embedded Derby metastore under data_dir
     stages: tuple[StageName, ...] = (
         "featurize", "train", "infer", "evaluate",
     )

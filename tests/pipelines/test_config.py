@@ -49,9 +49,13 @@ def test_layers_override_in_order(conf_dir):
          "controller, dropout, early_stopping, embedding_dim, epochs, hidden_units, l1, l2, learning_rate, loss, model, model_name, "
          "momentum, num_proc, optimizer, pin_cpus, sample_weight, seed, start_timeout_s, use_gpu, warmup_epochs)"),
         ("trian:\n  epochs: 3\n",
-         "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, namespace, "
-         "runs_table, spark, sql_server, stages, train, tune)"),
+         "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, metastore, "
+         "namespace, runs_table, spark, sql_server, stages, train, tune)"),
         ("train:\n  batch_size: -5\n", "{p}: train.batch_size: must be greater than 0, got -5"),
+        ("metastore:\n  url: jdbc:mysql://db/m\n", "{p}: metastore.url: must be a PostgreSQL JDBC URL such as "
+         "jdbc:postgresql://127.0.0.1:5433/metastore, got 'jdbc:mysql://db/m'"),
+        ("metastore:\n  url: jdbc:postgresql://db:5432/m?user=x&password=s3cret\n", "{p}: metastore.url: must not "
+         "hold the password: put it in the environment variable that password_env names"),
         ("train:\n  num_proc: 0\n", "{p}: train.num_proc: must be a positive integer or auto, got 0"),
         ("train:\n  epochs: three\n", "{p}: train.epochs: expected an integer, got str 'three'"),
         ("train:\n  epochs: true\n", "{p}: train.epochs: expected an integer, got bool True"),
