@@ -44,6 +44,9 @@ def run(spark: SparkSession, cfg: Config, stop: threading.Event | None = None, w
     host, port = cfg.sql_server.host, cfg.sql_server.port
     password_file = sql_auth.check(host, cfg.sql_server.password_file)
     check_port_free(host, port)
+    if not spark.catalog.databaseExists(cfg.database_name):
+        raise PipelineError(f"database {cfg.database_name} does not exist yet: run a pipeline first (`dlpipe run`), "
+                            "then serve its tables")
     spark.catalog.setCurrentDatabase(cfg.database_name)
     if password_file is not None:
         sql_auth.require_logins(spark, password_file)

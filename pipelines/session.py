@@ -24,7 +24,7 @@ from pathlib import Path
 import pyspark
 from pyspark.sql import SparkSession
 
-from dlpipe.pipelines import metastore, sql_guard
+from dlpipe.pipelines import metastore, sql_auth, sql_guard
 from dlpipe.pipelines.config import Config
 from dlpipe.pipelines.errors import PipelineError
 
@@ -120,6 +120,7 @@ def spark_settings(cfg: Config, archive_at_exit: Path | None = None) -> dict[str
         "spark.hadoop.hive.server2.thrift.port": str(cfg.sql_server.port),
     }
     settings.update(metastore.settings(cfg))
+    settings.update(sql_auth.settings(cfg.sql_server.password_file))
     if cfg.spark.master is not None and not launched_by_spark_submit():
         settings["spark.driver.memory"] = cfg.spark.driver_memory
     settings.update(cfg.spark.conf)
@@ -228,7 +229,7 @@ def build_session(cfg: Config, archive_at_exit: Path | None = None, read_only: b
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     if read_only:
-        sql_guard.check_on(spark, cfg)
+        sql_guard.check_on(spark)  # a read-only session cannot create the database: sql and serve-sql check it
     else:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.database_name}")
     return spark

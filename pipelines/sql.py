@@ -18,7 +18,8 @@ def run(spark: SparkSession, cfg: Config, query: str, max_rows: int = 50, output
     """Execute ``query`` in the config's database and print up to ``max_rows`` rows; returns them. With
     ``output`` (a ``.csv`` or ``.parquet`` file), save every row of the result there instead."""
     target = output_file(output) if output else None
-    spark.catalog.setCurrentDatabase(cfg.database_name)
+    if spark.catalog.databaseExists(cfg.database_name):  # read-only on a new data folder: not created yet
+        spark.catalog.setCurrentDatabase(cfg.database_name)
     try:
         result = spark.sql(query)
         if target is not None:

@@ -77,14 +77,21 @@ def check(host: str, password_file: str | None) -> Path | None:
     return path
 
 
+def settings(password_file: str | None) -> dict[str, str]:
+    """The Spark settings of a Thrift server that asks for logins (none without a password file). They must be in
+    the application's settings from its start: the server's configuration is a copy made when the session is."""
+    if password_file is None:
+        return {}
+    return {"spark.hadoop.hive.server2.authentication": "CUSTOM",
+            "spark.hadoop.hive.server2.custom.authentication.class": PROVIDER}
+
+
 def require_logins(spark: SparkSession, path: Path) -> None:
-    """Make the Thrift server started next in this application ask for a user and password from ``path``. Hive
-    builds its login checker from a configuration of its own, which reads Java system properties."""
-    jvm = spark.sparkContext._jvm
-    spark.sparkContext._jsc.hadoopConfiguration().set("hive.server2.authentication", "CUSTOM")
-    jvm.java.lang.System.setProperty("hive.server2.authentication", "CUSTOM")
-    jvm.java.lang.System.setProperty("hive.server2.custom.authentication.class", PROVIDER)
-    jvm.java.lang.System.setProperty(FILE_PROPERTY, str(path))
+    """Point the Thrift server started next in this application at the logins in ``path``. Hive builds its login
+    checker from a configuration of its own, which reads Java system properties."""
+    system = spark.sparkContext._jvm.java.lang.System
+    system.setProperty("hive.server2.custom.authentication.class", PROVIDER)
+    system.setProperty(FILE_PROPERTY, str(path))
 
 
 def main(argv: list[str]) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from dlpipe.pipelines.config import Config
 from dlpipe.pipelines.errors import PipelineError
 
 EXTENSION = "dlpipe.sql.ReadOnly"
@@ -26,9 +25,9 @@ def read_only(settings: dict[str, str]) -> dict[str, str]:
             "spark.sql.runSQLOnFiles": "false"}  # no SQL over files by path: `SELECT * FROM text.`/etc/passwd``
 
 
-def check_on(spark: SparkSession, cfg: Config) -> None:
+def check_on(spark: SparkSession) -> None:
     """Fail closed: a statement that must be refused is refused (Spark skips an extension it cannot load, with a
-    warning), and the pipeline's database exists (a read-only session cannot create it)."""
+    warning)."""
     try:
         spark.sql(PROBE)
     except Exception as err:
@@ -38,9 +37,6 @@ def check_on(spark: SparkSession, cfg: Config) -> None:
         spark.catalog.dropTempView("dlpipe_read_only_probe")
         raise PipelineError(f"read-only SQL is not in force: Spark did not load {EXTENSION} (dlpipe-sql.jar in "
                             "Spark's jars folder): run make install, or pass --writable")
-    if not spark.catalog.databaseExists(cfg.database_name):
-        raise PipelineError(f"database {cfg.database_name} does not exist yet: run a pipeline first "
-                            "(`dlpipe run`), then query its tables")
 
 
 def refusal(err: BaseException) -> str | None:

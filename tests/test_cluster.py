@@ -39,7 +39,8 @@ def test_spark_submit_with_the_packed_environment_runs_the_pipeline_on_a_standal
     archive = packed_environment()
     data_dir = tmp_path / "var"
     sets = [f"data_dir={data_dir}", f"generate.rows={ROWS}", "generate.partitions=2", "train.num_proc=2",
-            "train.epochs=2", "train.batch_size=64", "train.hidden_units=[16, 8]", shared_metastore.setting()]
+            "train.epochs=2", "train.batch_size=64", "train.hidden_units=[16, 8]", shared_metastore.setting(),
+            "database=cluster"]  # a database of its own on the shared metastore, in this data folder
     with standalone_cluster(tmp_path / "cluster", workers=2, cores=1, memory="3g") as master:
         command = [str(BIN / "spark-submit"), "--master", master, "--archives", f"{archive}#environment",
                    "--conf", f"spark.pyspark.driver.python={sys.executable}",
@@ -67,7 +68,7 @@ def test_spark_submit_with_the_packed_environment_runs_the_pipeline_on_a_standal
     assert len(metadata["seconds_per_rank"]) == 2
     assert 0.5 < metadata["history"]["val_auc"][-1] <= 1.0
 
-    predictions = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "predictions"))
+    predictions = spark.read.format("delta").load(str(data_dir / "warehouse" / "cluster.db" / "predictions"))
     assert predictions.where(F.col("run_id") == "cluster-1").count() == ROWS
     assert predictions.where(F.col("score").isNull()).count() == 0
     # the executors ran on the workers with the archive's Python, not the driver's
@@ -76,5 +77,6 @@ def test_spark_submit_with_the_packed_environment_runs_the_pipeline_on_a_standal
     assert all((app / "environment" / "bin" / "python").exists() for app in apps), apps
 
     with serving(*[arg for s in sets for arg in ("--set", s)], env=shared_metastore.env) as (_, port, _):
-        out = beeline(port, "-e", "SELECT count(*) AS n FROM predictions WHERE run_id = 'cluster-1'")
+        out = beeline(port, "-e", "SELECT count(*) AS n FROM predictions WHERE run_id = 'cluster-1'",
+                      database="cluster")
         assert out.stdout.strip().splitlines()[-1] == str(ROWS), out.stdout[-2000:] + out.stderr[-2000:]

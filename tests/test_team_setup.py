@@ -13,6 +13,9 @@ from tests.pipelines.cli import BIN, REPO, ROWS, ok, settings
 from tests.thrift import beeline, serving
 
 pytestmark = pytest.mark.slow
+# Each test's tables in a database of its own: a database stays in the warehouse of the data folder it was
+# created from, whichever data folder later commands name.
+DATABASE = "team"
 
 
 def dlpipe(*args: str, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
@@ -23,7 +26,7 @@ def dlpipe(*args: str, env: dict[str, str], timeout: int = 900) -> subprocess.Co
 def predictions_per_run(port: int) -> dict[str, int] | None:
     """run id -> rows in the predictions table, as an analyst's beeline sees it (None: no table yet)."""
     out = beeline(port, "--silent=true", "--showHeader=false", "-e",
-                  "SELECT run_id, count(*) FROM predictions GROUP BY run_id")
+                  "SELECT run_id, count(*) FROM predictions GROUP BY run_id", database=DATABASE)
     if "TABLE_OR_VIEW_NOT_FOUND" in out.stdout + out.stderr:
         return None
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -37,7 +40,7 @@ def test_serve_sql_stays_up_and_beeline_sees_whole_snapshots_while_a_pipeline_wr
     team-2's, never a part. The metastore password is in no file, log, table, report or command line."""
     data_dir = tmp_path / "var"
     env = shared_metastore.env
-    args = settings(data_dir, shared_metastore.setting())
+    args = settings(data_dir, shared_metastore.setting(), f"database={DATABASE}")
     outputs = [ok(dlpipe("run", *args, "--run-id", "team-1", "--date", "2026-11-01", env=env))]
 
     with serving(*args, env=env) as (server, port, _):
@@ -77,12 +80,13 @@ def test_serve_sql_stays_up_and_beeline_sees_whole_snapshots_while_a_pipeline_wr
         print(f"team set-up: two concurrent infers, {retried} conflicts retried, rows per run {landed}")
         assert landed == {**both, **{f"day-{day}": ROWS for day in days}}, landed
 
-        runs = beeline(port, "-e", "SELECT * FROM runs")
+        runs = beeline(port, "-e", "SELECT * FROM runs", database=DATABASE)
         assert runs.returncode == 0 and "team-2" in runs.stdout, runs.stderr[-2000:]
 
     # the password: in the environment only, never written or shown
     secret = shared_metastore.password
     assert (data_dir / "runs" / "team-2" / "report.html").is_file()
+    assert (data_dir / "warehouse" / f"{DATABASE}.db" / "predictions" / "_delta_log").is_dir()  # grepped too
     written = [path for path in data_dir.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
     assert not written, written
     shown = [o.args for o in outputs if secret in o.stdout + o.stderr] + ["runs table"] * (secret in runs.stdout)

@@ -46,4 +46,5 @@ def beeline(port: int, *args: str, database: str = "dlpipe") -> subprocess.Compl
     """``beeline -u jdbc:hive2://127.0.0.1:<port>/<database> *args`` with CSV output."""
     return subprocess.run([str(BIN / "beeline"), "-u", f"jdbc:hive2://127.0.0.1:{port}/{database}",
                            "--outputformat=csv2", *args], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL,  # beeline -f reads stdin after the file while it is open
                           env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
