@@ -1,12 +1,15 @@
 """`dlpipe serve-sql` started as users start it, and beeline clients of it."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -37,8 +40,12 @@ def serving(*args: str, env: dict[str, str] | None = None):
         server.terminate()  # SIGTERM: the server stops and the process exits cleanly
         assert server.wait(timeout=120) == 0
     finally:
-        if server.poll() is None:
+        if server.poll() is None:  # its JVM runs in a session of its own: killed by process id too
+            family = psutil.Process(server.pid).children(recursive=True)
             os.killpg(server.pid, 9)
+            for process in family:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
             server.wait()
 
 
