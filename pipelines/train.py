@@ -455,10 +455,9 @@ def loopback_interfaces(host: str) -> set[str] | None:
 
 
 @contextmanager
-def horovod_services_bound_to(host: str):
-    """Horovod's driver services (task registration, Gloo's rendezvous) listen on ``host`` instead of every
-    interface (Horovod binds them to '' itself). ``_launch`` also limits Horovod to that address's interface, so
-    that its ranks reach the rendezvous there."""
+def _services_bound_to(host: str):
+    """Horovod's services started in this process listen on ``host`` instead of every interface (Horovod binds
+    them to '' itself)."""
     from horovod.runner.common.util import network as services
     from horovod.runner.http import http_server
     from horovod.runner.util import network
@@ -473,6 +472,33 @@ def horovod_services_bound_to(host: str):
         yield
     finally:
         services.find_port = http_server.find_port = original
+
+
+@contextmanager
+def horovod_services_bound_to(host: str):
+    """Horovod's services listen on ``host`` instead of every interface: the driver's (task registration, Gloo's
+    rendezvous) and the task service that each Horovod task starts in a Spark Python worker, which starts the
+    ranks. ``_launch`` also limits Horovod to that address's interface, so that its ranks reach the rendezvous
+    there. Only for a loopback ``host``: on a cluster each executor listens on an address of its own."""
+    from horovod.spark import runner
+
+    make_mapper = runner._make_mapper
+
+    def bound_mapper(*args, **kwargs):
+        mapper = make_mapper(*args, **kwargs)
+
+        def bound(index, rows):  # runs in the Spark task
+            with _services_bound_to(host):
+                yield from mapper(index, rows)
+
+        return bound
+
+    runner._make_mapper = bound_mapper
+    try:
+        with _services_bound_to(host):
+            yield
+    finally:
+        runner._make_mapper = make_mapper
 
 
 def _launch(settings: TrainSettings, num_proc: int, start_timeout_s: int, controller: str = "gloo",

@@ -123,6 +123,16 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir):
     assert json.loads((promoted / "metadata.json").read_text())["history"] == metadata["history"]
 
 
+def _connections(process) -> list:
+    """The TCP connections of ``process``, none if it has ended since it was listed."""
+    import psutil
+
+    try:
+        return process.net_connections("tcp")
+    except psutil.NoSuchProcess:
+        return []
+
+
 SIGTERM_REPEATS = int(os.environ.get("DLPIPE_SIGTERM_REPEATS", "1"))  # 10 before a change to the handling lands
 
 
@@ -150,11 +160,12 @@ def test_sigterm_to_the_process_group_fails_the_stage_cleanly_and_the_rerun_resu
     assert job.poll() is None, "training ended before the signal:\n" + "".join(seen[-40:])
     driver = psutil.Process(job.pid)
     family = driver.children(recursive=True)  # the JVM, its Python workers, the ranks
-    # the driver's services (Horovod's among them) and the JVM's (Spark's UI among them) listen on loopback only
-    jvm = [p for p in family if p.name() == "java"]
-    listening = {(p.pid, c.laddr.ip) for p in [driver, *jvm] for c in p.net_connections("tcp")
+    # every service listens on loopback only: the driver's (Horovod's among them), the JVM's (Spark's UI among
+    # them), Horovod's task services in the Python workers, Gloo's in the ranks
+    listening = {(p.pid, p.name(), c.laddr.ip) for p in [driver, *family] for c in _connections(p)
                  if c.status == psutil.CONN_LISTEN}
-    assert listening and {ip for _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
+    assert {"java", "python"} <= {name.rstrip(".0123456789") for _, name, _ in listening}, listening
+    assert {ip for _, _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
     os.killpg(job.pid, signal.SIGTERM)
     rest, _ = job.communicate(timeout=120)
     out, err = "".join(seen) + rest, errors.read_text()
