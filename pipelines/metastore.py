@@ -67,8 +67,9 @@ def check_derby_free(cfg: Config) -> None:
         if _dlpipe_command(_parent(holder)) or time.monotonic() > waited_until:
             break
         time.sleep(0.2)  # the JVM of a command that has just ended lets go within seconds
+    owner = _parent(holder) if _dlpipe_command(_parent(holder)) else holder  # the dlpipe command, not its JVM
     raise PipelineError(
-        f"the embedded metastore {derby_folder(cfg)} is open in process {holder} ({_describe(holder)}), and it "
+        f"the embedded metastore {derby_folder(cfg)} is open in process {owner} ({_describe(owner)}), and it "
         f"admits one process at a time: run this when that one has ended, query through its `dlpipe serve-sql` if "
         f"it is one, or set up a shared metastore ({SHARED_SETUP})")
 
@@ -131,9 +132,8 @@ def _dlpipe_command(pid: int | None) -> bool:
 
 
 def _describe(pid: int) -> str:
-    """What the process is, as its command line: the dlpipe command whose JVM it is when it is one."""
-    parent = _parent(pid)
-    words = _command(parent) if _dlpipe_command(parent) else _command(pid)
+    """What the process is, as its command line without the interpreter."""
+    words = _command(pid)
     if words and Path(words[0]).name.startswith("python") and len(words) > 1:
         words = words[1:]
     if words:

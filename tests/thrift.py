@@ -1,11 +1,13 @@
 """`dlpipe serve-sql` started as users start it, and beeline clients of it."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,6 +38,8 @@ def serving(*args: str, env: dict[str, str] | None = None):
             if "listening on" in line:
                 break
         assert server.poll() is None, "".join(log[-50:])
+        # read on: a server whose output nobody reads blocks once the pipe is full (a refused statement logs a trace)
+        threading.Thread(target=collections.deque, args=(server.stdout, 0), daemon=True).start()
         yield server, port, log[-1]
         server.terminate()  # SIGTERM: the server stops and the process exits cleanly
         assert server.wait(timeout=120) == 0
