@@ -168,7 +168,7 @@ def test_serve_sql_off_loopback_needs_logins_and_checks_them(pipeline_run, tmp_p
     assert "correct-horse" not in users.read_text()
     with serving(*sets, "--set", f"sql_server.password_file={users}") as (_, port, first):
         assert f"logins from {users}" in first, first
-        query = ("-e", "SELECT count(*) AS n FROM predictions")
+        query = ("-e", "SELECT count(*) AS n FROM predictions WHERE run_id = 'e2e-1'")
         for login in ([], ["-n", "ana", "-p", "wrong-horse"], ["-n", "bob", "-p", "correct-horse"]):
             out = beeline(port, *login, *query)
             assert f"\n{ROWS}" not in out.stdout and "Peer indicated failure" in out.stdout + out.stderr, (
