@@ -1,5 +1,6 @@
 """The team set-up (docs/team.md): a shared metastore in PostgreSQL, started with scripts/local-postgres as users
-start it, and `dlpipe serve-sql` answering analysts while pipelines write."""
+start it, and `dlpipe serve-sql` answering analysts while pipelines write. One scenario, since each step needs
+the pipelines of the one before."""
 from __future__ import annotations
 
 import os
@@ -9,24 +10,28 @@ import subprocess
 import psutil
 import pytest
 
-from tests.pipelines.cli import BIN, REPO, ROWS, ok, settings
+from tests.pipelines.cli import BIN, REPO, ROWS, settings
 from tests.thrift import beeline, serving
 
 pytestmark = pytest.mark.slow
-# Each test's tables in a database of its own: a database stays in the warehouse of the data folder it was
-# created from, whichever data folder later commands name.
-DATABASE = "team"
+TEAMS = ("alpha", "beta")  # two namespaces: each its own database (alpha__dlpipe), models and artifacts
 
 
-def dlpipe(*args: str, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "dlpipe"), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **env})
+def dlpipe(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "dlpipe"), *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **env})
 
 
-def predictions_per_run(port: int) -> dict[str, int] | None:
+def finished(job: subprocess.Popen, timeout: int = 1200) -> subprocess.CompletedProcess:
+    out, err = job.communicate(timeout=timeout)
+    assert job.returncode == 0, out[-3000:] + err[-3000:]
+    return subprocess.CompletedProcess(job.args, 0, out, err)
+
+
+def predictions_per_run(port: int, database: str) -> dict[str, int] | None:
     """run id -> rows in the predictions table, as an analyst's beeline sees it (None: no table yet)."""
     out = beeline(port, "--silent=true", "--showHeader=false", "-e",
-                  "SELECT run_id, count(*) FROM predictions GROUP BY run_id", database=DATABASE)
+                  "SELECT run_id, count(*) FROM predictions GROUP BY run_id", database=database)
     if "TABLE_OR_VIEW_NOT_FOUND" in out.stdout + out.stderr:
         return None
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -34,89 +39,70 @@ def predictions_per_run(port: int) -> dict[str, int] | None:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"([\w-]+),(\d+)$", out.stdout, re.MULTILINE)}
 
 
-def test_serve_sql_stays_up_and_beeline_sees_whole_snapshots_while_a_pipeline_writes(shared_metastore, tmp_path):
-    """Run team-1 on the shared metastore; then, while `dlpipe serve-sql` serves, run team-2 (every stage again,
-    for the next date) and poll the predictions through beeline: each poll sees team-1's rows, then team-1's and
-    team-2's, never a part. The metastore password is in no file, log, table, report or command line."""
-    data_dir = tmp_path / "var"
-    env = shared_metastore.env
-    args = settings(data_dir, shared_metastore.setting(), f"database={DATABASE}")
-    outputs = [ok(dlpipe("run", *args, "--run-id", "team-1", "--date", "2026-11-01", env=env))]
+def test_two_teams_at_once_then_sql_stays_up_and_sees_whole_snapshots_while_a_pipeline_writes(shared_metastore,
+                                                                                                tmp_path):
+    """On one shared metastore and data folder: the pipelines of two namespaces at the same time, each seeing only
+    its own tables, runs, artifacts and models. Then, while `dlpipe serve-sql` serves alpha, alpha-2 runs every
+    stage again for the next date, and beeline polls the predictions: each poll sees alpha-1's rows, then
+    alpha-1's and alpha-2's, never a part; two infers for two more dates write the table at once. The metastore
+    password is in no file, log, table, report or command line."""
+    data_dir, env = tmp_path / "var", shared_metastore.env
+    args = {team: settings(data_dir, shared_metastore.setting(), f"namespace={team}") for team in TEAMS}
+    jobs = [dlpipe("run", *args[team], "--run-id", f"{team}-1", "--date", "2026-11-01", env=env) for team in TEAMS]
+    outputs = [finished(job) for job in jobs]
 
-    with serving(*args, env=env) as (server, port, _):
+    seen = data_dir.parent / "seen.csv"
+    query = " UNION ALL ".join(
+        f"SELECT '{team}' AS team, 'runs' AS t, run_id FROM {team}__dlpipe.runs UNION ALL "
+        f"SELECT '{team}', 'predictions', run_id FROM {team}__dlpipe.predictions" for team in TEAMS)
+    outputs.append(finished(dlpipe("sql", f"SELECT DISTINCT * FROM ({query})", "--output", str(seen), "--set",
+                                   f"data_dir={data_dir}", "--set", shared_metastore.setting(), env=env)))
+    rows = set(seen.read_text().splitlines()[1:])
+    assert rows == {f'"{team}","{t}","{team}-1"' for team in TEAMS for t in ("runs", "predictions")}, rows
+    for team in TEAMS:
+        models = list((data_dir / "namespaces" / team / "models").rglob("metadata.json"))
+        assert models and all(f'"{team}-1"' in m.read_text() for m in models), models
+        assert list((data_dir / "namespaces" / team / "artifacts").iterdir())
+
+    database = "alpha__dlpipe"
+    with serving(*args["alpha"], env=env) as (server, port, _):
         command_lines = [" ".join(p.cmdline()) for p in psutil.Process(server.pid).children(recursive=True)
                          if p.status() != psutil.STATUS_ZOMBIE]
         assert any("java" in line for line in command_lines), command_lines
 
-        job = subprocess.Popen([str(BIN / "dlpipe"), "run", *args, "--run-id", "team-2", "--date", "2026-11-02",
-                                "--force"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **env})
+        job = dlpipe("run", *args["alpha"], "--run-id", "alpha-2", "--date", "2026-11-02", "--force", env=env)
         polls = []
         while job.poll() is None:
-            polls.append(predictions_per_run(port))
-        out, err = job.communicate()
-        assert job.returncode == 0, out[-3000:] + err[-3000:]
-        outputs.append(subprocess.CompletedProcess(job.args, 0, out, err))
-        after = predictions_per_run(port)
+            polls.append(predictions_per_run(port, database))
+        outputs.append(finished(job))
+        after = predictions_per_run(port, database)
 
-        before, both = {"team-1": ROWS}, {"team-1": ROWS, "team-2": ROWS}
+        before, both = {"alpha-1": ROWS}, {"alpha-1": ROWS, "alpha-2": ROWS}
         partial = [p for p in polls if p not in (before, both)]
-        print(f"team set-up: {len(polls)} beeline polls while team-2 ran, {len(partial)} saw a partial snapshot, "
-              f"{sum(p == both for p in polls)} saw team-2's rows")
+        print(f"team set-up: {len(polls)} beeline polls while alpha-2 ran, {len(partial)} saw a partial snapshot, "
+              f"{sum(p == both for p in polls)} saw alpha-2's rows")
         assert len(polls) >= 3 and not partial, polls
         assert after == both and server.poll() is None
 
         # two infers for two dates into the same predictions table at once: both land, each with all its rows
         days = ("2026-11-03", "2026-11-04")
-        infers = [subprocess.Popen([str(BIN / "dlpipe"), "infer", *args, "--run-id", f"day-{day}", "--date", day],
-                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, **env}) for day in days]
-        for infer in infers:
-            out, err = infer.communicate(timeout=900)
-            assert infer.returncode == 0, out[-3000:] + err[-3000:]
-            outputs.append(subprocess.CompletedProcess(infer.args, 0, out, err))
+        infers = [dlpipe("infer", *args["alpha"], "--run-id", f"day-{day}", "--date", day, env=env) for day in days]
+        outputs += [finished(infer, timeout=900) for infer in infers]
         retried = sum(o.stdout.count("writing again") for o in outputs[-2:])
-        landed = predictions_per_run(port)
+        landed = predictions_per_run(port, database)
         print(f"team set-up: two concurrent infers, {retried} conflicts retried, rows per run {landed}")
         assert landed == {**both, **{f"day-{day}": ROWS for day in days}}, landed
 
-        runs = beeline(port, "-e", "SELECT * FROM runs", database=DATABASE)
-        assert runs.returncode == 0 and "team-2" in runs.stdout, runs.stderr[-2000:]
+        runs = beeline(port, "-e", "SELECT * FROM runs", database=database)
+        assert runs.returncode == 0 and "alpha-2" in runs.stdout, runs.stderr[-2000:]
+        assert predictions_per_run(port, "beta__dlpipe") == {"beta-1": ROWS}  # alpha's runs reached alpha's only
 
     # the password: in the environment only, never written or shown
     secret = shared_metastore.password
-    assert (data_dir / "runs" / "team-2" / "report.html").is_file()
-    assert (data_dir / "warehouse" / f"{DATABASE}.db" / "predictions" / "_delta_log").is_dir()  # grepped too
+    assert (data_dir / "namespaces" / "alpha" / "runs" / "alpha-2" / "report.html").is_file()
+    assert (data_dir / "warehouse" / f"{database}.db" / "predictions" / "_delta_log").is_dir()  # grepped too
     written = [path for path in data_dir.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
     assert not written, written
     shown = [o.args for o in outputs if secret in o.stdout + o.stderr] + ["runs table"] * (secret in runs.stdout)
     assert not shown and not any(secret in line for line in command_lines), shown
     assert not [p for p in (REPO / "conf").rglob("*") if p.is_file() and secret in p.read_text()]
-
-
-def test_two_teams_run_at_once_on_one_metastore_and_warehouse(shared_metastore, tmp_path):
-    """Two namespaces' pipelines at the same time on one metastore and data folder: both succeed, and each team's
-    tables, runs, artifacts and models hold its own run only."""
-    data_dir = tmp_path / "var"
-    teams = ("alpha", "beta")
-    jobs = {team: subprocess.Popen([str(BIN / "dlpipe"), "run",
-                                    *settings(data_dir, shared_metastore.setting(), f"namespace={team}"),
-                                    "--run-id", f"{team}-1", "--date", "2026-11-01"],
-                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, **shared_metastore.env}) for team in teams}
-    for job in jobs.values():
-        out, err = job.communicate(timeout=1200)
-        assert job.returncode == 0, out[-3000:] + err[-3000:]
-
-    seen = data_dir.parent / "seen.csv"
-    query = " UNION ALL ".join(
-        f"SELECT '{team}' AS team, 'runs' AS t, run_id FROM {team}__dlpipe.runs UNION ALL "
-        f"SELECT '{team}', 'predictions', run_id FROM {team}__dlpipe.predictions" for team in teams)
-    ok(dlpipe("sql", f"SELECT DISTINCT * FROM ({query})", "--output", str(seen), "--set", f"data_dir={data_dir}",
-              "--set", shared_metastore.setting(), env=shared_metastore.env))
-    rows = set(seen.read_text().splitlines()[1:])
-    assert rows == {f'"{team}","{t}","{team}-1"' for team in teams for t in ("runs", "predictions")}, rows
-    for team in teams:
-        models = list((data_dir / "namespaces" / team / "models").rglob("metadata.json"))
-        assert models and all(f'"{team}-1"' in m.read_text() for m in models), models
-        assert list((data_dir / "namespaces" / team / "artifacts").iterdir())
