@@ -51,7 +51,9 @@ def prepare_data_dir(cfg: Config) -> Path:
     try:
         if not root.exists():
             root.mkdir(mode=0o700, parents=True)
-        for sub in ("warehouse", "tmp", "conf", "models", "artifacts"):
+        # tmp/hive-resources: Hive's sessions share it and each creates it if missing, so sessions opened at once
+        # through serve-sql raced, and the loser failed ("Couldn't create directory")
+        for sub in ("warehouse", "tmp", "tmp/hive-resources", "conf", "models", "artifacts"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         probe = root / "tmp" / f".write-probe-{os.getpid()}"
         probe.write_text("ok")
