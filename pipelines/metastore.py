@@ -64,10 +64,11 @@ def check_derby_free(cfg: Config) -> None:
         holder = derby_holder(derby_folder(cfg))
         if holder is None or holder in _own_processes():
             return
-        if _dlpipe_command(_parent(holder)) or time.monotonic() > waited_until:
+        command = _parent(holder) if _dlpipe_command(_parent(holder)) else None  # the dlpipe command of a JVM
+        if command or time.monotonic() > waited_until:
             break
         time.sleep(0.2)  # the JVM of a command that has just ended lets go within seconds
-    owner = _parent(holder) if _dlpipe_command(_parent(holder)) else holder  # the dlpipe command, not its JVM
+    owner = command or holder
     raise PipelineError(
         f"the embedded metastore {derby_folder(cfg)} is open in process {owner} ({_describe(owner)}), and it "
         f"admits one process at a time: run this when that one has ended, query through its `dlpipe serve-sql` if "

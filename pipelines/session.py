@@ -44,6 +44,9 @@ def check_delta_jars() -> None:
         )
 
 
+HIVE_RESOURCES = "tmp/hive-resources"  # under the data folder: one for every Hive session
+
+
 def prepare_data_dir(cfg: Config) -> Path:
     """Create the data folder (owner-only when it is new) and check that it is writable; return its absolute
     path."""
@@ -51,9 +54,9 @@ def prepare_data_dir(cfg: Config) -> Path:
     try:
         if not root.exists():
             root.mkdir(mode=0o700, parents=True)
-        # tmp/hive-resources: Hive's sessions share it and each creates it if missing, so sessions opened at once
+        # HIVE_RESOURCES: Hive's sessions share it and each creates it if missing, so sessions opened at once
         # through serve-sql raced, and the loser failed ("Couldn't create directory")
-        for sub in ("warehouse", "tmp", "tmp/hive-resources", "conf", "models", "artifacts"):
+        for sub in ("warehouse", "tmp", HIVE_RESOURCES, "conf", "models", "artifacts"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         probe = root / "tmp" / f".write-probe-{os.getpid()}"
         probe.write_text("ok")
@@ -98,7 +101,7 @@ def spark_settings(cfg: Config, archive_at_exit: Path | None = None) -> dict[str
         "spark.sql.warehouse.dir": str(root / "warehouse"),
         "spark.hadoop.hive.exec.scratchdir": str(tmp / "hive"),
         "spark.hadoop.hive.exec.local.scratchdir": str(tmp / "hive-local"),
-        "spark.hadoop.hive.downloaded.resources.dir": str(tmp / "hive-resources"),
+        "spark.hadoop.hive.downloaded.resources.dir": str(root / HIVE_RESOURCES),
         "spark.hadoop.datanucleus.schema.autoCreateAll": "true",
         "spark.hadoop.hive.metastore.schema.verification": "false",
         "spark.local.dir": str(tmp),
