@@ -17,6 +17,15 @@ from pyspark.sql import functions as F
 
 BINS = 10_000
 EPSILON = 1e-7  # log loss clips probabilities to [EPSILON, 1 - EPSILON]
+B_REG = 10.0  # the AMS's regularisation term b_r, as in the ATLAS Higgs Machine Learning Challenge
+
+
+def ams(s, b, b_r: float = B_REG):
+    """The approximate median significance of ``s`` signal and ``b`` background events (weighted counts) that a
+    selection keeps: sqrt(2((s + b + b_r) ln(1 + s / (b + b_r)) - s)) (Adam-Bourdarios et al., the HiggsML
+    challenge's metric). Arrays give one value per selection."""
+    s, b = np.asarray(s, dtype=float), np.asarray(b, dtype=float)
+    return np.sqrt(2 * ((s + b + b_r) * np.log1p(s / (b + b_r)) - s))
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,22 @@ class ScoreHistogram:
         size = len(self.positives) // groups
         fold = lambda a: a.reshape(groups, size).sum(axis=1)  # noqa: E731
         return ScoreHistogram(self.edges[::size], fold(self.positives), fold(self.negatives), fold(self.score_sums))
+
+    def ams_scan(self, signal_scale: float = 1.0, background_scale: float = 1.0,
+                 b_r: float = B_REG) -> tuple[np.ndarray, np.ndarray]:
+        """(thresholds, AMS): the AMS of keeping the rows scored at or above each bin's lower edge, positives as
+        signal and negatives as background, their weights multiplied by the scales (to stand for a whole sample
+        when these rows are a part of it)."""
+        s = np.cumsum(self.positives[::-1])[::-1] * signal_scale
+        b = np.cumsum(self.negatives[::-1])[::-1] * background_scale
+        return self.edges[:-1], ams(s, b, b_r)
+
+    def best_ams(self, signal_scale: float = 1.0, background_scale: float = 1.0) -> tuple[float, float]:
+        """(the largest AMS, its threshold): of equal values, the highest threshold (the cut at the lowest score
+        kept, not anywhere in the empty range below it)."""
+        thresholds, values = self.ams_scan(signal_scale, background_scale)
+        at = len(values) - 1 - int(np.argmax(values[::-1]))
+        return float(values[at]), float(thresholds[at])
 
     def calibration(self, groups: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean score, observed positive fraction, weight) of each non-empty group of scores."""

@@ -1,9 +1,11 @@
 """The histogram metrics that evaluate computes in Spark, against scikit-learn on the same rows."""
+import math
+
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, log_loss, roc_auc_score
 
-from dlpipe.pipelines.binary_metrics import binary_metrics
+from dlpipe.pipelines.binary_metrics import ams, binary_metrics
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +57,28 @@ def test_perfect_and_inverted_scores(spark):
     assert perfect.auc == pytest.approx(1.0) and perfect.rows == 4  # the row without a score is left out
     inverted = df.selectExpr("1 - score AS score", "label")
     assert binary_metrics(inverted, "score", "label", 0.5).auc == pytest.approx(0.0)
+
+
+def test_ams_by_hand_and_its_scan_over_thresholds(spark):
+    """AMS = sqrt(2((s + b + b_r) ln(1 + s / (b + b_r)) - s)), b_r = 10: by hand, then the histogram's scan
+    against every cut on a small weighted table worked out row by row."""
+    assert float(ams(3.0, 1.0)) == pytest.approx(0.8674892453932012, rel=1e-12)  # sqrt(2(14 ln(14/11) - 3))
+    assert float(ams(0.0, 5.0)) == 0.0
+    rows = [(0.95, 1.0, 40.0), (0.9, 0.0, 2.0), (0.8, 1.0, 35.0), (0.7, 0.0, 30.0), (0.6, 1.0, 20.0),
+            (0.4, 0.0, 80.0), (0.3, 1.0, 5.0), (0.1, 0.0, 120.0)]  # (score, signal?, event weight)
+    df = spark.createDataFrame(rows, "score double, label double, weight double")
+    histogram = binary_metrics(df, "score", "label", 0.5, "weight").histogram
+    by_hand = {}
+    for cut, _, _ in rows:  # keep the rows scored at or above the cut
+        s = sum(w for score, y, w in rows if score >= cut and y == 1)
+        b = sum(w for score, y, w in rows if score >= cut and y == 0)
+        by_hand[cut] = math.sqrt(2 * ((s + b + 10) * math.log(1 + s / (b + 10)) - s))
+    best = max(by_hand, key=by_hand.get)  # 0.8: s = 75, b = 2
+    assert best == 0.8 and by_hand[best] == pytest.approx(13.9533, abs=1e-4)
+    value, threshold = histogram.best_ams()
+    assert value == pytest.approx(by_hand[best], rel=1e-12)
+    assert best - 1e-4 < threshold <= best  # the lower edge of the bin of the lowest score kept
+    thresholds, values = histogram.ams_scan()
+    assert len(thresholds) == len(values) and values.max() == value
+    # the weights scaled (these rows a tenth of the sample): s and b ten times larger
+    assert histogram.best_ams(10.0, 10.0)[0] == pytest.approx(float(ams(750.0, 20.0)), rel=1e-12)
