@@ -14,6 +14,9 @@ Columns:
 - ``label`` (0/1), drawn from ``true_prob``, a known non-linear function of the features.
 - ``true_prob``: the probability the label was drawn from. Never a feature: it gives the best achievable
   (Bayes-optimal) AUC to compare every model against.
+- ``event_weight``: how many real events a row stands for, as in a simulated physics sample: signal is rare
+  (weights 0.001 to 0.005), background common (0.2 to 5, most of it light), so the weighted signal is about 1/550
+  of the background, as in the ATLAS Higgs Machine Learning Challenge's data. Never a feature.
 
 Low-level numeric and categorical columns are null at ``null_rate`` each, independently; the label is drawn from
 the complete values, as a detector that loses a measurement does not change the physics.
@@ -146,4 +149,6 @@ def generate_events(spark: SparkSession, rows: int, seed: int, partitions: int, 
     for i, name in enumerate(LOW_LEVEL + CATEGORICAL):
         keep = uniform(seed, 400 + i) >= null_rate
         with_nulls.append(F.when(keep, F.col(name)).alias(name))
-    return labelled.select("row_id", *with_nulls, *HIGH_LEVEL, "label", "true_prob")
+    u = uniform(seed, 500)
+    weight = F.when(F.col("label") == 1, 0.001 + 0.004 * u).otherwise(0.2 + 4.8 * u * u)
+    return labelled.select("row_id", *with_nulls, *HIGH_LEVEL, "label", "true_prob", weight.alias("event_weight"))

@@ -6,6 +6,11 @@ histogram reaches the driver), each row weighted by ``train.sample_weight`` when
 row to the Delta table ``evaluate.metrics_table`` (replacing an earlier evaluation of the same run) and saves the
 ROC curve, the score distribution per class and the calibration curve as PNG files under
 ``<data_dir>/evaluations/<run id>/``.
+
+With ``evaluate.event_weight`` (a physics sample's event weights) it also scans the approximate median
+significance (AMS, ``binary_metrics.ams``) over score thresholds: the weights of each class are scaled so that the
+evaluated split stands for the whole labelled input, as in the HiggsML challenge, and the best AMS, its threshold
+and a plot of the scan are written beside the other metrics.
 """
 from __future__ import annotations
 
@@ -20,10 +25,10 @@ from pyspark.sql import functions as F
 from dlpipe.features.expressions import encoded_label
 from dlpipe.features.spec import FeatureSpec
 from dlpipe.features.split import assign_split
-from dlpipe.pipelines.binary_metrics import BinaryMetrics, binary_metrics
+from dlpipe.pipelines.binary_metrics import B_REG, BinaryMetrics, binary_metrics
 from dlpipe.pipelines.config import Config
 from dlpipe.pipelines.errors import PipelineError
-from dlpipe.pipelines.plots import save_calibration, save_roc_curve, save_score_distributions
+from dlpipe.pipelines.plots import save_ams, save_calibration, save_roc_curve, save_score_distributions
 from dlpipe.pipelines.run_id import check_run_id
 from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section, source_input
 from dlpipe.pipelines.store import decision_threshold, load_artifact, load_model_metadata
@@ -34,8 +39,19 @@ METRICS_SCHEMA = (
     "run_id string, model_name string, model_version string, split string, rows long, weight_column string, "
     "weight double, auc double, accuracy double, log_loss double, threshold double, true_positives double, "
     "false_positives double, true_negatives double, false_negatives double, precision double, recall double, "
-    "reference_auc double, plots string, evaluated_at timestamp"
+    "reference_auc double, event_weight_column string, ams double, ams_threshold double, plots string, "
+    "evaluated_at timestamp"
 )
+
+
+@dataclass(frozen=True)
+class Significance:
+    """The best AMS of a score cut, with event weights scaled so the evaluated rows stand for the whole input."""
+    value: float
+    threshold: float
+    column: str                # the event weight column
+    signal_scale: float        # (whole input's weight) / (evaluated rows' weight), per class
+    background_scale: float
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,7 @@ class EvaluateResult:
     seconds: float
     metrics: BinaryMetrics
     plots: dict[str, str]
+    ams: Significance | None = None
 
 
 def latest_run_id(spark: SparkSession, table: str) -> str:
@@ -87,7 +104,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
     weight = cfg.train.sample_weight
     raw = read_source(spark, cfg, cfg.infer.input)
     label_columns = list(dict.fromkeys(
-        [key, label_spec.column] + [c for c in (ec.reference_column, weight) if c]))
+        [key, label_spec.column] + [c for c in (ec.reference_column, weight, ec.event_weight) if c]))
     missing = [c for c in label_columns if c not in raw.columns]
     if missing:
         raise PipelineError(f"evaluate needs column {missing[0]!r} in {cfg.infer.input.describe()}; it has no labels to compare with")
@@ -95,8 +112,9 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
     labelled = labelled.withColumn(
         LABEL, encoded_label(label_spec, raw.schema[label_spec.column].dataType).cast("double")
     ).where(F.col(LABEL).isNotNull())
-    if weight:
-        labelled = labelled.where(F.col(weight).isNotNull())
+    for column in (weight, ec.event_weight):
+        if column:
+            labelled = labelled.where(F.col(column).isNotNull())
     in_split = labelled.where(F.col("split") == ec.split)
     check_unique_key(in_split, key, ec.split, cfg.infer.input.describe())
     joined = predictions.select(key, "score").join(in_split, key).cache()
@@ -108,6 +126,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
             threshold = decision_threshold(cfg, load_model_metadata(cfg, first["model_name"], first["model_version"])[0])
         metrics = binary_metrics(joined, "score", LABEL, threshold, weight)
         reference = binary_metrics(joined, ec.reference_column, LABEL, threshold, weight) if ec.reference_column else None
+        events = (binary_metrics(joined, "score", LABEL, threshold, ec.event_weight) if ec.event_weight
+                  else None)
     finally:
         joined.unpersist()
 
@@ -121,18 +141,38 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
         "scores": save_score_distributions(metrics.histogram, folder / "scores.png", f"scores: {title}", threshold),
         "calibration": save_calibration(metrics.histogram, folder / "calibration.png", f"calibration: {title}"),
     }
+    significance = None
+    if events is not None:
+        significance = best_significance(labelled, ec.event_weight, events)
+        thresholds, values = events.histogram.ams_scan(significance.signal_scale, significance.background_scale)
+        plots["ams"] = save_ams(thresholds, values, folder / "ams.png", f"AMS: {title}",
+                                (significance.value, significance.threshold))
     reference_auc = reference.auc if reference else None
     metrics_table = cfg.qualified(ec.metrics_table)
     row = [(run_id, first["model_name"], first["model_version"], ec.split, metrics.rows, weight, metrics.weight,
             metrics.auc, metrics.accuracy, metrics.log_loss, threshold, metrics.true_positives,
             metrics.false_positives, metrics.true_negatives, metrics.false_negatives, metrics.precision,
-            metrics.recall, reference_auc, str(folder), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))]
+            metrics.recall, reference_auc, ec.event_weight, significance.value if significance else None,
+            significance.threshold if significance else None, str(folder),
+            dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))]
     write_metrics(spark, spark.createDataFrame(row, METRICS_SCHEMA), metrics_table, run_id)
     result = EvaluateResult(run_id, ec.split, metrics.rows, metrics.auc, metrics.accuracy, metrics.log_loss,
                             reference_auc, metrics_table, time.time() - started, metrics,
-                            {k: str(v) for k, v in plots.items()})
+                            {k: str(v) for k, v in plots.items()}, significance)
     print(summary(result, ec.reference_column, weight))
     return result
+
+
+def best_significance(labelled: DataFrame, column: str, events: BinaryMetrics) -> Significance:
+    """The best AMS of ``events`` (the evaluated rows' metrics weighted by ``column``), each class's weights
+    scaled to its total over every labelled row (all splits): s and b are what the whole sample would give."""
+    totals = {row[LABEL]: row["w"] for row in labelled.groupBy(LABEL).agg(F.sum(column).alias("w")).collect()}
+    histogram = events.histogram
+    scale = lambda total, part: total / part if part > 0 else 1.0  # noqa: E731
+    signal = scale(totals.get(1.0, 0.0), float(histogram.positives.sum()))
+    background = scale(totals.get(0.0, 0.0), float(histogram.negatives.sum()))
+    value, threshold = histogram.best_ams(signal, background)
+    return Significance(value, threshold, column, signal, background)
 
 
 def write_metrics(spark: SparkSession, row: DataFrame, table: str, run_id: str) -> None:
@@ -155,8 +195,16 @@ def summary(result: EvaluateResult, reference_column: str | None, weight: str | 
         f"{reference}, accuracy {result.accuracy:.4f}, log loss {result.log_loss:.4f} -> {result.table}\n"
         f"  at threshold {m.threshold:g}: true positives {m.true_positives:,.0f}, false positives "
         f"{m.false_positives:,.0f}, true negatives {m.true_negatives:,.0f}, false negatives {m.false_negatives:,.0f}\n"
-        f"  plots: {Path(result.plots['roc']).parent}/{{roc,scores,calibration}}.png"
+        f"{ams_line(result.ams)}"
+        f"  plots: {Path(result.plots['roc']).parent}/{{{','.join(result.plots)}}}.png"
     )
+
+
+def ams_line(significance: Significance | None) -> str:
+    if significance is None:
+        return ""
+    return (f"  AMS (event weights {significance.column}, b_r {B_REG:g}, scaled to the whole input): "
+            f"{significance.value:.4f} at score >= {significance.threshold:.4f}\n")
 
 
 # --------------------------------------------------------------------------------------------- the stage
@@ -200,6 +248,8 @@ def outputs(cfg: Config, result: EvaluateResult) -> StageOutputs:
     metrics = {"auc": result.auc, "accuracy": result.accuracy, "log_loss": result.log_loss}
     if result.reference_auc is not None:
         metrics["reference_auc"] = result.reference_auc
+    if result.ams is not None:
+        metrics["ams"] = result.ams.value
     return StageOutputs([{"kind": "table", "role": "metrics", "name": result.table, "run_id": result.run_id},
                          {"kind": "plots", "name": "evaluation", "run_id": result.run_id, **result.plots}],
                         result.rows, metrics)

@@ -96,3 +96,18 @@ def save_calibration(histogram: ScoreHistogram, path: Path, title: str, groups: 
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
     return _save(fig, path)
+
+
+def save_ams(thresholds, values, path: Path, title: str, best: tuple[float, float]) -> Path:
+    """The approximate median significance of keeping the rows scored at or above each threshold."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.plot(thresholds, values, color="tab:purple")
+    value, threshold = best
+    ax.plot([threshold], [value], "o", color="black", label=f"best: AMS {value:.3f} at score >= {threshold:.4f}")
+    ax.set_xlabel("score threshold")
+    ax.set_ylabel("AMS")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    return _save(fig, path)

@@ -130,7 +130,9 @@ def figures(stages: dict[str, StageRecord]) -> tuple[str, int]:
             if curves.is_file():
                 shown.append(_image(curves, f"training curves: {model['name']} {model['version']}"))
     plots = _output(stages, "evaluate", "plots")
-    for kind, title in (("roc", "ROC curve"), ("scores", "score distribution per class"), ("calibration", "calibration")):
+    titles = (("roc", "ROC curve"), ("scores", "score distribution per class"), ("calibration", "calibration"),
+              ("ams", "approximate median significance against the score threshold"))
+    for kind, title in titles:
         if plots and plots.get(kind) and Path(plots[kind]).is_file():
             shown.append(_image(Path(plots[kind]), title))
     return '<div class="figures">' + "\n".join(shown) + "</div>", len(shown)

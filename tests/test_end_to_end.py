@@ -50,8 +50,31 @@ def test_auc_beats_chance_clearly(spark, pipeline_run):
     cells = [metrics[c] for c in ("true_positives", "false_positives", "true_negatives", "false_negatives")]
     assert sum(cells) == metrics["rows"] and metrics["weight_column"] is None
     assert metrics["accuracy"] == pytest.approx((cells[0] + cells[2]) / metrics["rows"])
-    for plot in ("roc", "scores", "calibration"):  # PNG files, as the metrics row says
+    for plot in ("roc", "scores", "calibration", "ams"):  # PNG files, as the metrics row says
         assert (Path(metrics["plots"]) / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ams_of_the_best_cut_equals_the_one_worked_out_from_the_rows(spark, pipeline_run):
+    """The demo's event weights: evaluate's AMS at its threshold, against s and b summed here from the validation
+    rows, each class's weights scaled to its total over the whole input (as in the HiggsML challenge)."""
+    from dlpipe.pipelines.binary_metrics import ams
+
+    data_dir, stdout = pipeline_run
+    warehouse = data_dir / "warehouse" / "dlpipe.db"
+    metrics = spark.read.format("delta").load(str(warehouse / "metrics")).where(F.col("run_id") == "e2e-1").first()
+    assert metrics["event_weight_column"] == "event_weight" and 0 < metrics["ams_threshold"] < 1
+    raw = spark.read.format("delta").load(str(warehouse / "raw_events")).select("row_id", "label", "event_weight")
+    validation = spark.read.format("delta").load(str(warehouse / "features")).where("split = 'validation'")
+    rows = (spark.read.format("delta").load(str(warehouse / "predictions")).where(F.col("run_id") == "e2e-1")
+            .select("row_id", "score").join(validation.select("row_id"), "row_id").join(raw, "row_id"))
+    kept = F.col("score") >= metrics["ams_threshold"]
+    sums = {y: rows.where(F.col("label") == y).agg(F.sum("event_weight"), F.sum(F.when(kept, F.col("event_weight"))))
+            .first() for y in (0, 1)}
+    totals = {r["label"]: r["w"] for r in raw.groupBy("label").agg(F.sum("event_weight").alias("w")).collect()}
+    s = sums[1][1] * totals[1] / sums[1][0]
+    b = sums[0][1] * totals[0] / sums[0][0]
+    assert metrics["ams"] == pytest.approx(float(ams(s, b)), rel=1e-6) and metrics["ams"] > 0
+    assert f"AMS (event weights event_weight, b_r 10, scaled to the whole input): {metrics['ams']:.4f}" in stdout
 
 
 def test_model_and_artifact_written(pipeline_run):

@@ -487,6 +487,9 @@ class EvaluateConfig:
     split: Literal["train", "validation", "test"] = "validation"
     metrics_table: str = "metrics"
     reference_column: str | None = None  # e.g. the generator's true_prob: its AUC is the best achievable
+    # Physics samples: each row's number of real events. With it, the AMS (approximate median significance) of
+    # the best score cut, its threshold and the AMS against the threshold.
+    event_weight: str | None = None
 
     def __post_init__(self) -> None:
         _identifier(self, "metrics_table")
