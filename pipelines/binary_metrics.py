@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 BINS = 10_000
 EPSILON = 1e-7  # log loss clips probabilities to [EPSILON, 1 - EPSILON]
 B_REG = 10.0  # the AMS's regularisation term b_r, as in the ATLAS Higgs Machine Learning Challenge
+AMS_WINDOW = 101  # bins the AMS scan is averaged over to choose the cut (about 0.01 of the score range)
 
 
 def ams(s, b, b_r: float = B_REG):
@@ -62,11 +63,14 @@ class ScoreHistogram:
         b = np.cumsum(self.negatives[::-1])[::-1] * background_scale
         return self.edges[:-1], ams(s, b, b_r)
 
-    def best_ams(self, signal_scale: float = 1.0, background_scale: float = 1.0) -> tuple[float, float]:
-        """(the largest AMS, its threshold): of equal values, the highest threshold (the cut at the lowest score
-        kept, not anywhere in the empty range below it)."""
+    def best_ams(self, signal_scale: float = 1.0, background_scale: float = 1.0,
+                 window: int = AMS_WINDOW) -> tuple[float, float]:
+        """(AMS, threshold) of the best cut. The cut is chosen on the scan averaged over ``window`` bins, so that
+        a few heavy background events just above a threshold (a spike of the raw scan) do not decide it; of equal
+        averages, the highest threshold. The AMS is the raw one at that cut."""
         thresholds, values = self.ams_scan(signal_scale, background_scale)
-        at = len(values) - 1 - int(np.argmax(values[::-1]))
+        smooth = np.convolve(values, np.ones(window) / window, mode="same") if window > 1 else values
+        at = len(smooth) - 1 - int(np.argmax(smooth[::-1]))
         return float(values[at]), float(thresholds[at])
 
     def calibration(self, groups: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -99,12 +99,13 @@ def save_calibration(histogram: ScoreHistogram, path: Path, title: str, groups: 
 
 
 def save_ams(thresholds, values, path: Path, title: str, best: tuple[float, float]) -> Path:
-    """The approximate median significance of keeping the rows scored at or above each threshold."""
+    """The approximate median significance of keeping the rows scored at or above each threshold, and the cut
+    chosen."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    ax.plot(thresholds, values, color="tab:purple")
+    ax.plot(thresholds, values, color="tab:purple", label="AMS of the cut at each threshold")
     value, threshold = best
-    ax.plot([threshold], [value], "o", color="black", label=f"best: AMS {value:.3f} at score >= {threshold:.4f}")
+    ax.plot([threshold], [value], "o", color="black", label=f"cut: AMS {value:.3f} at score >= {threshold:.4f}")
     ax.set_xlabel("score threshold")
     ax.set_ylabel("AMS")
     ax.set_title(title)

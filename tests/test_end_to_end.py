@@ -312,11 +312,12 @@ def test_report_renders_in_chromium(spark, pipeline_run, killed_and_resumed_run,
     browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
                "--virtual-time-budget=10000"]
     dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    assert 'data-images-loaded="4"' in dom and 'data-images-broken="0"' in dom, dom[:500]
+    assert 'data-images-loaded="5"' in dom and 'data-images-broken="0"' in dom, dom[:500]
     metrics = (spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "metrics"))
                .where(F.col("run_id") == "e2e-model2").first())
     assert f"AUC {metrics['auc']:.4f}" in dom and f"{ROWS:,} rows scored" in dom
-    for text in ("train_rows", "Missing values per column", "learning_rate", "evaluate"):
+    for text in ("train_rows", "Missing values per column", "learning_rate", "evaluate",
+                 "approximate median significance"):
         assert text in dom
     shot = data_dir / "runs" / "e2e-model2" / "report.png"
     subprocess.run([*browser, "--window-size=1200,2000", f"--screenshot={shot}", page.as_uri()],

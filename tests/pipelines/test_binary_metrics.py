@@ -77,7 +77,8 @@ def test_ams_by_hand_and_its_scan_over_thresholds(spark):
     assert best == 0.8 and by_hand[best] == pytest.approx(13.9533, abs=1e-4)
     value, threshold = histogram.best_ams()
     assert value == pytest.approx(by_hand[best], rel=1e-12)
-    assert best - 1e-4 < threshold <= best  # the lower edge of the bin of the lowest score kept
+    assert 0.7 < threshold <= best  # every cut between the scores 0.7 and 0.8 keeps the same rows
+    assert histogram.best_ams(window=1)[1] == pytest.approx(0.8, abs=1e-4)  # unsmoothed: at the lowest kept score
     thresholds, values = histogram.ams_scan()
     assert len(thresholds) == len(values) and values.max() == value
     # the weights scaled (these rows a tenth of the sample): s and b ten times larger
