@@ -9,6 +9,7 @@ stops, and the command exits with 143 (128 + SIGTERM). A rerun with the same run
 """
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import sys
@@ -36,6 +37,11 @@ def install() -> None:
     signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     threading.Thread(target=_watch, args=(reader, writer), name="dlpipe-signals", daemon=True).start()
     threading.excepthook = _quiet_when_terminated(threading.excepthook)
+    logging.getLogger().addFilter(_py4j_error_of_the_signal)
+
+
+# how long a failed Py4J call waits for the signal watcher: the signal can break a call before the watcher runs
+SIGNAL_GRACE_S = 2.0
 
 
 def _quiet_when_terminated(print_exception):
@@ -45,6 +51,16 @@ def _quiet_when_terminated(print_exception):
         if not requested():
             print_exception(args)
     return hook
+
+
+def _py4j_error_of_the_signal(record: logging.LogRecord) -> bool:
+    """Py4J logs a broken call's traceback on the root logger (``Exception while sending command.``); a SIGTERM
+    breaks calls in flight, and its one line says what happened, so that traceback is dropped then. Any other Py4J
+    error is printed, a moment late."""
+    if record.getMessage().startswith("Exception while sending command") and record.pathname.endswith(
+            "java_gateway.py"):
+        return not _received.wait(SIGNAL_GRACE_S)
+    return True
 
 
 def _ignore(signum, frame) -> None:
