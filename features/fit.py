@@ -3,17 +3,21 @@
 1. One aggregation over all rows: rows and label classes per split; for every numeric column (and every datetime
    part) the present values per split and the training split's min, max, mean and standard deviation, plus the
    moments of log1p(value) for ``log`` columns.
-2. Only when some column needs quantiles (``robust``, ``ple``, ``missing: median``, ``clip``): one aggregation of
-   approximate quantiles over the training rows (``percentile_approx``, rank error ``quantile_error``).
+2. One aggregation of approximate quantiles over the training rows (``percentile_approx``, rank error
+   ``quantile_error``): every numeric column's deciles, and the quantiles of ``robust``, ``ple``,
+   ``missing: median`` and ``clip``.
 3. Only when some column clips and needs moments: one aggregation of the clipped values' mean and deviation
    (quantiles, min and max of clipped values follow from the unclipped ones, since clipping is monotone).
 4. One ``groupBy`` over the exploded categorical values of all categorical columns: counts per value and split
    (missing values included). Ranking, ``min_count`` and ``top_k`` run in Spark; only the kept values (and per-column totals) reach the driver.
+5. One aggregation of the training split's drift profile (``features.profile``): counts over bins that passes 2
+   and 4 fixed.
 
 Only small statistics are collected to the driver; no input row ever is.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -27,6 +31,9 @@ from dlpipe.features.expressions import (
     out_of_log_domain,
 )
 from dlpipe.features.fitted import DEFAULT_QUANTILE_ERROR, FittedFeatures, NumericStats, Vocabulary
+from dlpipe.features.profile import DECILES, Profile, TrainingProfile, numeric_bins
+from dlpipe.features.profile import aggregates as profile_aggregates
+from dlpipe.features.profile import read as read_profile
 from dlpipe.features.spec import CategoricalFeature, DatetimeFeature, FeatureSpec, NumericFeature
 from dlpipe.spark_settings import spark_settings
 
@@ -184,7 +191,7 @@ def fit_features(
         if f.transform == "log" and f.missing == "constant" and f.fill_value <= -1:
             raise FeatureError(f"column {f.column!r}: the fill value {f.fill_value} is <= -1, outside log1p's domain")
 
-    quantiles = _quantiles(df, spec, is_train, accuracy)
+    quantiles, deciles = _quantiles(df, spec, is_train, accuracy)
     clipped = _clipped_moments(df, spec, present, quantiles, is_train)
     clipped.update(_rescaled_moments(df, spec, profile, present, quantiles, clipped, is_train))
     numeric = {f.column: _numeric_stats(f, profile, quantiles.get(f.column), clipped.get(f.column), present[f.column],
@@ -203,6 +210,8 @@ def fit_features(
         train_rows=rows["train"],
         quantile_error=quantile_error,
     )
+    fitted = dataclasses.replace(fitted, training_profile=_training_profile(df.where(is_train), fitted, profile,
+                                                                             deciles))
     report = FitReport(rows, {s: profile["positives", s] for s in splits}, missing, other, unseen)
     return fitted, report
 
@@ -265,6 +274,20 @@ def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: 
     return profile
 
 
+def _training_profile(train: DataFrame, fitted: FittedFeatures, first: dict[tuple, object],
+                      deciles: dict[str, list[float]]) -> TrainingProfile:
+    """Pass 5: the training split's drift profile (``features.profile``) over bins made from its deciles, range
+    and deviation (of the values before clipping) and its vocabularies."""
+    numeric = {f.column: numeric_bins(deciles.get(f.column, []), _finite_or_none(first["min", f.column]),
+                                      _finite_or_none(first["max", f.column]), _finite_or_none(first["std", f.column]))
+               for f in fitted.spec.numeric}
+    partial = TrainingProfile(numeric, Profile(0, {}, {}))
+    bins = partial.bins(fitted.vocabularies)
+    with spark_settings(train.sparkSession, WIDE_CODEGEN):
+        values = train.agg(*profile_aggregates(fitted.spec, bins)).first()
+    return TrainingProfile(numeric, read_profile(fitted.spec, bins, values))
+
+
 # ------------------------------------------------------------------------------------------------ numeric
 
 
@@ -291,20 +314,26 @@ def _needs_moments(f: NumericFeature) -> bool:
     return f.transform in ("standard", "log") or f.missing == "mean"
 
 
-def _quantiles(df: DataFrame, spec: FeatureSpec, is_train: Column, accuracy: int) -> dict[str, list[float] | None]:
-    """The quantiles each column needs (``NumericFeature.quantiles``), in one pass over the training rows.
+def _quantiles(df: DataFrame, spec: FeatureSpec, is_train: Column,
+               accuracy: int) -> tuple[dict[str, list[float] | None], dict[str, list[float]]]:
+    """The quantiles each column needs (``NumericFeature.quantiles``), and every column's deciles (the bins of
+    its drift profile, ``features.profile``), in one pass over the training rows.
 
     A pass of its own: ``percentile_approx`` is an object aggregate, and one in an ``agg`` takes the whole
     aggregation off Spark's generated code (several times slower for the simple aggregates beside it).
     """
-    columns = [f for f in spec.numeric if f.quantiles()]
-    if not columns:
-        return {}
+    if not spec.numeric:
+        return {}, {}
+    wanted = {f.column: sorted(set(f.quantiles()) | set(DECILES)) for f in spec.numeric}
     aggs = _Aggregates()
-    for f in columns:
-        aggs.add((f.column,), F.percentile_approx(numeric_value(f), list(f.quantiles()), accuracy))
+    for f in spec.numeric:
+        aggs.add((f.column,), F.percentile_approx(numeric_value(f), wanted[f.column], accuracy))
     aggs.run(df.where(is_train))
-    return {f.column: aggs[f.column,] for f in columns}
+    found = {f.column: dict(zip(wanted[f.column], aggs[f.column,] or [])) for f in spec.numeric}
+    needed = {f.column: [found[f.column][q] for q in f.quantiles()] if found[f.column] else None
+              for f in spec.numeric if f.quantiles()}
+    deciles = {c: [v for q, v in by_q.items() if q in DECILES] for c, by_q in found.items()}
+    return needed, deciles
 
 
 def _clipped_moments(df: DataFrame, spec: FeatureSpec, present: dict[str, int], quantiles: dict,

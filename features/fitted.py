@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dlpipe.features.profile import ProfileBins, TrainingProfile
 from dlpipe.features.schema import FeatureColumn, FeatureSchema
 from dlpipe.features.spec import FeatureSpec
 
@@ -103,6 +104,12 @@ class FittedFeatures:
     train_rows: int
     quantile_error: float = DEFAULT_QUANTILE_ERROR
     datetime: dict[str, NumericStats] = field(default_factory=dict)  # by output column: number-encoded parts
+    training_profile: TrainingProfile | None = None  # for drift; artifacts fitted before it have none
+
+    @property
+    def profile_bins(self) -> ProfileBins | None:
+        """The bins a scored input's drift profile is counted over (None: the artifact has no training profile)."""
+        return self.training_profile.bins(self.vocabularies) if self.training_profile else None
 
     @property
     def schema(self) -> FeatureSchema:
@@ -136,6 +143,7 @@ class FittedFeatures:
             "categorical": {c: v.to_json() for c, v in self.vocabularies.items()},
             "datetime": {c: s.to_json() for c, s in self.datetime.items()},
             "feature_schema": self.schema.to_json(),
+            **({"training_profile": self.training_profile.to_json()} if self.training_profile else {}),
         }
 
     @classmethod
@@ -148,4 +156,5 @@ class FittedFeatures:
             train_rows=int(data["train_rows"]),
             quantile_error=float(data["quantile_error"]),
             datetime={c: NumericStats.from_json(s) for c, s in data.get("datetime", {}).items()},
+            training_profile=TrainingProfile.from_json(data["training_profile"]) if "training_profile" in data else None,
         )

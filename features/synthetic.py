@@ -24,6 +24,7 @@ the complete values, as a detector that loses a measurement does not change the 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -137,8 +138,10 @@ def true_logit() -> Column:
     )
 
 
-def generate_events(spark: SparkSession, rows: int, seed: int, partitions: int, null_rate: float) -> DataFrame:
-    """The synthetic event table described in the module docstring, ``rows`` rows in ``partitions`` partitions."""
+def generate_events(spark: SparkSession, rows: int, seed: int, partitions: int, null_rate: float,
+                    shift: Mapping | None = None) -> DataFrame:
+    """The synthetic event table described in the module docstring, ``rows`` rows in ``partitions`` partitions,
+    with the columns of ``shift`` moved (``shifted``)."""
     ids = spark.range(0, rows, numPartitions=partitions).withColumnRenamed("id", "row_id")
     complete = ids.select("row_id", *_low_level(seed), *_categorical(seed)).select("*", *_high_level())
     prob = F.lit(1.0) / (1.0 + F.exp(-true_logit()))
@@ -151,4 +154,24 @@ def generate_events(spark: SparkSession, rows: int, seed: int, partitions: int, 
         with_nulls.append(F.when(keep, F.col(name)).alias(name))
     u = uniform(seed, 500)
     weight = F.when(F.col("label") == 1, 0.001 + 0.004 * u).otherwise(0.2 + 4.8 * u * u)
-    return labelled.select("row_id", *with_nulls, *HIGH_LEVEL, "label", "true_prob", weight.alias("event_weight"))
+    events = labelled.select("row_id", *with_nulls, *HIGH_LEVEL, "label", "true_prob", weight.alias("event_weight"))
+    return shifted(events, seed, shift or {})
+
+
+def shifted(events: DataFrame, seed: int, shift: Mapping) -> DataFrame:
+    """``events`` with the columns of ``shift`` moved (column -> an object with ``mean``, ``scale``, ``missing``
+    and ``new_values``): a numeric value becomes ``value * scale + mean``, a share ``missing`` of the values
+    becomes null, a share ``new_values`` of a categorical column's values becomes ``NEW<n>`` (values the generator
+    never makes). Applied after the label is drawn: the measurement moves, the physics does not."""
+    columns = {}
+    for i, (name, s) in enumerate(sorted(shift.items())):
+        value = F.col(name)
+        if name in NUMERIC:
+            value = value * F.lit(float(s.scale)) + F.lit(float(s.mean))
+        if s.new_values:
+            u = uniform(seed, 700 + i)
+            value = F.when(u < s.new_values, F.format_string("NEW%d", F.floor(u * 1000).cast("int"))).otherwise(value)
+        if s.missing:
+            value = F.when(uniform(seed, 600 + i) >= s.missing, value)
+        columns[name] = value
+    return events.withColumns(columns) if columns else events

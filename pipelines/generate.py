@@ -23,11 +23,14 @@ class GenerateResult:
 def run(spark: SparkSession, cfg: Config) -> GenerateResult:
     started = time.time()
     gen = cfg.generate
-    events = generate_events(spark, rows=gen.rows, seed=gen.seed, partitions=gen.partitions, null_rate=gen.null_rate)
+    events = generate_events(spark, rows=gen.rows, seed=gen.seed, partitions=gen.partitions, null_rate=gen.null_rate,
+                             shift=gen.shift)
     table = cfg.qualified(gen.output_table)
     events.write.format("delta").mode("overwrite").option("overwriteSchema", "true").saveAsTable(table)
     result = GenerateResult(table, delta_version(spark, table), gen.rows, time.time() - started)
-    print(f"generate: wrote {result.rows:,} rows to {table} (Delta version {result.version}) in {result.seconds:.1f}s")
+    moved = f", shifted: {', '.join(gen.shift)}" if gen.shift else ""
+    print(f"generate: wrote {result.rows:,} rows to {table} (Delta version {result.version}{moved}) in "
+          f"{result.seconds:.1f}s")
     return result
 
 

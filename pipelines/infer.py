@@ -27,12 +27,15 @@ from dlpipe.features.apply import apply_features, missing_flag_column, out_of_vo
 from dlpipe.features.errors import FeatureError
 from dlpipe.features.expressions import numeric_value
 from dlpipe.features.fitted import FittedFeatures
+from dlpipe.features.profile import aggregates as profile_aggregates
+from dlpipe.features.profile import read as read_profile
 from dlpipe.features.schema import DENSE_INPUT, FeatureSchema
 from dlpipe.models.scoring import SCORE, make_batch_scorer
+from dlpipe.pipelines import drift
 from dlpipe.pipelines.config import Config
-from dlpipe.pipelines.config.schema import PREDICTION_COLUMNS
+from dlpipe.pipelines.config.schema import PREDICTION_COLUMNS, DriftConfig
 from dlpipe.pipelines.errors import PipelineError
-from dlpipe.pipelines.run_id import check_run_id, new_run_id
+from dlpipe.pipelines.run_id import check_run_id, new_run_id, run_folder
 from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section, source_input
 from dlpipe.pipelines.store import artifact_digest, decision_threshold, load_artifact, load_model_metadata
 from dlpipe.pipelines.tables import marked_commit, read_source, table_version
@@ -59,6 +62,8 @@ class InferResult:
     out_of_vocabulary: dict[str, int] = field(default_factory=dict)   # categorical column -> rows given id 0
     predicted_positive: int = 0                                       # rows with predicted_label 1
     mean_score: float | None = None
+    drift: list[drift.Measure] = field(default_factory=list)         # empty: drift not measured
+    drift_plots: dict[str, str] = field(default_factory=dict)         # feature -> its distributions' plot
 
 
 @dataclass(frozen=True)
@@ -210,10 +215,11 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     keep = tuple(c for c in dict.fromkeys(ic.keep) if c not in (*schema.passthrough, schema.label))
     check_keep(keep, raw, source)
     raw = raw.select("*", *(F.col(c).alias(kept_column(c)) for c in keep))
+    profile_counts = drift_counts(model, ic.drift)
 
     try:
-        features = apply_features(spread(raw, spark.sparkContext.defaultParallelism), model.fitted,
-                                  keep=tuple(kept_column(c) for c in keep), source=source,
+        features = apply_features(profiled(spread(raw, spark.sparkContext.defaultParallelism), model, profile_counts),
+                                  model.fitted, keep=tuple(kept_column(c) for c in keep), source=source,
                                   artifact=f"feature artifact {model.feature_table}/{model.feature_version}", flags=True)
         schema.check(features, f"the featurized {source}", label=labelled)
     except FeatureError as err:
@@ -249,9 +255,17 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     missing = {f.column: counts[f"missing:{f.column}"] for f in model.fitted.spec.numeric}
     outside = {f.column: counts[f"oov:{f.column}"] for f in model.fitted.spec.categorical}
     scored = scores.get
+    measures, plots = compare_with_training(spark, cfg, model, profile_counts, run_id, run_date, scored_at)
     result = InferResult(table, version, run_id, run_date, rows, time.time() - started, missing, outside,
-                         int(scored["positive"] or 0), scored["mean"])
+                         int(scored["positive"] or 0), scored["mean"], measures, plots)
     print(summary(result, model, source, input_version, ic.threshold))
+    if ic.drift.enabled:
+        print(drift_summary(result, model, cfg))
+    failing = drift.alerts(measures)
+    if failing and ic.drift.fail:
+        raise PipelineError(f"drift: {drift.plural(len({m.feature for m in failing}), 'feature')} crossed their "
+                            f"thresholds (infer.drift.fail is true); the predictions of run {run_id} are written, see "
+                            f"{cfg.qualified(ic.drift.table)} for the statistics")
     return result
 
 
@@ -294,6 +308,46 @@ def scoring_batches(rows: int) -> dict[str, str]:
     """
     return {"spark.sql.execution.arrow.maxRecordsPerBatch": str(rows),
             "spark.sql.execution.arrow.maxBytesPerBatch": NO_BYTE_LIMIT}
+
+
+# --------------------------------------------------------------------------------------------- drift
+
+
+def drift_counts(model: ScoringModel, settings: DriftConfig) -> Observation | None:
+    """Where the scored input's drift profile is counted, or None: drift is off, or the artifact has no training
+    profile to compare with."""
+    return Observation("infer_drift") if settings.enabled and model.fitted.training_profile else None
+
+
+def profiled(raw: DataFrame, model: ScoringModel, counts: Observation | None) -> DataFrame:
+    """``raw`` with its drift profile (``features.profile``) observed as it is scored: Spark counts it in the
+    scoring job itself, in the tasks that write, each task once."""
+    if counts is None:
+        return raw
+    return raw.observe(counts, *profile_aggregates(model.fitted.spec, model.fitted.profile_bins))
+
+
+def compare_with_training(spark: SparkSession, cfg: Config, model: ScoringModel, counts: Observation | None,
+                          run_id: str, run_date: dt.date, scored_at: dt.datetime) -> tuple[list, dict[str, str]]:
+    """The drift measures of the scored input (``pipelines.drift``), written to the drift table, and the plots of
+    the most drifted features."""
+    if counts is None:
+        return [], {}
+    fitted = model.fitted
+    bins, training = fitted.profile_bins, fitted.training_profile.counts
+    scored = read_profile(fitted.spec, bins, counts.get)
+    measures = drift.measure(bins, training, scored, cfg.infer.drift)
+    drift.write_table(spark, cfg.qualified(cfg.infer.drift.table), measures, run_id, run_date, scored_at,
+                      (model.name, model.version, model.feature_version))
+    plots = drift.save_plots(bins, training, scored, drift.most_drifted(measures), run_folder(cfg, run_id) / "drift")
+    return measures, plots
+
+
+def drift_summary(result: InferResult, model: ScoringModel, cfg: Config) -> str:
+    if model.fitted.training_profile is None:
+        return (f"  drift: not measured: feature artifact {model.feature_table}/{model.feature_version} has no "
+                "training profile (it was fitted before dlpipe measured drift); featurize again to measure it")
+    return drift.summary(result.drift, cfg.qualified(cfg.infer.drift.table), result.run_id)
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -394,7 +448,15 @@ def outputs(cfg: Config, result: InferResult) -> StageOutputs:
     entry = {"kind": "table", "role": "predictions", "name": result.table, "version": result.table_version,
              "run_id": result.run_id, "rows": result.rows, "run_date": str(result.run_date), "missing": result.missing,
              "out_of_vocabulary": result.out_of_vocabulary}
-    return StageOutputs([entry], result.rows, {
+    drifted = []
+    if result.drift:
+        shown = [*drift.most_drifted(result.drift), *(m.feature for m in drift.alerts(result.drift))]
+        drifted.append({"kind": "drift", "name": cfg.qualified(cfg.infer.drift.table), "run_id": result.run_id,
+                        "features": len({m.feature for m in result.drift}),
+                        "measures": [m.to_json() for m in result.drift if m.feature in shown],
+                        "plots": result.drift_plots})
+    return StageOutputs([entry, *drifted], result.rows, {
+        **({"drifted_features": float(len({m.feature for m in drift.alerts(result.drift)}))} if result.drift else {}),
         "missing_values": float(sum(result.missing.values())),
         "out_of_vocabulary": float(sum(result.out_of_vocabulary.values())),
         "predicted_positive": float(result.predicted_positive),

@@ -112,3 +112,22 @@ def save_ams(thresholds, values, path: Path, title: str, best: tuple[float, floa
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
     return _save(fig, path)
+
+
+def save_drift(labels: list[str], shares: tuple, missing: tuple[float, float], path: Path, title: str) -> Path:
+    """A feature's distribution in training and in the scored input: the share of present values per bin (or
+    value) side by side, the missing shares in the legend."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    x = np.arange(len(labels))
+    for offset, values, name, share, color in ((-0.2, shares[0], "training", missing[0], "tab:grey"),
+                                               (0.2, shares[1], "scored", missing[1], "tab:orange")):
+        ax.bar(x + offset, values, width=0.4, color=color, label=f"{name} ({share:.1%} missing)")
+    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("share of present values")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)

@@ -2,7 +2,7 @@
 
 Everything comes from what the run recorded: its rows in the runs table (config, timings, rows, metrics, the
 outputs of skipped stages point at the run that made them), the feature artifact's fit report, the model's
-training curves and the evaluation plots.
+training curves, the evaluation plots and the scored input's drift.
 """
 from __future__ import annotations
 
@@ -138,6 +138,30 @@ def figures(stages: dict[str, StageRecord]) -> tuple[str, int]:
     return '<div class="figures">' + "\n".join(shown) + "</div>", len(shown)
 
 
+def drift_section(stages: dict[str, StageRecord]) -> tuple[str, int]:
+    """The scored input against the training split: the most drifted features' statistics and distributions."""
+    found = _output(stages, "infer", "drift")
+    if not found:
+        return "", 0
+    measures = found["measures"]
+    alerting = sorted({m["feature"] for m in measures if m["alert"]})
+    verdict = (f"{len(alerting)} crossed a threshold: {', '.join(alerting)}." if alerting
+               else "None crossed its threshold.")
+    worst: dict[str, float] = {}
+    for m in measures:  # features in order of their most severe statistic (value over threshold)
+        worst[m["feature"]] = max(worst.get(m["feature"], 0.0), abs(m["value"]) / m["threshold"])
+    rows = [[m["feature"], m["statistic"], f"{m['value']:.4f}", f"{m['threshold']:g}", "alert" if m["alert"] else ""]
+            for m in sorted(measures, key=lambda m: (-worst[m["feature"]], m["feature"], m["statistic"]))]
+    images = [_image(Path(path), f"{feature}: training and scored distributions")
+              for feature, path in found["plots"].items() if Path(path).is_file()]
+    text = (f"<p>{found['features']} features of the input scored by run {html.escape(found['run_id'])} compared "
+            f"with the training split (every statistic: table {html.escape(found['name'])}). {html.escape(verdict)} "
+            "The most drifted features:</p>\n"
+            + _table(["feature", "statistic", "value", "threshold", "alert"], rows, {2, 3})
+            + '\n<div class="figures">' + "\n".join(images) + "</div>")
+    return "<h2>Drift</h2>\n" + text, len(images)
+
+
 def render(cfg: Config, run_id: str, entries: list[StageRecord]) -> tuple[str, int]:
     latest = latest_per_stage(entries)
     stages = {s: r for s in STAGES for r in sorted(latest, key=lambda e: e.started_at) if r.stage == s}
@@ -155,6 +179,7 @@ def render(cfg: Config, run_id: str, entries: list[StageRecord]) -> tuple[str, i
         headline.append(f"{stages['infer'].rows:,} rows scored")
     first = min(entries, key=lambda e: e.started_at)
     images, count = figures(stages)
+    drifted, drift_images = drift_section(stages)
     body = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>dlpipe run {html.escape(run_id)}</title><style>{_STYLE}</style></head>
 <body>
@@ -168,12 +193,13 @@ def render(cfg: Config, run_id: str, entries: list[StageRecord]) -> tuple[str, i
 {images}
 <h2>Features</h2>
 {feature_summary(stages)}
+{drifted}
 <h2>Config</h2>
 <pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>
 {_SCRIPT}
 </body></html>
 """
-    return body, count
+    return body, count + drift_images
 
 
 def write(spark: SparkSession, cfg: Config, run_id: str, output: str | None = None,

@@ -77,6 +77,32 @@ def test_ams_of_the_best_cut_equals_the_one_worked_out_from_the_rows(spark, pipe
     assert f"AMS (event weights event_weight, b_r 10, scaled to the whole input): {metrics['ams']:.4f}" in stdout
 
 
+def test_drift_alerts_on_the_shifted_columns_alone_and_fails_the_stage_when_asked(spark, pipeline_run):
+    """The demo's own input drifts nowhere. A regeneration with another seed, lepton_pt scaled by 1.5 (an energy
+    scale off by half) and 30% of run_period's values new: infer alerts on those two features and on no other,
+    writes the predictions and the statistics, then fails the stage (infer.drift.fail)."""
+    data_dir, output = pipeline_run
+    assert "  drift: no feature crossed its threshold (31 features compared with the training split" in output
+    out = dlpipe("run", "--stages", "generate,infer", "--run-id", "e2e-drifted", "--date", DATE, data_dir=data_dir,
+                 ok=False, generate__seed="99", generate__output_table="drifted_events",
+                 infer__input__table="drifted_events", generate__shift__lepton_pt__scale="1.5",
+                 generate__shift__run_period__new_values="0.3", infer__drift__fail="true")
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        "dlpipe run: error: drift: 2 features crossed their thresholds (infer.drift.fail is true); the predictions "
+        "of run e2e-drifted are written, see dlpipe.drift for the statistics")
+    assert "  drift: 2 features crossed a threshold (details: dlpipe.drift, run e2e-drifted):" in out.stdout
+    warehouse = data_dir / "warehouse" / "dlpipe.db"
+    drift = spark.read.format("delta").load(str(warehouse / "drift"))
+    alerts = {(r.feature, r.statistic) for r in drift.where("run_id = 'e2e-drifted' AND alert").collect()}
+    assert {feature for feature, _ in alerts} == {"lepton_pt", "run_period"}, alerts
+    assert {("lepton_pt", "psi"), ("lepton_pt", "wasserstein"), ("run_period", "unseen_share")} <= alerts
+    demo = drift.where("run_id = 'e2e-1'")
+    assert demo.where("alert").count() == 0 and demo.select("feature").distinct().count() == 31
+    predictions = spark.read.format("delta").load(str(warehouse / "predictions"))
+    assert predictions.where("run_id = 'e2e-drifted'").count() == ROWS
+
+
 def test_model_and_artifact_written(pipeline_run):
     data_dir, _ = pipeline_run
     assert (data_dir / "models" / "higgs_mlp" / "v1" / "model.keras").is_file()
@@ -312,12 +338,13 @@ def test_report_renders_in_chromium(spark, pipeline_run, killed_and_resumed_run,
     browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
                "--virtual-time-budget=10000"]
     dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
-    assert 'data-images-loaded="5"' in dom and 'data-images-broken="0"' in dom, dom[:500]
+    assert 'data-images-loaded="9"' in dom and 'data-images-broken="0"' in dom, dom[:500]  # 5 + 4 of drift
     metrics = (spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "metrics"))
                .where(F.col("run_id") == "e2e-model2").first())
     assert f"AUC {metrics['auc']:.4f}" in dom and f"{ROWS:,} rows scored" in dom
     for text in ("train_rows", "Missing values per column", "learning_rate", "evaluate",
-                 "approximate median significance"):
+                 "approximate median significance", "<h2>Drift</h2>", "None crossed its threshold.",
+                 "training and scored distributions"):
         assert text in dom
     shot = data_dir / "runs" / "e2e-model2" / "report.png"
     subprocess.run([*browser, "--window-size=1200,2000", f"--screenshot={shot}", page.as_uri()],

@@ -177,6 +177,8 @@ def coerce(hint: Any, value: Any, origins: Mapping[str, str], dotted: str) -> An
             fail("a mapping")
         if args and args[1] is Any:  # checked by the section that owns it
             return {str(k): v for k, v in value.items()}
+        if args and args[1] is not str:
+            return {str(k): coerce(args[1], v, origins, f"{dotted}.{k}") for k, v in value.items()}
         return {str(k): str(v) for k, v in value.items()}
     if hint is bool:
         if not isinstance(value, bool):

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dlpipe.features.errors import FeatureError
+from dlpipe.features.synthetic import CATEGORICAL as SYNTHETIC_CATEGORICAL
+from dlpipe.features.synthetic import NUMERIC as SYNTHETIC_NUMERIC
 from dlpipe.features.spec import (DATETIME_PARTS, DEFAULT_PLE_BINS, MAX_ONEHOT, MAX_PLE_BINS, SPLIT_COLUMN,
                                   CategoricalEncoding, CategoricalFeature, CategoricalMissing, DatetimeEncoding,
                                   DatetimeFeature, FeatureSpec, LabelKind, LabelSpec, MissingKind, NumericFeature,
@@ -102,6 +104,22 @@ class TableSource:
 
 
 @dataclass(frozen=True)
+class ColumnShift:
+    """How ``generate`` moves one column away from the generator's distribution, to test drift: a numeric value
+    becomes ``value * scale + mean``; ``missing`` of the values become null; ``new_values`` of a categorical
+    column's values become values the generator never makes."""
+
+    mean: float = 0.0
+    scale: float = 1.0
+    missing: float = 0.0
+    new_values: float = 0.0
+
+    def __post_init__(self) -> None:
+        for key in ("missing", "new_values"):
+            _require(0.0 <= getattr(self, key) <= 1.0, key, f"must be a share in [0, 1], got {getattr(self, key)!r}")
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     """The synthetic HIGGS-shaped data set (see features.synthetic)."""
 
@@ -110,11 +128,21 @@ class GenerateConfig:
     partitions: int = 8
     null_rate: float = 0.01
     output_table: str = "raw_events"
+    shift: dict[str, ColumnShift] = field(default_factory=dict)  # column -> its shift (drifted data for tests)
 
     def __post_init__(self) -> None:
         _positive(self, "rows", "partitions")
         _require(0.0 <= self.null_rate < 1.0, "null_rate", f"must be in [0, 1), got {self.null_rate!r}")
         _identifier(self, "output_table")
+        for column, shift in self.shift.items():
+            _require(column in SYNTHETIC_NUMERIC or column in SYNTHETIC_CATEGORICAL, "shift",
+                     f"{column}: not a generated feature column (numeric: {', '.join(SYNTHETIC_NUMERIC)}; "
+                     f"categorical: {', '.join(SYNTHETIC_CATEGORICAL)})")
+            numeric = column in SYNTHETIC_NUMERIC
+            _require(numeric or (shift.mean, shift.scale) == (0.0, 1.0), "shift",
+                     f"{column} is categorical: shift it with missing or new_values, not mean or scale")
+            _require(not numeric or shift.new_values == 0.0, "shift",
+                     f"{column} is numeric: shift it with mean, scale or missing, not new_values")
 
 
 @dataclass(frozen=True)
@@ -451,6 +479,38 @@ class TuneConfig:
         return value
 
 
+DRIFT_STATISTICS = ("psi", "wasserstein", "jensen_shannon", "unseen_share", "missing_share")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Drift of the scored input from the training split, measured while infer scores (docs/drift.md): a
+    threshold per statistic, and per feature where ``features`` sets one (``{lepton_pt: {psi: 0.5}}``)."""
+
+    enabled: bool = True
+    fail: bool = False            # an alert fails the stage, after the predictions are written
+    table: str = "drift"          # the Delta table of every run's statistics
+    psi: float = 0.2              # numeric: population stability index over the training bins
+    wasserstein: float = 0.1      # numeric: Wasserstein distance / training standard deviation
+    jensen_shannon: float = 0.1   # categorical: Jensen-Shannon distance of the value shares
+    unseen_share: float = 0.1     # categorical: rise in the share of values outside the vocabulary
+    missing_share: float = 0.1    # any feature: change in the share of missing values
+    features: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _identifier(self, "table")
+        for key in DRIFT_STATISTICS:
+            _require(getattr(self, key) > 0, key, f"must be greater than 0, got {getattr(self, key)!r}")
+        for feature, thresholds in self.features.items():
+            for key, value in thresholds.items():
+                _require(key in DRIFT_STATISTICS, "features",
+                         f"{feature}: unknown statistic {key!r} (choose from {', '.join(DRIFT_STATISTICS)})")
+                _require(value > 0, "features", f"{feature}.{key}: must be greater than 0, got {value!r}")
+
+    def threshold(self, feature: str, statistic: str) -> float:
+        return self.features.get(feature, {}).get(statistic, getattr(self, statistic))
+
+
 @dataclass(frozen=True)
 class InferConfig:
     """What the infer stage scores, with which model, and where the predictions table goes."""
@@ -465,6 +525,7 @@ class InferConfig:
     partition_by: tuple[Literal["run_date", "model_name", "model_version"], ...] = ("run_date",)
     on_empty: Literal["skip", "fail"] = "skip"  # an empty input: write nothing and say so, or fail
     keep: tuple[str, ...] = ()          # input columns written beside the key, label and score (e.g. [carrier])
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     def __post_init__(self) -> None:
         _identifier(self, "output_table")
