@@ -13,6 +13,8 @@ rows, and a model trained on them for one epoch (2 Horovod workers; its quality 
 - the handoff alone (``handoff_seconds``): the same job with the model taken out (the Python workers return the
   passthrough columns of each batch): what moving the rows from Spark's JVM to Python costs before any scoring.
   Both run ``REPEATS`` times, alternating, after the infer stage (warm Python workers); medians reported.
+- drift's cost (``drift_cost``): the infer stage again with drift on and with it off (``infer.drift.enabled``),
+  ``INFER_REPEATS`` times each, alternating; medians (``infer_drift_on_seconds``, ``infer_drift_off_seconds``).
 - baseline (``benchmarks.predict_baseline``, its own process): ``model.predict`` with the same batch size on the
   feature table's rows read into NumPy with pyarrow, ``REPEATS`` times, the median reported; the read
   (``baseline_load_seconds``) is not counted.
@@ -23,6 +25,7 @@ scoring), ``peak_driver_python_mb`` (the Python driver), and ``baseline_peak_mem
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -39,6 +42,7 @@ from dlpipe.spark_settings import spark_settings
 
 DEFAULT_ROWS = (1_000_000, 10_000_000)
 REPEATS = 3  # scoring alone and the baseline each run this often; medians are reported
+INFER_REPEATS = 3  # the infer stage with drift on and with drift off, each this often
 
 
 def spark_role(proc: psutil.Process, root: psutil.Process) -> str | None:
@@ -85,6 +89,29 @@ def handoff_only(features, model):
                                                                          features.select(*keep).schema)
 
 
+def drift_cost(spark, cfg) -> dict:
+    """The infer stage with drift on and off (``infer.drift.enabled``), ``INFER_REPEATS`` times each, alternating
+    which goes first, after the first run warmed the Python workers; each run writes a table of its own (dropped
+    after), so that no run reads what another wrote. Medians, and drift's cost as a fraction of the time without."""
+    from dlpipe.pipelines import infer
+
+    seconds = {True: [], False: []}
+    for i in range(INFER_REPEATS):
+        for enabled in (True, False) if i % 2 == 0 else (False, True):
+            table = f"bench_drift_{'on' if enabled else 'off'}_{i}"
+            settings = dataclasses.replace(cfg.infer, output_table=table,
+                                           drift=dataclasses.replace(cfg.infer.drift, enabled=enabled))
+            started = time.perf_counter()
+            infer.run(spark, dataclasses.replace(cfg, infer=settings), run_id=f"bench-{table}")
+            seconds[enabled].append(time.perf_counter() - started)
+            spark.sql(f"DROP TABLE {cfg.qualified(table)}")
+    on, off = statistics.median(seconds[True]), statistics.median(seconds[False])
+    return {"infer_drift_on_seconds": round(on, 3), "infer_drift_off_seconds": round(off, 3),
+            "infer_drift_on_range": [round(min(seconds[True]), 3), round(max(seconds[True]), 3)],
+            "infer_drift_off_range": [round(min(seconds[False]), 3), round(max(seconds[False]), 3)],
+            "drift_cost": round(on / off - 1, 4)}
+
+
 def measure(rows: int) -> dict:
     from dlpipe.pipelines import infer
     from dlpipe.pipelines.session import build_session
@@ -111,6 +138,7 @@ def measure(rows: int) -> dict:
                         started = time.perf_counter()
                         scored.write.format("noop").mode("overwrite").save()
                         timings[job].append(time.perf_counter() - started)
+            drift = drift_cost(spark, cfg)
         scoring_seconds = statistics.median(timings["score"])
         table = cfg.qualified(cfg.featurize.output_table)
         version = delta_version(spark, table)
@@ -118,7 +146,8 @@ def measure(rows: int) -> dict:
     finally:
         spark.stop()
     baseline = predict_baseline({"schema": model.fitted.schema.to_json(), "files": files, "model": str(model.path),
-                                 "batch_size": cfg.infer.batch_size, "repeats": REPEATS})
+                                 **drift,
+        "batch_size": cfg.infer.batch_size, "repeats": REPEATS})
     assert baseline["rows"] == result.rows == rows, (baseline["rows"], result.rows, rows)
     return {
         "name": "infer_vs_predict",
@@ -136,6 +165,7 @@ def measure(rows: int) -> dict:
         "infer_seconds": round(infer_seconds, 3),
         "infer_rows_per_s": round(rows / infer_seconds, 1),
         "ratio_infer": round(baseline["predict_seconds"] / infer_seconds, 3),
+        **drift,
         "batch_size": cfg.infer.batch_size,
         "peak_jvm_mb": round(memory.peak_by_role.get("jvm", 0.0), 1),
         "peak_python_workers_mb": round(memory.peak_by_role.get("python_workers", 0.0), 1),

@@ -112,8 +112,9 @@ def spark_settings(cfg: Config, archive_at_exit: Path | None = None) -> dict[str
         # files per version, for which 2 tasks are quickest: the first read of the runs table 7.0 s -> 5.9 s, later
         # reads 0.77 -> 0.63 s. Tables of many thousand files want more (spark.conf).
         "spark.databricks.delta.snapshotPartitions": "2",
-        # The runs table's and feature tables' wide rows: no warning that a plan's text was shortened.
-        "spark.sql.debug.maxToStringFields": "500",
+        # The runs table's and feature tables' wide rows, and infer's drift counts (about 25 per numeric feature):
+        # no warning that a plan's text was shortened.
+        "spark.sql.debug.maxToStringFields": "5000",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Python workers without the working directory first on their import path (python -m puts it there): a

@@ -77,8 +77,11 @@ def config_keys(cls=Config, prefix: str = "") -> list[str]:
     for field in dataclasses.fields(cls):
         if field.name == "source_files":
             continue
-        nested = [h for h in (hints[field.name], *typing.get_args(hints[field.name])) if dataclasses.is_dataclass(h)]
-        if nested and nested[0].__name__ != "TableSource":
+        hint = hints[field.name]
+        nested = [h for h in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(h)]
+        if nested and typing.get_origin(hint) is dict:  # a section per name: generate.shift.<column>.scale
+            keys += config_keys(nested[0], f"{prefix}{field.name}.<column>.")
+        elif nested and nested[0].__name__ != "TableSource":
             keys += config_keys(nested[0], f"{prefix}{field.name}.")
         else:
             keys.append(f"{prefix}{field.name}")
