@@ -106,11 +106,29 @@ class BinaryMetrics:
         return self.true_positives / actual if actual else None
 
 
+SLICE_BINS = 1_000  # a slice's histogram: coarser, so that fifty slices of a column reach the driver as 50,000 rows
+
+
 def binary_metrics(df: DataFrame, score: str, label: str, threshold: float, weight: str | None = None,
                    bins: int = BINS) -> BinaryMetrics:
     """Metrics of ``score`` (higher: more likely positive) against the 0/1 ``label``, each row counted with its
     ``weight`` (1 without one), with rows called positive at ``score >= threshold``; rows without a score are
     left out. Two Spark jobs: the score range, then the histogram."""
+    return sliced_binary_metrics(df, score, label, threshold, weight, {}, bins=bins)[0]
+
+
+def sliced_binary_metrics(df: DataFrame, score: str, label: str, threshold: float, weight: str | None,
+                          slices: dict[str, list[Column]], max_slices: int = 50, bins: int = BINS,
+                          slice_bins: int = SLICE_BINS) -> tuple[BinaryMetrics, dict[str, dict[str, BinaryMetrics]]]:
+    """``binary_metrics`` of all rows, and of each slice: for each named list of columns in ``slices``, the rows
+    of each value combination, the ``max_slices`` largest by rows (ties by value). A slice is named by its values
+    as JSON (``{"carrier":"UA"}``). The slices' histograms have ``slice_bins`` bins.
+
+    Three Spark jobs whatever the number of slices: the score range (and the rows of every slice, when there are
+    slices), then one histogram of every row and every kept slice (grouping sets over the bin and each slice's
+    key)."""
+    if bins % slice_bins:
+        raise ValueError(f"slice_bins ({slice_bins}) must divide bins ({bins})")
     df = df.where(F.col(score).isNotNull())
     s = F.col(score).cast("double")
     low, high, rows = df.agg(F.min(s), F.max(s), F.count(F.lit(1))).first()
@@ -122,24 +140,66 @@ def binary_metrics(df: DataFrame, score: str, label: str, threshold: float, weig
     called = (s >= F.lit(threshold)).cast("double")
     p = F.least(F.greatest(s, F.lit(EPSILON)), F.lit(1 - EPSILON))
     cell = F.least(F.floor((s - F.lit(low)) / F.lit(high - low) * bins), F.lit(bins - 1)).cast("int")
-    per_bin = df.groupBy(cell.alias("bin")).agg(
-        F.sum(w * y).alias("positives"),
-        F.sum(w * (1 - y)).alias("negatives"),
-        F.sum(w * s).alias("score_sum"),
-        F.sum(-w * (y * F.log(p) + (1 - y) * F.log(1 - p))).alias("log_loss"),
-        F.sum(w * called * y).alias("tp"),
-        F.sum(w * called * (1 - y)).alias("fp"),
+    names = list(slices)
+    keys = [F.to_json(F.struct(*columns)).alias(f"__slice{i}") for i, columns in enumerate(slices.values())]
+    frame = df.select(s.alias("__s"), y.alias("__y"), w.alias("__w"), called.alias("__called"), p.alias("__p"),
+                      cell.alias("__bin"), *keys)
+    kept = largest_slices(frame, len(names), max_slices)
+    for i in range(len(names)):  # a slice beyond the largest: grouped under null, and dropped
+        key = F.col(f"__slice{i}")
+        frame = frame.withColumn(f"__slice{i}", F.when(key.isin(kept[i]), key) if kept[i] else F.lit(None).cast("string"))
+    frame = frame.withColumn("__coarse", (F.col("__bin") / F.lit(bins // slice_bins)).cast("int"))
+    sets = [["__bin"], *[[f"__slice{i}", "__coarse"] for i in range(len(names))]]
+    sy, sw = F.col("__y"), F.col("__w")
+    per_bin = frame.groupingSets(sets, "__bin", "__coarse", *(f"__slice{i}" for i in range(len(names)))).agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(sw * sy).alias("positives"),
+        F.sum(sw * (1 - sy)).alias("negatives"),
+        F.sum(sw * F.col("__s")).alias("score_sum"),
+        F.sum(-sw * (sy * F.log("__p") + (1 - sy) * F.log(1 - F.col("__p")))).alias("log_loss"),
+        F.sum(sw * F.col("__called") * sy).alias("tp"),
+        F.sum(sw * F.col("__called") * (1 - sy)).alias("fp"),
     ).collect()
-    positives, negatives, score_sums = np.zeros(bins), np.zeros(bins), np.zeros(bins)
-    for row in per_bin:
-        positives[row["bin"]], negatives[row["bin"]], score_sums[row["bin"]] = (
+    overall = [r for r in per_bin if r["__bin"] is not None]
+    by_slice: dict[str, dict[str, list]] = {name: {} for name in names}
+    for r in per_bin:
+        for i, name in enumerate(names):
+            if r[f"__slice{i}"] is not None:
+                by_slice[name].setdefault(r[f"__slice{i}"], []).append(r)
+    metrics = _from_bins(overall, "__bin", np.linspace(low, high, bins + 1), threshold)
+    coarse = np.linspace(low, high, slice_bins + 1)
+    return metrics, {name: {key: _from_bins(found, "__coarse", coarse, threshold) for key, found in sorted(
+        by_slice[name].items(), key=lambda item: kept[names.index(name)].index(item[0]))} for name in names}
+
+
+def largest_slices(frame: DataFrame, count: int, max_slices: int) -> list[list[str]]:
+    """Per slice column ``__slice<i>`` of ``frame``, its ``max_slices`` most frequent keys, most rows first (one
+    job for all of them)."""
+    if not count:
+        return []
+    columns = [f"__slice{i}" for i in range(count)]
+    found = frame.groupingSets([[c] for c in columns], *columns).agg(F.count(F.lit(1)).alias("n")).collect()
+    out = []
+    for c in columns:
+        sizes = [(r[c], r["n"]) for r in found if r[c] is not None]
+        out.append([key for key, _ in sorted(sizes, key=lambda kn: (-kn[1], kn[0]))[:max_slices]])
+    return out
+
+
+def _from_bins(rows: list, column: str, edges: np.ndarray, threshold: float) -> BinaryMetrics:
+    """``BinaryMetrics`` from the per-bin sums of one grouping set."""
+    size = len(edges) - 1
+    positives, negatives, score_sums = np.zeros(size), np.zeros(size), np.zeros(size)
+    for row in rows:
+        positives[row[column]], negatives[row[column]], score_sums[row[column]] = (
             row["positives"], row["negatives"], row["score_sum"])
-    histogram = ScoreHistogram(np.linspace(low, high, bins + 1), positives, negatives, score_sums)
+    histogram = ScoreHistogram(edges, positives, negatives, score_sums)
     total = float(positives.sum() + negatives.sum())
-    tp, fp = sum(r["tp"] for r in per_bin), sum(r["fp"] for r in per_bin)
+    tp, fp = sum(r["tp"] for r in rows), sum(r["fp"] for r in rows)
     fn, tn = float(positives.sum()) - tp, float(negatives.sum()) - fp
+    auc = histogram.auc() if positives.sum() > 0 and negatives.sum() > 0 else float("nan")  # one class: no ranking
     return BinaryMetrics(
-        rows=int(rows), weight=total, auc=histogram.auc(), accuracy=(tp + tn) / total,
-        log_loss=sum(r["log_loss"] for r in per_bin) / total, threshold=threshold,
+        rows=sum(r["rows"] for r in rows), weight=total, auc=auc, accuracy=(tp + tn) / total,
+        log_loss=sum(r["log_loss"] for r in rows) / total, threshold=threshold,
         true_positives=tp, false_positives=fp, true_negatives=tn, false_negatives=fn, histogram=histogram,
     )

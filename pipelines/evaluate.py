@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+import json
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -25,7 +27,7 @@ from pyspark.sql import functions as F
 from dlpipe.features.expressions import encoded_label
 from dlpipe.features.spec import FeatureSpec
 from dlpipe.features.split import assign_split
-from dlpipe.pipelines.binary_metrics import B_REG, BinaryMetrics, binary_metrics
+from dlpipe.pipelines.binary_metrics import B_REG, BinaryMetrics, binary_metrics, sliced_binary_metrics
 from dlpipe.pipelines.config import Config
 from dlpipe.pipelines.errors import PipelineError
 from dlpipe.pipelines.plots import save_ams, save_calibration, save_roc_curve, save_score_distributions
@@ -40,7 +42,7 @@ METRICS_SCHEMA = (
     "weight double, auc double, accuracy double, log_loss double, threshold double, true_positives double, "
     "false_positives double, true_negatives double, false_negatives double, precision double, recall double, "
     "reference_auc double, event_weight_column string, ams double, ams_threshold double, plots string, "
-    "evaluated_at timestamp"
+    "evaluated_at timestamp, slice_columns string, slice_values string, slice_flagged boolean"
 )
 
 
@@ -52,6 +54,20 @@ class Significance:
     column: str                # the event weight column
     signal_scale: float        # (whole input's weight) / (evaluated rows' weight), per class
     background_scale: float
+
+
+@dataclass(frozen=True)
+class SliceMetrics:
+    """The metrics of one slice: the rows with these values of these columns."""
+    columns: tuple[str, ...]
+    values: tuple            # one per column (None: null)
+    metrics: BinaryMetrics
+    flagged: bool            # its AUC is more than evaluate.slice_auc_margin below the overall AUC
+
+    @property
+    def label(self) -> str:
+        """``origin=JFK, month=7``."""
+        return ", ".join(f"{c}={'null' if v is None else v}" for c, v in zip(self.columns, self.values))
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,7 @@ class EvaluateResult:
     metrics: BinaryMetrics
     plots: dict[str, str]
     ams: Significance | None = None
+    slices: list[SliceMetrics] = field(default_factory=list)
 
 
 def latest_run_id(spark: SparkSession, table: str) -> str:
@@ -103,9 +120,13 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
 
     weight = cfg.train.sample_weight
     raw = read_source(spark, cfg, cfg.infer.input)
+    sliced_by = [c for spec in ec.slice_columns for c in spec]
     label_columns = list(dict.fromkeys(
-        [key, label_spec.column] + [c for c in (ec.reference_column, weight, ec.event_weight) if c]))
+        [key, label_spec.column] + [c for c in (ec.reference_column, weight, ec.event_weight) if c] + sliced_by))
     missing = [c for c in label_columns if c not in raw.columns]
+    if missing and missing[0] in sliced_by:
+        raise PipelineError(f"evaluate.slices names column {missing[0]!r}, which {cfg.infer.input.describe()} does not "
+                            f"have (its columns: {', '.join(raw.columns)}): fix evaluate.slices")
     if missing:
         raise PipelineError(f"evaluate needs column {missing[0]!r} in {cfg.infer.input.describe()}; it has no labels to compare with")
     labelled = assign_split(raw.select(*label_columns), key, split_cfg["train"], split_cfg["validation"], split_cfg["seed"])
@@ -124,7 +145,9 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
         threshold = cfg.infer.threshold
         if threshold == "auto":  # the one the model's training picked, with which infer predicted
             threshold = decision_threshold(cfg, load_model_metadata(cfg, first["model_name"], first["model_version"])[0])
-        metrics = binary_metrics(joined, "score", LABEL, threshold, weight)
+        metrics, by_slice = sliced_binary_metrics(
+            joined, "score", LABEL, threshold, weight,
+            {", ".join(spec): [F.col(c) for c in spec] for spec in ec.slice_columns}, ec.max_slices)
         reference = binary_metrics(joined, ec.reference_column, LABEL, threshold, weight) if ec.reference_column else None
         events = (binary_metrics(joined, "score", LABEL, threshold, ec.event_weight) if ec.event_weight
                   else None)
@@ -148,19 +171,39 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
         plots["ams"] = save_ams(thresholds, values, folder / "ams.png", f"AMS: {title}",
                                 (significance.value, significance.threshold))
     reference_auc = reference.auc if reference else None
+    slices = slice_results(ec.slice_columns, by_slice, metrics.auc, ec.slice_auc_margin)
     metrics_table = cfg.qualified(ec.metrics_table)
-    row = [(run_id, first["model_name"], first["model_version"], ec.split, metrics.rows, weight, metrics.weight,
-            metrics.auc, metrics.accuracy, metrics.log_loss, threshold, metrics.true_positives,
-            metrics.false_positives, metrics.true_negatives, metrics.false_negatives, metrics.precision,
-            metrics.recall, reference_auc, ec.event_weight, significance.value if significance else None,
-            significance.threshold if significance else None, str(folder),
-            dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))]
-    write_metrics(spark, spark.createDataFrame(row, METRICS_SCHEMA), metrics_table, run_id)
+    evaluated_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    model_cells = (run_id, first["model_name"], first["model_version"], ec.split)
+
+    def cells(m: BinaryMetrics) -> tuple:
+        return (m.rows, weight, m.weight, None if math.isnan(m.auc) else m.auc, m.accuracy, m.log_loss, threshold,
+                m.true_positives, m.false_positives, m.true_negatives, m.false_negatives, m.precision, m.recall)
+
+    rows = [(*model_cells, *cells(metrics), reference_auc, ec.event_weight,
+             significance.value if significance else None, significance.threshold if significance else None,
+             str(folder), evaluated_at, None, None, None)]
+    rows += [(*model_cells, *cells(sl.metrics), None, None, None, None, None, evaluated_at, ", ".join(sl.columns),
+              sl.label, sl.flagged) for sl in slices]
+    write_metrics(spark, spark.createDataFrame(rows, METRICS_SCHEMA), metrics_table, run_id)
     result = EvaluateResult(run_id, ec.split, metrics.rows, metrics.auc, metrics.accuracy, metrics.log_loss,
                             reference_auc, metrics_table, time.time() - started, metrics,
-                            {k: str(v) for k, v in plots.items()}, significance)
-    print(summary(result, ec.reference_column, weight))
+                            {k: str(v) for k, v in plots.items()}, significance, slices)
+    print(summary(result, ec.reference_column, weight, ec.slice_auc_margin))
     return result
+
+
+def slice_results(specs: tuple[tuple[str, ...], ...], found: dict[str, dict[str, BinaryMetrics]], overall_auc: float,
+                  margin: float) -> list[SliceMetrics]:
+    """Each kept slice with its values read back from its key, flagged when its AUC is more than ``margin`` below
+    the overall AUC (a slice of one class has no AUC and is not flagged)."""
+    out = []
+    for spec in specs:
+        for key, metrics in found[", ".join(spec)].items():
+            values = json.loads(key)  # to_json leaves null fields out
+            flagged = not math.isnan(metrics.auc) and metrics.auc < overall_auc - margin
+            out.append(SliceMetrics(spec, tuple(values.get(c) for c in spec), metrics, flagged))
+    return out
 
 
 def best_significance(labelled: DataFrame, column: str, events: BinaryMetrics) -> Significance:
@@ -185,7 +228,7 @@ def write_metrics(spark: SparkSession, row: DataFrame, table: str, run_id: str) 
     writer.saveAsTable(table)
 
 
-def summary(result: EvaluateResult, reference_column: str | None, weight: str | None) -> str:
+def summary(result: EvaluateResult, reference_column: str | None, weight: str | None, margin: float = 0.05) -> str:
     m = result.metrics
     reference = (f" (best achievable, from {reference_column}: {result.reference_auc:.4f})"
                  if result.reference_auc is not None else "")
@@ -196,8 +239,24 @@ def summary(result: EvaluateResult, reference_column: str | None, weight: str | 
         f"  at threshold {m.threshold:g}: true positives {m.true_positives:,.0f}, false positives "
         f"{m.false_positives:,.0f}, true negatives {m.true_negatives:,.0f}, false negatives {m.false_negatives:,.0f}\n"
         f"{ams_line(result.ams)}"
+        f"{slices_lines(result, margin)}"
         f"  plots: {Path(result.plots['roc']).parent}/{{{','.join(result.plots)}}}.png"
     )
+
+
+def slices_lines(result: EvaluateResult, margin: float, shown: int = 5) -> str:
+    """How many slices were evaluated, and the flagged ones, worst first."""
+    if not result.slices:
+        return ""
+    specs = list(dict.fromkeys(", ".join(s.columns) for s in result.slices))
+    counts = ", ".join(f"{sum(1 for s in result.slices if ', '.join(s.columns) == spec)} of {spec}" for spec in specs)
+    flagged = sorted((s for s in result.slices if s.flagged), key=lambda s: s.metrics.auc)
+    head = f"  slices: {counts}; AUC more than {margin:g} below the overall {result.auc:.4f}: "
+    if not flagged:
+        return head + "none\n"
+    listed = "; ".join(f"{s.label} {s.metrics.auc:.4f} ({s.metrics.rows:,} rows)" for s in flagged[:shown])
+    more = f"; {len(flagged) - shown} more" if len(flagged) > shown else ""
+    return head + listed + more + "\n"
 
 
 def ams_line(significance: Significance | None) -> str:
@@ -250,8 +309,16 @@ def outputs(cfg: Config, result: EvaluateResult) -> StageOutputs:
         metrics["reference_auc"] = result.reference_auc
     if result.ams is not None:
         metrics["ams"] = result.ams.value
+    sliced = []
+    if result.slices:
+        metrics["flagged_slices"] = float(sum(s.flagged for s in result.slices))
+        sliced.append({"kind": "slices", "name": result.table, "run_id": result.run_id,
+                       "margin": cfg.evaluate.slice_auc_margin, "slices": [
+            {"columns": ", ".join(s.columns), "values": s.label, "rows": s.metrics.rows,
+             "auc": None if math.isnan(s.metrics.auc) else s.metrics.auc, "accuracy": s.metrics.accuracy,
+             "log_loss": s.metrics.log_loss, "flagged": s.flagged} for s in result.slices]})
     return StageOutputs([{"kind": "table", "role": "metrics", "name": result.table, "run_id": result.run_id},
-                         {"kind": "plots", "name": "evaluation", "run_id": result.run_id, **result.plots}],
+                         {"kind": "plots", "name": "evaluation", "run_id": result.run_id, **result.plots}, *sliced],
                         result.rows, metrics)
 
 

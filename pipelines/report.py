@@ -138,6 +138,21 @@ def figures(stages: dict[str, StageRecord]) -> tuple[str, int]:
     return '<div class="figures">' + "\n".join(shown) + "</div>", len(shown)
 
 
+def slices_section(stages: dict[str, StageRecord]) -> str:
+    """The evaluation's metrics per slice, flagged ones first."""
+    found = _output(stages, "evaluate", "slices")
+    if not found:
+        return ""
+    overall = stages["evaluate"].metrics.get("auc")
+    rows = [[s["columns"], s["values"], _number(s["rows"]), "" if s["auc"] is None else f"{s['auc']:.4f}",
+             f"{s['accuracy']:.4f}", f"{s['log_loss']:.4f}", "flagged" if s["flagged"] else ""]
+            for s in sorted(found["slices"], key=lambda s: (not s["flagged"], s["columns"], -s["rows"]))]
+    flagged = sum(s["flagged"] for s in found["slices"])
+    return (f"<h2>Slices</h2>\n<p>Metrics per slice of the evaluated rows; {flagged} of {len(rows)} flagged (AUC "
+            f"more than {found['margin']:g} below the overall {overall:.4f}).</p>\n"
+            + _table(["columns", "values", "rows", "AUC", "accuracy", "log loss", "flag"], rows, {2, 3, 4, 5}))
+
+
 def drift_section(stages: dict[str, StageRecord]) -> tuple[str, int]:
     """The scored input against the training split: the most drifted features' statistics and distributions."""
     found = _output(stages, "infer", "drift")
@@ -191,6 +206,7 @@ def render(cfg: Config, run_id: str, entries: list[StageRecord]) -> tuple[str, i
 {timings(stages)}
 <h2>Training and evaluation</h2>
 {images}
+{slices_section(stages)}
 <h2>Features</h2>
 {feature_summary(stages)}
 {drifted}

@@ -43,7 +43,7 @@ def test_predictions_table(spark, pipeline_run):
 def test_auc_beats_chance_clearly(spark, pipeline_run):
     data_dir, _ = pipeline_run
     metrics = (spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "metrics"))
-               .where(F.col("run_id") == "e2e-1").first())
+               .where((F.col("run_id") == "e2e-1") & F.col("slice_columns").isNull()).first())
     assert metrics["split"] == "validation" and 600 < metrics["rows"] < 1000
     assert metrics["auc"] > 0.65, metrics
     assert metrics["reference_auc"] > metrics["auc"] - 0.02  # nothing beats the true probability by much
@@ -61,7 +61,8 @@ def test_ams_of_the_best_cut_equals_the_one_worked_out_from_the_rows(spark, pipe
 
     data_dir, stdout = pipeline_run
     warehouse = data_dir / "warehouse" / "dlpipe.db"
-    metrics = spark.read.format("delta").load(str(warehouse / "metrics")).where(F.col("run_id") == "e2e-1").first()
+    metrics = (spark.read.format("delta").load(str(warehouse / "metrics"))
+               .where((F.col("run_id") == "e2e-1") & F.col("slice_columns").isNull()).first())
     assert metrics["event_weight_column"] == "event_weight" and 0 < metrics["ams_threshold"] < 1
     raw = spark.read.format("delta").load(str(warehouse / "raw_events")).select("row_id", "label", "event_weight")
     validation = spark.read.format("delta").load(str(warehouse / "features")).where("split = 'validation'")
@@ -75,6 +76,33 @@ def test_ams_of_the_best_cut_equals_the_one_worked_out_from_the_rows(spark, pipe
     b = sums[0][1] * totals[0] / sums[0][0]
     assert metrics["ams"] == pytest.approx(float(ams(s, b)), rel=1e-6) and metrics["ams"] > 0
     assert f"AMS (event weights event_weight, b_r 10, scaled to the whole input): {metrics['ams']:.4f}" in stdout
+
+
+def test_metrics_per_detector_region_match_each_regions_rows(spark, pipeline_run):
+    """The demo slices by detector_region: a metrics row per region (null too), whose rows add up to the overall
+    row's, each AUC equal to scikit-learn's on that region's validation predictions."""
+    from sklearn.metrics import roc_auc_score
+
+    from dlpipe.features.synthetic import REGIONS
+
+    data_dir, stdout = pipeline_run
+    warehouse = data_dir / "warehouse" / "dlpipe.db"
+    metrics = spark.read.format("delta").load(str(warehouse / "metrics")).where(F.col("run_id") == "e2e-1")
+    overall = metrics.where(F.col("slice_columns").isNull()).first()
+    slices = {r["slice_values"]: r for r in metrics.where(F.col("slice_columns") == "detector_region").collect()}
+    assert set(slices) == {f"detector_region={v}" for v in (*REGIONS, "null")}
+    assert sum(r["rows"] for r in slices.values()) == overall["rows"]
+    raw = spark.read.format("delta").load(str(warehouse / "raw_events")).select("row_id", "label", "detector_region")
+    validation = spark.read.format("delta").load(str(warehouse / "features")).where("split = 'validation'")
+    rows = (spark.read.format("delta").load(str(warehouse / "predictions")).where(F.col("run_id") == "e2e-1")
+            .select("row_id", "score").join(validation.select("row_id"), "row_id").join(raw, "row_id")).toPandas()
+    for region in ("barrel", "endcap_a", "forward"):
+        mine = rows[rows["detector_region"] == region]
+        found = slices[f"detector_region={region}"]
+        assert found["rows"] == len(mine)
+        assert found["auc"] == pytest.approx(roc_auc_score(mine["label"], mine["score"]), abs=2e-3)
+        assert found["slice_flagged"] == (found["auc"] < overall["auc"] - 0.05)
+    assert f"  slices: 6 of detector_region; AUC more than 0.05 below the overall {overall['auc']:.4f}: " in stdout
 
 
 def test_drift_alerts_on_the_shifted_columns_alone_and_fails_the_stage_when_asked(spark, pipeline_run):
@@ -138,7 +166,8 @@ def test_stage_under_spark_submit(spark, pipeline_run):
     run([str(BIN / "spark-submit"), "jobs/evaluate.py", *settings(data_dir), "--run-id", "e2e-1"],
         env={"PATH": f"{BIN}:{os.environ['PATH']}", "PYSPARK_PYTHON": sys.executable})
     metrics = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "metrics"))
-    assert metrics.where(F.col("run_id") == "e2e-1").count() == 1  # evaluating a run again replaces its row
+    # evaluating a run again replaces its rows: the overall one and one per detector_region value (and null)
+    assert metrics.where(F.col("run_id") == "e2e-1").count() == 1 + 6
 
 
 WRITES = ["DROP TABLE {t}", "DELETE FROM {t}", "INSERT INTO {t} SELECT * FROM {t} LIMIT 1",
@@ -340,7 +369,7 @@ def test_report_renders_in_chromium(spark, pipeline_run, killed_and_resumed_run,
     dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert 'data-images-loaded="9"' in dom and 'data-images-broken="0"' in dom, dom[:500]  # 5 + 4 of drift
     metrics = (spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "metrics"))
-               .where(F.col("run_id") == "e2e-model2").first())
+               .where((F.col("run_id") == "e2e-model2") & F.col("slice_columns").isNull()).first())
     assert f"AUC {metrics['auc']:.4f}" in dom and f"{ROWS:,} rows scored" in dom
     for text in ("train_rows", "Missing values per column", "learning_rate", "evaluate",
                  "approximate median significance", "<h2>Drift</h2>", "None crossed its threshold.",

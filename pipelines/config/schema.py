@@ -551,9 +551,26 @@ class EvaluateConfig:
     # Physics samples: each row's number of real events. With it, the AMS (approximate median significance) of
     # the best score cut, its threshold and the AMS against the threshold.
     event_weight: str | None = None
+    # Metrics per slice: per named column, or list of columns, each value (combination) of it, the max_slices
+    # largest by rows; a slice whose AUC is more than slice_auc_margin below the overall AUC is flagged.
+    slices: tuple[str | tuple[str, ...], ...] = ()
+    max_slices: int = 50
+    slice_auc_margin: float = 0.05
 
     def __post_init__(self) -> None:
         _identifier(self, "metrics_table")
+        for spec in self.slices:
+            _plain_columns("slices", (spec,) if isinstance(spec, str) else spec)
+            _require(bool(spec), "slices", "an empty list of columns slices nothing")
+        _require(len(set(self.slice_columns)) == len(self.slice_columns), "slices", "names a slice twice")
+        _positive(self, "max_slices")
+        _require(0.0 <= self.slice_auc_margin <= 1.0, "slice_auc_margin",
+                 f"must be in [0, 1], got {self.slice_auc_margin!r}")
+
+    @property
+    def slice_columns(self) -> tuple[tuple[str, ...], ...]:
+        """Each slice as its tuple of columns (a bare name is a one-column slice)."""
+        return tuple((spec,) if isinstance(spec, str) else tuple(spec) for spec in self.slices)
 
 
 @dataclass(frozen=True)

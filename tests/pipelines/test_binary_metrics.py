@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, log_loss, roc_auc_score
 
-from dlpipe.pipelines.binary_metrics import ams, binary_metrics
+from pyspark.sql import functions as F
+
+from dlpipe.pipelines.binary_metrics import ams, binary_metrics, sliced_binary_metrics
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +85,31 @@ def test_ams_by_hand_and_its_scan_over_thresholds(spark):
     assert len(thresholds) == len(values) and values.max() == value
     # the weights scaled (these rows a tenth of the sample): s and b ten times larger
     assert histogram.best_ams(10.0, 10.0)[0] == pytest.approx(float(ams(750.0, 20.0)), rel=1e-12)
+
+
+def test_slices_equal_scikit_learn_on_each_slices_rows_in_one_histogram_pass(spark):
+    """Four groups of ``g`` (one of them null) in which the scores separate the classes differently, and 12 values
+    of ``h``; the slices by g, and by (g, h) kept to the 5 largest. Each slice's metrics against scikit-learn on
+    its own rows."""
+    rng = np.random.default_rng(11)
+    n = 12_000
+    g = rng.choice(["a", "b", "c", None], n, p=[0.5, 0.25, 0.15, 0.1])
+    h = rng.integers(0, 12, n)
+    label = rng.integers(0, 2, n)
+    spread = np.select([g == "a", g == "b", g == "c"], [0.3, 0.1, 0.0], 0.2)  # c: scores carry nothing
+    score = np.clip(rng.normal(0.4 + spread * label, 0.2), 0, 1)
+    df = spark.createDataFrame([(float(s), float(y), None if k is None else str(k), int(j))
+                                for s, y, k, j in zip(score, label, g, h)], "score double, label double, g string, h int")
+    overall, slices = sliced_binary_metrics(df, "score", "label", 0.5, None,
+                                            {"g": [F.col("g")], "g, h": [F.col("g"), F.col("h")]}, max_slices=5)
+    assert overall.rows == n and overall.auc == pytest.approx(roc_auc_score(label, score), abs=1e-3)
+    assert list(slices["g"]) == ['{"g":"a"}', '{"g":"b"}', '{"g":"c"}', "{}"]  # most rows first; null g: {}
+    for key, value in (('{"g":"a"}', "a"), ('{"g":"c"}', "c"), ("{}", None)):
+        rows = g == value if value else np.array([v is None for v in g])
+        found = slices["g"][key]
+        assert found.rows == rows.sum()
+        assert found.auc == pytest.approx(roc_auc_score(label[rows], score[rows]), abs=2e-3)
+        assert found.accuracy == pytest.approx(((score[rows] >= 0.5) == label[rows]).mean(), abs=1e-12)
+    pairs = slices["g, h"]
+    sizes = {(a, b): ((g == a) & (h == b)).sum() for a in ("a", "b", "c") for b in range(12)}
+    assert len(pairs) == 5 and [p.rows for p in pairs.values()] == sorted(sizes.values(), reverse=True)[:5]
