@@ -10,8 +10,8 @@
    (quantiles, min and max of clipped values follow from the unclipped ones, since clipping is monotone).
 4. One ``groupBy`` over the exploded categorical values of all categorical columns: counts per value and split
    (missing values included). Ranking, ``min_count`` and ``top_k`` run in Spark; only the kept values (and per-column totals) reach the driver.
-5. One aggregation of the training split's drift profile (``features.profile``): counts over bins that passes 2
-   and 4 fixed.
+5. One pass over the training split for its drift profile (``features.profile``): counts over bins that passes 2
+   and 4 fixed, made in Spark's Python workers as infer makes them.
 
 Only small statistics are collected to the driver; no input row ever is.
 """
@@ -31,9 +31,7 @@ from dlpipe.features.expressions import (
     out_of_log_domain,
 )
 from dlpipe.features.fitted import DEFAULT_QUANTILE_ERROR, FittedFeatures, NumericStats, Vocabulary
-from dlpipe.features.profile import DECILES, Profile, TrainingProfile, numeric_bins
-from dlpipe.features.profile import aggregates as profile_aggregates
-from dlpipe.features.profile import read as read_profile
+from dlpipe.features.profile import DECILES, Profile, TrainingProfile, numeric_bins, tally_rows
 from dlpipe.features.spec import CategoricalFeature, DatetimeFeature, FeatureSpec, NumericFeature
 from dlpipe.spark_settings import spark_settings
 
@@ -281,11 +279,8 @@ def _training_profile(train: DataFrame, fitted: FittedFeatures, first: dict[tupl
     numeric = {f.column: numeric_bins(deciles.get(f.column, []), _finite_or_none(first["min", f.column]),
                                       _finite_or_none(first["max", f.column]), _finite_or_none(first["std", f.column]))
                for f in fitted.spec.numeric}
-    partial = TrainingProfile(numeric, Profile(0, {}, {}))
-    bins = partial.bins(fitted.vocabularies)
-    with spark_settings(train.sparkSession, WIDE_CODEGEN):
-        values = train.agg(*profile_aggregates(fitted.spec, bins)).first()
-    return TrainingProfile(numeric, read_profile(fitted.spec, bins, values))
+    bins = TrainingProfile(numeric, Profile(0, {}, {})).bins(fitted.vocabularies)
+    return TrainingProfile(numeric, tally_rows(train, fitted.spec, bins))
 
 
 # ------------------------------------------------------------------------------------------------ numeric

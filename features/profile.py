@@ -1,6 +1,5 @@
 """Distribution profiles of a table's feature columns, for drift: the training split's, stored in the feature
-artifact, and a scored input's, counted while ``infer`` scores it (as Spark observed metrics of the write: no
-second pass over the input).
+artifact, and a scored input's, counted by ``infer`` in the job that scores it (no second pass over the input).
 
 Both are counts over bins that the training split fixes (``ProfileBins``):
 
@@ -11,14 +10,17 @@ Both are counts over bins that the training split fixes (``ProfileBins``):
   values outside it (never seen in training, or too rare to get an id);
 - every column: its missing values (as ``numeric_value`` and ``categorical_value`` read them).
 
-Counts add up over partitions, so Spark keeps one buffer per task and merges them; a profile is a few hundred
-numbers whatever the input's size.
+Spark hands the values (``value_columns``: the numeric ones packed in one list) to Python as Arrow batches, where a
+``Tally`` counts them with NumPy and pyarrow: per value a binary search over about 11 cuts and a vectorised hash
+lookup, instead of hundreds of conditional aggregates per row in the JVM (5x slower than scoring itself, measured).
+Tallies add up, so each task keeps one and Spark merges them as an accumulator.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import Column, Row
+import numpy as np
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from dlpipe.features.expressions import categorical_value, numeric_value
@@ -149,40 +151,148 @@ def numeric_bins(deciles: list[float], low: float | None, high: float | None, st
     return NumericBins(tuple(sorted(set(float(d) for d in deciles))), float(low), float(high), float(std or 0.0))
 
 
-def aggregates(spec: FeatureSpec, bins: ProfileBins) -> list[Column]:
-    """The aggregate columns whose values ``read`` turns into a ``Profile`` (for ``agg`` or ``observe``)."""
-    out = [F.count(F.lit(1)).alias("rows")]
-    for i, f in enumerate(spec.numeric):
-        b, value = bins.numeric[f.column], numeric_value(f)
-        out.append(F.count(value).alias(f"n{i}:present"))
-        for k, cut in enumerate(b.cuts):
-            short = F.lit(cut) - value
-            out.append(F.count(F.when(short > 0, 1)).alias(f"n{i}:below{k}"))
-            out.append(F.coalesce(F.sum(F.when(short > 0, short)), F.lit(0.0)).alias(f"n{i}:short{k}"))
-        over = value - F.lit(b.high)
-        out.append(F.coalesce(F.sum(F.when(over > 0, over)), F.lit(0.0)).alias(f"n{i}:over"))
-    for i, f in enumerate(spec.categorical):
-        b, value = bins.categorical[f.column], categorical_value(f.column)
-        out.append(F.count(value).alias(f"c{i}:present"))
-        out += [F.count(F.when(value == F.lit(v), 1)).alias(f"c{i}:tracked{k}") for k, v in enumerate(b.tracked)]
-        inside = value.isin(list(b.vocabulary)) if b.vocabulary else F.lit(False)
-        out.append(F.count(F.when(inside, 1)).alias(f"c{i}:inside"))
-    return out
+NUMERIC_VALUES = "__profile_numeric"  # the numeric columns' values, in spec order, as one list per row
 
 
-def read(spec: FeatureSpec, bins: ProfileBins, values: Row | dict) -> Profile:
-    """The ``Profile`` from the values of ``aggregates`` (an ``agg``'s row, or an observation's dict)."""
-    get = values.asDict() if isinstance(values, Row) else values
-    rows = int(get["rows"])
-    numeric = {}
-    for i, f in enumerate(spec.numeric):
-        present, cuts = int(get[f"n{i}:present"]), range(len(bins.numeric[f.column].cuts))
-        numeric[f.column] = NumericCounts(rows - present, tuple(int(get[f"n{i}:below{k}"]) for k in cuts),
-                                          tuple(float(get[f"n{i}:short{k}"]) for k in cuts), present,
-                                          float(get[f"n{i}:over"]))
-    categorical = {}
-    for i, f in enumerate(spec.categorical):
-        present, inside = int(get[f"c{i}:present"]), int(get[f"c{i}:inside"])
-        tracked = tuple(int(get[f"c{i}:tracked{k}"]) for k in range(len(bins.categorical[f.column].tracked)))
-        categorical[f.column] = CategoryCounts(rows - present, tracked, inside - sum(tracked), present - inside)
-    return Profile(rows, numeric, categorical)
+def category_column(i: int) -> str:
+    return f"__profile_category{i}"
+
+
+SAMPLED = "__profile_sampled"  # whether the row is counted (with its values) or not (values null)
+
+
+def with_values(df: DataFrame, spec: FeatureSpec, fraction: float = 1.0, seed: int = 0) -> DataFrame:
+    """``df`` with the columns a ``Tally`` reads (``value_names``): whether the row is in the profile's sample (a
+    ``fraction`` of the rows, drawn per partition from ``seed``; a retried task may draw other rows, and its
+    failed attempt counts nothing), and for sampled rows the numeric values (null where missing) in one list and
+    each categorical value (null where missing). Unsampled rows carry nulls, which cost Spark's handoff to Python
+    next to nothing."""
+    drawn = df.select("*", (F.rand(seed) < F.lit(fraction) if fraction < 1.0 else F.lit(True)).alias(SAMPLED))
+    values = [(NUMERIC_VALUES, F.array(*[numeric_value(f) for f in spec.numeric]))] if spec.numeric else []
+    values += [(category_column(i), categorical_value(f.column)) for i, f in enumerate(spec.categorical)]
+    return drawn.select("*", *(F.when(F.col(SAMPLED), value).alias(name) for name, value in values))
+
+
+def value_names(spec: FeatureSpec) -> tuple[str, ...]:
+    return (SAMPLED, *([NUMERIC_VALUES] if spec.numeric else []),
+            *(category_column(i) for i in range(len(spec.categorical))))
+
+
+class Tally:
+    """Running counts of the value columns over ``ProfileBins`` (one per Spark task, merged with ``+``): per
+    numeric column the present values and their sum per bin between cuts, per categorical column the values per
+    bucket (tracked values, the rest of the vocabulary, outside it), and the missing values of each."""
+
+    def __init__(self, spec: FeatureSpec, bins: ProfileBins) -> None:
+        self.numeric = [f.column for f in spec.numeric]
+        self.categorical = [f.column for f in spec.categorical]
+        self.bins = bins
+        self.rows = 0
+        self.counts = [np.zeros(len(bins.numeric[c].cuts) + 1, dtype=np.int64) for c in self.numeric]
+        self.sums = [np.zeros(len(bins.numeric[c].cuts) + 1) for c in self.numeric]
+        self.numeric_missing = np.zeros(len(self.numeric), dtype=np.int64)
+        self.buckets = [np.zeros(len(bins.categorical[c].tracked) + 2, dtype=np.int64) for c in self.categorical]
+        self.categorical_missing = np.zeros(len(self.categorical), dtype=np.int64)
+        self._cuts = [np.array(bins.numeric[c].cuts) for c in self.numeric]
+        self._vocabularies = None  # pyarrow arrays, made where the batches are counted
+
+    def add(self, batch) -> None:
+        """Count one Arrow record batch holding ``value_names`` columns."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if batch.num_rows and batch.column(SAMPLED).false_count:
+            batch = batch.filter(batch.column(SAMPLED))
+        n = batch.num_rows
+        if n == 0:
+            return
+        self.rows += n
+        if self.numeric:
+            flat = batch.column(NUMERIC_VALUES).flatten().to_numpy(zero_copy_only=False)
+            values = np.ascontiguousarray(flat.reshape(n, len(self.numeric)).T)  # a row per column
+            for j, cuts in enumerate(self._cuts):
+                column = values[j]
+                present = column[~np.isnan(column)]
+                self.numeric_missing[j] += n - len(present)
+                at = np.searchsorted(cuts, present, side="right")  # cuts at or below each value
+                self.counts[j] += np.bincount(at, minlength=len(cuts) + 1)
+                self.sums[j] += np.bincount(at, weights=present, minlength=len(cuts) + 1)
+        if self._vocabularies is None:
+            self._vocabularies = [pa.array(self.bins.categorical[c].vocabulary, type=pa.string())
+                                  for c in self.categorical]
+        for j, vocabulary in enumerate(self._vocabularies):
+            column = batch.column(category_column(j))
+            tracked = len(self.bins.categorical[self.categorical[j]].tracked)
+            ids = pc.fill_null(pc.index_in(column, value_set=vocabulary), -1).to_numpy(zero_copy_only=False)
+            bucket = np.where(ids < 0, tracked + 1, np.minimum(ids, tracked))
+            self.buckets[j] += np.bincount(bucket, minlength=tracked + 2)
+            self.categorical_missing[j] += column.null_count
+
+    def __add__(self, other: "Tally") -> "Tally":
+        out = Tally.__new__(Tally)
+        out.__dict__.update(self.__dict__)
+        out.rows = self.rows + other.rows
+        out.counts = [a + b for a, b in zip(self.counts, other.counts)]
+        out.sums = [a + b for a, b in zip(self.sums, other.sums)]
+        out.numeric_missing = self.numeric_missing + other.numeric_missing
+        out.buckets = [a + b for a, b in zip(self.buckets, other.buckets)]
+        out.categorical_missing = self.categorical_missing + other.categorical_missing
+        out._vocabularies = None
+        return out
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_vocabularies": None}
+
+    def profile(self) -> Profile:
+        numeric = {}
+        for j, column in enumerate(self.numeric):
+            cuts = self._cuts[j]
+            below = np.cumsum(self.counts[j])[:len(cuts)]         # values < cut k: those in bins 0..k
+            summed = np.cumsum(self.sums[j])[:len(cuts)]
+            last = len(cuts)                                      # the bin at or above the training maximum
+            over = float(self.sums[j][last] - self.counts[j][last] * self.bins.numeric[column].high)
+            numeric[column] = NumericCounts(int(self.numeric_missing[j]), tuple(int(b) for b in below),
+                                            tuple(float(v) for v in cuts * below - summed),
+                                            int(self.counts[j].sum()), max(over, 0.0))
+        categorical = {}
+        for j, column in enumerate(self.categorical):
+            buckets, missing = self.buckets[j], int(self.categorical_missing[j])
+            tracked = len(buckets) - 2
+            categorical[column] = CategoryCounts(missing, tuple(int(b) for b in buckets[:tracked]),
+                                                 int(buckets[tracked]), int(buckets[tracked + 1]) - missing)
+        return Profile(self.rows, numeric, categorical)
+
+
+def accumulator(context, spec: FeatureSpec, bins: ProfileBins):
+    """A Spark accumulator of tallies: each task's tally is added on the driver, once per successful task of an
+    action's last stage (a failed or retried attempt adds nothing)."""
+    from pyspark.accumulators import AccumulatorParam
+
+    class Adding(AccumulatorParam):
+        def zero(self, value: Tally) -> Tally:
+            return Tally(spec, bins)
+
+        def addInPlace(self, a: Tally, b: Tally) -> Tally:
+            return a + b
+
+    return context.accumulator(Tally(spec, bins), Adding())
+
+
+def tally_rows(df: DataFrame, spec: FeatureSpec, bins: ProfileBins) -> Profile:
+    """The profile of every row of ``df`` (featurize: the training split), counted as ``infer`` counts: in
+    Spark's Python workers, merged through an ``accumulator``."""
+    total = accumulator(df.sparkSession.sparkContext, spec, bins)
+    with_values(df, spec).select(*value_names(spec)).mapInArrow(counting(spec, bins, total), "counted int").write.format(
+        "noop").mode("overwrite").save()
+    return total.value.profile()
+
+
+def counting(spec: FeatureSpec, bins: ProfileBins, total):
+    """A ``mapInArrow`` function that counts its batches into the accumulator ``total`` and yields no rows."""
+    def count(batches):
+        tally = Tally(spec, bins)
+        for batch in batches:
+            tally.add(batch)
+        total.add(tally)
+        return iter(())
+    return count

@@ -25,6 +25,7 @@ examples:
   dlpipe run --config conf/demo.yaml --date 2026-11-27     a scheduled run: stages unchanged since are skipped
   dlpipe runs                                              recent runs, one line per stage
   dlpipe lineage predictions                               what produced a table or model, and from what
+  dlpipe models promote higgs_mlp v3 --alias production    point an alias at a version (infer.model_version: production)
   dlpipe report 20261127T140000Z                           the HTML report of a run
   spark-submit jobs/train.py --config conf/demo.yaml       the same stage under spark-submit
 """
@@ -39,6 +40,8 @@ COMMAND_HELP = {
     "runs": "list recent runs from the runs table: one line per stage with status, time, rows and key metric",
     "lineage": "show what produced a table or model (stage, run, inputs with versions), back to the raw input",
     "report": "write a run's self-contained HTML report: config, features, training curves, ROC, scores, timings",
+    "models": "list trained model versions with their run, training data, validation metrics and aliases; "
+              "`models promote NAME VERSION --alias ALIAS` moves an alias",
 }
 
 
@@ -92,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "lineage":
             sub.add_argument("name", help="a table (e.g. predictions) or a model name (e.g. higgs_mlp)")
             sub.add_argument("--version", default=None, help="a model version (v3) or Delta table version (default: latest)")
+        if name == "models":
+            sub.add_argument("words", nargs="*", metavar="[promote] NAME [VERSION]",
+                             help="a model name to list its versions (default: every model); promote NAME VERSION "
+                                  "with --alias points the alias at that version")
+            sub.add_argument("--alias", default=None, help="promote: the alias to move, e.g. production")
         if name == "report":
             sub.add_argument("run_id", metavar="RUN_ID", help="the run to report on (see `dlpipe runs`)")
             sub.add_argument("--output", default=None, help="the HTML file (default: <data_dir>/runs/<run id>/report.html)")
@@ -123,7 +131,7 @@ def logical_date(text: str) -> dt.date:
 
 
 def _command(spark, cfg, args: argparse.Namespace, run_id: str | None) -> None:
-    from dlpipe.pipelines import init_config, lineage, report, run, serve_sql, sql, tune
+    from dlpipe.pipelines import init_config, lineage, registry, report, run, serve_sql, sql, tune
     from dlpipe.pipelines.stage import stage
 
     command = args.command
@@ -147,6 +155,8 @@ def _command(spark, cfg, args: argparse.Namespace, run_id: str | None) -> None:
         lineage.show(spark, cfg, args.name, version=args.version)
     elif command == "report":
         report.write(spark, cfg, args.run_id, output=args.output)
+    elif command == "models":
+        registry.command(spark, cfg, args.words, args.alias)
 
 
 def _stage_names(text: str | None) -> list[str] | None:

@@ -179,18 +179,20 @@ def write_table(spark: SparkSession, table: str, measures: list[Measure], run_id
     writer.saveAsTable(table)
 
 
-def summary(measures: list[Measure], table: str, run_id: str) -> str:
-    """The lines ``infer`` prints: one per alerting feature, or that none drifted."""
+def summary(measures: list[Measure], table: str, run_id: str, sample: tuple[int, int] | None = None) -> str:
+    """The lines ``infer`` prints: one per alerting feature, or that none drifted. ``sample``: (rows profiled,
+    rows scored) when the distributions were compared on a sample."""
     found = alerts(measures)
     if not measures:
         return ""
+    on = f" on a sample of {sample[0]:,} of {sample[1]:,} rows" if sample else ""
     if not found:
         return (f"  drift: no feature crossed its threshold ({plural(len({m.feature for m in measures}), 'feature')} "
-                f"compared with the training split; {table}, run {run_id})")
+                f"compared with the training split{on}; {table}, run {run_id})")
     by_feature: dict[str, list[Measure]] = {}
     for m in found:
         by_feature.setdefault(m.feature, []).append(m)
-    lines = [f"  drift: {plural(len(by_feature), 'feature')} crossed a threshold (details: {table}, run {run_id}):"]
+    lines = [f"  drift: {plural(len(by_feature), 'feature')} crossed a threshold{on} (details: {table}, run {run_id}):"]
     for feature, items in by_feature.items():
         lines.append(f"    {feature}: " + ", ".join(f"{m.statistic} {m.value:+.3f}" if m.statistic.endswith("share")
                                                    else f"{m.statistic} {m.value:.3f}"

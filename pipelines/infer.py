@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +28,11 @@ from dlpipe.features.apply import apply_features, missing_flag_column, out_of_vo
 from dlpipe.features.errors import FeatureError
 from dlpipe.features.expressions import numeric_value
 from dlpipe.features.fitted import FittedFeatures
-from dlpipe.features.profile import aggregates as profile_aggregates
-from dlpipe.features.profile import read as read_profile
+from dlpipe.features.profile import ProfileBins, Tally, accumulator, value_names, with_values
 from dlpipe.features.schema import DENSE_INPUT, FeatureSchema
+from dlpipe.features.spec import FeatureSpec
 from dlpipe.models.scoring import SCORE, make_batch_scorer
-from dlpipe.pipelines import drift
+from dlpipe.pipelines import drift, registry
 from dlpipe.pipelines.config import Config
 from dlpipe.pipelines.config.schema import PREDICTION_COLUMNS, DriftConfig
 from dlpipe.pipelines.errors import PipelineError
@@ -64,6 +65,7 @@ class InferResult:
     mean_score: float | None = None
     drift: list[drift.Measure] = field(default_factory=list)         # empty: drift not measured
     drift_plots: dict[str, str] = field(default_factory=dict)         # feature -> its distributions' plot
+    drift_sample: tuple[int, int] | None = None                       # (rows profiled, rows) when sampled
 
 
 @dataclass(frozen=True)
@@ -152,16 +154,21 @@ def dense_vector(schema: FeatureSchema) -> Column:
     return parts[0] if len(parts) == 1 else F.concat(*parts)
 
 
-def score_features(features: DataFrame, model: ScoringModel, carried: tuple[str, ...]) -> DataFrame:
+def score_features(features: DataFrame, model: ScoringModel, carried: tuple[str, ...],
+                   tally: DriftTally | None = None) -> DataFrame:
     """The ``carried`` columns of featurized rows and the model's float32 ``score``. The rows go to the Python
     workers as Arrow batches (``mapInArrow``, ``infer.batch_size`` rows each: see ``scoring_batches``) with the
     dense features packed in one list column, which the workers read as one flat buffer (``models.scoring``). With
     Spark's byte limit per batch checked after every row, one list column of 38 floats went over in 1.25 s per
-    million rows here and 38 float columns in 1.84 s; without that check (``scoring_batches``) both take 0.9-1.0 s."""
+    million rows here and 38 float columns in 1.84 s; without that check (``scoring_batches``) both take 0.9-1.0 s.
+    With ``tally``, the batches' drift profile columns (``features.profile``) are counted before scoring."""
     schema = model.fitted.schema
-    return scorer_input(features, schema, carried).mapInArrow(
-        make_batch_scorer(str(model.path), schema, carried),
-        T.StructType([*(features.schema[c] for c in carried), T.StructField(SCORE, T.FloatType(), False)]),
+    scorer = make_batch_scorer(str(model.path), schema, carried)
+    counted = ()
+    if tally is not None:
+        scorer, counted = tally.counting(scorer), value_names(model.fitted.spec)
+    return scorer_input(features, schema, (*carried, *counted)).mapInArrow(
+        scorer, T.StructType([*(features.schema[c] for c in carried), T.StructField(SCORE, T.FloatType(), False)]),
     )
 
 
@@ -194,7 +201,10 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     ic = cfg.infer
     run_id = check_run_id(run_id or new_run_id())
     table = cfg.qualified(ic.output_table)
+    wanted = ic.model_version
+    cfg = with_model_version(cfg, registry.resolve(spark, cfg, cfg.train.model_name, wanted))
     model = scoring_model(cfg)
+    alias = wanted if wanted and wanted != model.version else None
     schema = model.fitted.schema
     source = ic.input.describe()
     raw = read_source(spark, cfg, ic.input)
@@ -215,11 +225,14 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     keep = tuple(c for c in dict.fromkeys(ic.keep) if c not in (*schema.passthrough, schema.label))
     check_keep(keep, raw, source)
     raw = raw.select("*", *(F.col(c).alias(kept_column(c)) for c in keep))
-    profile_counts = drift_counts(model, ic.drift)
+    tally = drift_tally(spark, model, ic.drift)
+    profiled = value_names(model.fitted.spec) if tally else ()
+    if tally:
+        raw = with_values(raw, model.fitted.spec, tally.fraction(raw))
 
     try:
-        features = apply_features(profiled(spread(raw, spark.sparkContext.defaultParallelism), model, profile_counts),
-                                  model.fitted, keep=tuple(kept_column(c) for c in keep), source=source,
+        features = apply_features(spread(raw, spark.sparkContext.defaultParallelism), model.fitted,
+                                  keep=(*(kept_column(c) for c in keep), *profiled), source=source,
                                   artifact=f"feature artifact {model.feature_table}/{model.feature_version}", flags=True)
         schema.check(features, f"the featurized {source}", label=labelled)
     except FeatureError as err:
@@ -232,7 +245,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
         *[F.count(F.when(F.col(out_of_vocabulary_flag_column(f.column)), 1)).alias(f"oov:{f.column}")
           for f in model.fitted.spec.categorical],
     )
-    predictions = score_features(features, model, (*carried, *(kept_column(c) for c in keep))).select(
+    predictions = score_features(features, model, (*carried, *(kept_column(c) for c in keep)), tally).select(
         *carried,
         *(F.col(kept_column(c)).alias(c) for c in keep),
         F.col(SCORE),
@@ -249,16 +262,18 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     predictions = predictions.observe(scores, F.sum("predicted_label").alias("positive"), F.avg(SCORE).alias("mean"))
     partitions = {"run_date": run_date, "model_name": model.name, "model_version": model.version}
     with spark_settings(spark, scoring_batches(ic.batch_size)):
-        version, rows = write_run(spark, predictions, table, run_id, {c: partitions[c] for c in ic.partition_by})
+        version, rows = write_run(spark, predictions, table, run_id, {c: partitions[c] for c in ic.partition_by},
+                                  before_each=lambda: tally and tally.reset())
 
     counts = quality.get
     missing = {f.column: counts[f"missing:{f.column}"] for f in model.fitted.spec.numeric}
     outside = {f.column: counts[f"oov:{f.column}"] for f in model.fitted.spec.categorical}
     scored = scores.get
-    measures, plots = compare_with_training(spark, cfg, model, profile_counts, run_id, run_date, scored_at)
+    measures, plots = compare_with_training(spark, cfg, model, tally, run_id, run_date, scored_at)
     result = InferResult(table, version, run_id, run_date, rows, time.time() - started, missing, outside,
-                         int(scored["positive"] or 0), scored["mean"], measures, plots)
-    print(summary(result, model, source, input_version, ic.threshold))
+                         int(scored["positive"] or 0), scored["mean"], measures, plots,
+                         tally.sample if tally else None)
+    print(summary(result, model, source, input_version, ic.threshold, alias))
     if ic.drift.enabled:
         print(drift_summary(result, model, cfg))
     failing = drift.alerts(measures)
@@ -270,9 +285,10 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
 
 
 def summary(result: InferResult, model: ScoringModel, source: str, input_version: int | None,
-            asked: float | str) -> str:
+            asked: float | str, alias: str | None = None) -> str:
     at = f" (Delta version {input_version})" if input_version is not None else ""
-    lines = [f"infer: scored {result.rows:,} rows of {source}{at} with {model.name} {model.version} (features "
+    named = f" (alias {alias})" if alias else ""
+    lines = [f"infer: scored {result.rows:,} rows of {source}{at} with {model.name} {model.version}{named} (features "
              f"{model.feature_version}) into {result.table} (run {result.run_id}, run_date {result.run_date}, "
              f"Delta version {result.table_version}) in {result.seconds:.1f}s",
              f"  predicted_label 1 (score >= {model.threshold:g}{' (auto)' if asked == 'auto' else ''}): "
@@ -313,29 +329,67 @@ def scoring_batches(rows: int) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------- drift
 
 
-def drift_counts(model: ScoringModel, settings: DriftConfig) -> Observation | None:
+class DriftTally:
+    """The scored input's drift profile, counted in the scoring job: each task tallies the batches it scores
+    (``features.profile.Tally``) and Spark merges the tallies of successful tasks, each task once, as an
+    accumulator."""
+
+    def __init__(self, spark: SparkSession, spec: FeatureSpec, bins: ProfileBins, sample_rows: int) -> None:
+        self.spec, self.bins, self.sample_rows = spec, bins, sample_rows
+        self.total = accumulator(spark.sparkContext, spec, bins)
+        self.rows = 0
+
+    @property
+    def sample(self) -> tuple[int, int] | None:
+        """(rows profiled, rows scored) when the profile is a sample's; None when it is every row's."""
+        profiled = self.total.value.rows
+        return (profiled, self.rows) if profiled < self.rows else None
+
+    def fraction(self, raw: DataFrame) -> float:
+        """The share of ``raw``'s rows to profile: all of them up to ``sample_rows``, else a uniform sample of
+        about that many (the distribution statistics do not need more: see docs/drift.md). Counting a Delta table
+        reads its log, not its rows."""
+        self.rows = raw.count()
+        return min(1.0, self.sample_rows / max(self.rows, 1))
+
+    def reset(self) -> None:
+        """Before a write is tried again (a lost commit race): its job counts every row again."""
+        self.total.value = Tally(self.spec, self.bins)
+
+    def counting(self, scorer):
+        """``scorer`` (a ``mapInArrow`` function) that first counts each batch's profile columns."""
+        spec, bins, total = self.spec, self.bins, self.total
+
+        def score(batches):
+            tally = Tally(spec, bins)
+
+            def counted():
+                for batch in batches:
+                    tally.add(batch)
+                    yield batch
+
+            yield from scorer(counted())
+            total.add(tally)
+        return score
+
+
+def drift_tally(spark: SparkSession, model: ScoringModel, settings: DriftConfig) -> DriftTally | None:
     """Where the scored input's drift profile is counted, or None: drift is off, or the artifact has no training
     profile to compare with."""
-    return Observation("infer_drift") if settings.enabled and model.fitted.training_profile else None
+    if not settings.enabled or model.fitted.training_profile is None:
+        return None
+    return DriftTally(spark, model.fitted.spec, model.fitted.profile_bins, settings.sample_rows)
 
 
-def profiled(raw: DataFrame, model: ScoringModel, counts: Observation | None) -> DataFrame:
-    """``raw`` with its drift profile (``features.profile``) observed as it is scored: Spark counts it in the
-    scoring job itself, in the tasks that write, each task once."""
-    if counts is None:
-        return raw
-    return raw.observe(counts, *profile_aggregates(model.fitted.spec, model.fitted.profile_bins))
-
-
-def compare_with_training(spark: SparkSession, cfg: Config, model: ScoringModel, counts: Observation | None,
+def compare_with_training(spark: SparkSession, cfg: Config, model: ScoringModel, tally: DriftTally | None,
                           run_id: str, run_date: dt.date, scored_at: dt.datetime) -> tuple[list, dict[str, str]]:
     """The drift measures of the scored input (``pipelines.drift``), written to the drift table, and the plots of
     the most drifted features."""
-    if counts is None:
+    if tally is None:
         return [], {}
     fitted = model.fitted
     bins, training = fitted.profile_bins, fitted.training_profile.counts
-    scored = read_profile(fitted.spec, bins, counts.get)
+    scored = tally.total.value.profile()
     measures = drift.measure(bins, training, scored, cfg.infer.drift)
     drift.write_table(spark, cfg.qualified(cfg.infer.drift.table), measures, run_id, run_date, scored_at,
                       (model.name, model.version, model.feature_version))
@@ -347,14 +401,14 @@ def drift_summary(result: InferResult, model: ScoringModel, cfg: Config) -> str:
     if model.fitted.training_profile is None:
         return (f"  drift: not measured: feature artifact {model.feature_table}/{model.feature_version} has no "
                 "training profile (it was fitted before dlpipe measured drift); featurize again to measure it")
-    return drift.summary(result.drift, cfg.qualified(cfg.infer.drift.table), result.run_id)
+    return drift.summary(result.drift, cfg.qualified(cfg.infer.drift.table), result.run_id, result.drift_sample)
 
 
 # --------------------------------------------------------------------------------------------- writing
 
 
 def write_run(spark: SparkSession, predictions: DataFrame, table: str, run_id: str,
-              partition: dict[str, object]) -> tuple[int, int]:
+              partition: dict[str, object], before_each: Callable[[], object] = lambda: None) -> tuple[int, int]:
     """Replace the rows of ``run_id`` in ``table`` with ``predictions``, whose rows all have the ``partition``
     values (column -> value, in partitioning order), in one Delta commit; returns (version, rows). Columns new to
     the table (a kept column, the label of a first labelled input) are added to it; a column the rows lack (the
@@ -363,6 +417,7 @@ def write_run(spark: SparkSession, predictions: DataFrame, table: str, run_id: s
     predicate = replace_predicate(spark, table, run_id, partition)
     marker = f"dlpipe {run_id} {uuid.uuid4().hex}"  # finds this commit among concurrent ones
     for attempt in range(1, WRITE_ATTEMPTS + 1):
+        before_each()
         try:
             (predictions.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
              .option("mergeSchema", "true").option("userMetadata", marker).saveAsTable(table))
@@ -424,15 +479,22 @@ def sql_literal(value) -> str:
 # --------------------------------------------------------------------------------------------- the stage
 
 
-def with_model_of_run(cfg: Config, ctx: StageContext) -> Config:
-    """The config with ``infer.model_version`` set to the model this run trained, if it trained (or reused) one."""
-    version = ctx.handoff.get("model_version")
+def with_model_version(cfg: Config, version: str | None) -> Config:
     return dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, model_version=version)) if version else cfg
+
+
+def with_model_of_run(cfg: Config, ctx: StageContext) -> Config:
+    """The config with ``infer.model_version`` set to the model this run trained, if it trained (or reused) one;
+    else to the version the stage's plan resolved (an alias, when the stage started)."""
+    planned = (ctx.plan.document.get("model") or {}).get("version") if ctx.plan else None
+    return with_model_version(cfg, ctx.handoff.get("model_version") or planned)
 
 
 def plan(spark: SparkSession, cfg: Config, ctx: StageContext) -> StagePlan:
     cfg = with_model_of_run(cfg, ctx)
-    metadata, _ = load_model_metadata(cfg, cfg.train.model_name, cfg.infer.model_version)
+    wanted = cfg.infer.model_version
+    version = registry.resolve(spark, cfg, cfg.train.model_name, wanted)
+    metadata, _ = load_model_metadata(cfg, cfg.train.model_name, version)
     entry, identity = source_input(spark, cfg, cfg.infer.input)
     artifact = metadata["feature_artifact"]
     model = {"kind": "model", "name": metadata["model_name"], "version": metadata["model_version"]}
@@ -440,6 +502,7 @@ def plan(spark: SparkSession, cfg: Config, ctx: StageContext) -> StagePlan:
         model, {"kind": "artifact", "name": artifact["table"], "version": artifact["version"]}, entry,
     ], {
         "infer": {**section(cfg.infer), "model_version": metadata["model_version"]}, "model": model,
+        **({"model_alias": wanted} if wanted != version else {}),
         "input": identity, "run_date": str(ctx.run_date), "table": cfg.qualified(cfg.infer.output_table),
     })
 

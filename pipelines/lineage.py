@@ -60,10 +60,14 @@ def _note(e: StageRecord) -> str:
     return known.key_metric(e.metrics) if known else ""
 
 
-def describe(entry: dict) -> str:
+def describe(entry: dict, aliases: dict[tuple[str, str], list[str]] | None = None) -> str:
+    """``model higgs_mlp v3 (aliases production)``, ``table dlpipe.predictions version 4 (rows of run r1)``."""
     text = f"{entry['kind']} {entry['name']}"
     if entry.get("version") is not None:
         text += f" {entry['version']}" if entry["kind"] in ("model", "artifact") else f" version {entry['version']}"
+    named = (aliases or {}).get((entry["name"], entry.get("version"))) if entry["kind"] == "model" else None
+    if named:
+        text += f" (aliases {', '.join(named)})"
     if entry.get("run_id"):
         text += f" (rows of run {entry['run_id']})"
     return text
@@ -96,26 +100,32 @@ def target(cfg: Config, history: list[StageRecord], name: str, version: str | No
     raise PipelineError(f"no table or model {name}{at} was written by a recorded run (see `dlpipe runs`)")
 
 
-def lines(history: list[StageRecord], entry: dict, depth: int = 0, shown: set | None = None) -> list[str]:
-    """The tree of ``entry``'s producers, one line each; a stage shown once is not expanded again."""
+def lines(history: list[StageRecord], entry: dict, depth: int = 0, shown: set | None = None,
+          aliases: dict[tuple[str, str], list[str]] | None = None) -> list[str]:
+    """The tree of ``entry``'s producers, one line each; a stage shown once is not expanded again. A model's line
+    names the aliases that point at it now."""
     shown = set() if shown is None else shown
     record = producer(history, entry)
-    pad = "  " * depth
+    pad, said = "  " * depth, describe(entry, aliases)
     if record is None:
-        return [f"{pad}{describe(entry)}  <- not written by a recorded stage (an input of the pipeline)"]
+        return [f"{pad}{said}  <- not written by a recorded stage (an input of the pipeline)"]
     key = (record.run_id, record.stage, record.attempt)
     if key in shown:
-        return [f"{pad}{describe(entry)}  <- {record.stage}, run {record.run_id} (above)"]
+        return [f"{pad}{said}  <- {record.stage}, run {record.run_id} (above)"]
     shown.add(key)
-    out = [f"{pad}{describe(entry)}  <- {record.stage}, run {record.run_id}, {record.ended_at:%Y-%m-%d %H:%M} UTC, "
+    out = [f"{pad}{said}  <- {record.stage}, run {record.run_id}, {record.ended_at:%Y-%m-%d %H:%M} UTC, "
            f"config {record.config_hash}, git {(record.git_commit or '-')[:10]}"]
     for source in record.inputs:
-        out += lines(history, source, depth + 1, shown)
+        out += lines(history, source, depth + 1, shown, aliases)
     return out
 
 
 def show(spark: SparkSession, cfg: Config, name: str, version: str | None = None) -> list[str]:
+    from dlpipe.pipelines.registry import aliases_by_version, resolve
+
     history = records(spark, cfg)
-    text = lines(history, target(cfg, history, name, version))
+    if version is not None and not version.isdigit():  # a model alias names a version
+        version = resolve(spark, cfg, name, version)
+    text = lines(history, target(cfg, history, name, version), aliases=aliases_by_version(spark, cfg))
     print("\n".join(text))
     return text

@@ -496,9 +496,11 @@ class DriftConfig:
     unseen_share: float = 0.1     # categorical: rise in the share of values outside the vocabulary
     missing_share: float = 0.1    # any feature: change in the share of missing values
     features: dict[str, dict[str, float]] = field(default_factory=dict)
+    sample_rows: int = 200_000    # the distributions are compared on a uniform sample of about this many rows
 
     def __post_init__(self) -> None:
         _identifier(self, "table")
+        _positive(self, "sample_rows")
         for key in DRIFT_STATISTICS:
             _require(getattr(self, key) > 0, key, f"must be greater than 0, got {getattr(self, key)!r}")
         for feature, thresholds in self.features.items():
@@ -517,7 +519,7 @@ class InferConfig:
 
     input: TableSource = field(default_factory=lambda: TableSource(table="raw_events"))
     output_table: str = "predictions"
-    model_version: str | None = None    # e.g. v3; null: the latest model of train.model_name
+    model_version: str | int | None = None  # a version (v3, or 3), an alias (production); null: the latest
     feature_version: str | None = None  # null: the artifact the model was trained on (any other is refused)
     threshold: float | Literal["auto"] = 0.5  # auto: the one training picked by threshold_rule
     threshold_rule: Literal["f1", "rate"] = "f1"  # auto by best F1, or by the training split's positive rate
@@ -532,10 +534,14 @@ class InferConfig:
         _positive(self, "batch_size")
         _require(self.threshold == "auto" or 0.0 < self.threshold < 1.0, "threshold",
                  f"must be in (0, 1) or auto, got {self.threshold!r}")
-        for key in ("model_version", "feature_version"):
-            value = getattr(self, key)
-            _require(value is None or bool(re.match(r"^v[1-9][0-9]*$", value)), key,
-                     f"must be a version such as v1, got {value!r}")
+        if isinstance(self.model_version, int) and self.model_version > 0:
+            object.__setattr__(self, "model_version", f"v{self.model_version}")
+        version = self.model_version
+        _require(version is None or (isinstance(version, str) and bool(re.match(r"^(v[1-9][0-9]*|[a-z][a-z0-9_-]*)$",
+                                                                                   version))),
+                 "model_version", f"must be a version such as v3 (or 3) or an alias such as production, got {version!r}")
+        _require(self.feature_version is None or bool(re.match(r"^v[1-9][0-9]*$", self.feature_version)),
+                 "feature_version", f"must be a version such as v1, got {self.feature_version!r}")
         _require(len(set(self.partition_by)) == len(self.partition_by), "partition_by",
                  f"names a column twice: {list(self.partition_by)}")
         _plain_columns("keep", self.keep)
@@ -617,6 +623,7 @@ class Config:
     database: str = "dlpipe"
     namespace: str | None = None  # a team's prefix for its database, model store and artifacts (see database_name)
     runs_table: str = "runs"      # the Delta table where every stage of every run is recorded (pipelines.tracking)
+    model_aliases_table: str = "model_aliases"  # every move of a model alias (pipelines.registry)
     spark: SparkConfig = field(default_factory=SparkConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
@@ -632,7 +639,7 @@ class Config:
     source_files: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _identifier(self, "database", "namespace", "runs_table")
+        _identifier(self, "database", "namespace", "runs_table", "model_aliases_table")
         for key in ("database", "namespace"):  # "__" separates them in database_name, so names never collide
             value = getattr(self, key)
             _require(value is None or "__" not in value, key,

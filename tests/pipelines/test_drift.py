@@ -7,11 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
 
-from dlpipe.features.profile import (CategoryBins, CategoryCounts, NumericBins, NumericCounts, Profile, ProfileBins, aggregates,
-                                     category_bins, read)
+from dlpipe.features.profile import (CategoryBins, CategoryCounts, NumericBins, NumericCounts, Profile, ProfileBins,
+                                     category_bins, tally_rows)
 from dlpipe.features.spec import CategoricalFeature, FeatureSpec, LabelSpec, NumericFeature
 from dlpipe.pipelines import drift
 from dlpipe.pipelines.config.schema import DriftConfig
@@ -93,59 +94,86 @@ SPEC = FeatureSpec(LabelSpec("y"), (NumericFeature("x"), NumericFeature("l", tra
                    (CategoricalFeature("c"),), ("id",))
 
 
-def test_spark_counts_the_profile_numpy_counts(spark):
+def test_spark_tallies_the_profile_numpy_counts(spark):
+    """features.profile.tally_rows (what featurize runs on the training split, and infer on each scored batch):
+    its counts against NumPy's on the same values, a null, NaN and infinity among them, values <= -1 missing for
+    the log column, and empty text missing for the categorical one."""
     rng = np.random.default_rng(3)
     x = rng.normal(0, 1, 400)
-    x[::17] = np.nan
-    l = rng.lognormal(0, 1, 400) - 1.5  # some values <= -1: missing for log
+    x[::17], x[5], x[6] = np.nan, np.inf, -np.inf
+    l = rng.lognormal(0, 1, 400) - 1.5
     c = rng.choice(["a", "b", "c", "d", "", None], 400, p=[0.4, 0.2, 0.15, 0.15, 0.05, 0.05])
-    rows = [(i, float(x[i]), float(l[i]), None if c[i] is None else str(c[i]), i % 2) for i in range(400)]
-    df = spark.createDataFrame(rows, "id int, x double, l double, c string, y int")
+    rows = [(i, None if i == 7 else float(x[i]), float(l[i]), None if c[i] is None else str(c[i]), i % 2)
+            for i in range(400)]
+    df = spark.createDataFrame(rows, "id int, x double, l double, c string, y int").repartition(3)
     bins = ProfileBins({"x": NumericBins((-0.5, 0.0, 0.5), -1.0, 1.0, 1.0), "l": NumericBins((0.0, 1.0), -0.5, 2.0, 1.0)},
                        {"c": CategoryBins(("a", "b"), ("a", "b", "c"))})  # c: in the vocabulary, not tracked
-    found = read(SPEC, bins, df.agg(*aggregates(SPEC, bins)).first())
-    log_values = np.where(l > -1, l, np.nan)
+    found = tally_rows(df, SPEC, bins)
+    x[7] = np.nan
     assert found.rows == 400
-    want = numeric_counts(bins.numeric["x"], x)
-    assert (found.numeric["x"].below, found.numeric["x"].missing) == (want.below, want.missing)
-    assert found.numeric["x"].shortfall == pytest.approx(want.shortfall)
-    assert found.numeric["x"].over == pytest.approx(want.over)
-    assert found.numeric["l"].below == numeric_counts(bins.numeric["l"], log_values).below
-    assert found.numeric["l"].shortfall == pytest.approx(numeric_counts(bins.numeric["l"], log_values).shortfall)
-    assert found.numeric["l"].missing == int((l <= -1).sum())
+    for column, values in (("x", np.where(np.isfinite(x), x, np.nan)), ("l", np.where(l > -1, l, np.nan))):
+        want, got = numeric_counts(bins.numeric[column], values), found.numeric[column]
+        assert (got.below, got.missing, got.present) == (want.below, want.missing, want.present)
+        assert got.shortfall == pytest.approx(want.shortfall) and got.over == pytest.approx(want.over)
     present = [v for v in c if v not in (None, "")]
     assert found.categorical["c"] == CategoryCounts(len(c) - len(present), (present.count("a"), present.count("b")),
                                                     present.count("c"), present.count("d"))
 
 
+def test_a_sample_is_counted_as_its_rows_are(spark):
+    """With a fraction, the tally counts the sampled rows alone (about that share of them), exactly as NumPy
+    counts the same rows (the draws are the same in every job over partitions read in the same order)."""
+    from dlpipe.features.profile import SAMPLED, Tally, counting, accumulator, value_names, with_values
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1, 4000)
+    rows = [(i, float(x[i]), float(i % 5), "ab"[i % 2], i % 2) for i in range(4000)]
+    df = spark.createDataFrame(spark.sparkContext.parallelize(rows, 2), "id int, x double, l double, c string, y int")
+    bins = ProfileBins({"x": NumericBins((-0.5, 0.0, 0.5), -1.0, 1.0, 1.0), "l": NumericBins((2.0,), 0.0, 4.0, 1.0)},
+                       {"c": category_bins(("a", "b"))})
+    sampled = with_values(df, SPEC, fraction=0.25)
+    total = accumulator(spark.sparkContext, SPEC, bins)
+    sampled.select(*value_names(SPEC)).mapInArrow(counting(SPEC, bins, total), "counted int").write.format(
+        "noop").mode("overwrite").save()
+    found = total.value.profile()
+    kept = [r["id"] for r in sampled.where(F.col(SAMPLED)).select("id").collect()]
+    assert 800 < found.rows == len(kept) < 1200
+    want = numeric_counts(bins.numeric["x"], x[kept])
+    assert found.numeric["x"].below == want.below and found.numeric["x"].shortfall == pytest.approx(want.shortfall)
+    assert isinstance(total.value, Tally)
+
+
 RETRIED = """
 import json, sys
-import numpy as np
 from pyspark import TaskContext
-from pyspark.sql import Observation
 from pyspark.sql import functions as F
 from dlpipe.pipelines.config import Config, SparkConfig
 from dlpipe.pipelines.session import build_session
-from dlpipe.features.profile import aggregates, read
+from dlpipe.pipelines.infer import DriftTally
+from dlpipe.features.profile import tally_rows, value_names, with_values
 from tests.pipelines.test_drift import SPEC, retried_bins
 
 spark = build_session(Config(data_dir=sys.argv[1], spark=SparkConfig(master="local[2,3]", shuffle_partitions=2)))
-rows = [(i, float(i % 50) / 10, float(i % 7), "abc"[i % 3], i % 2) for i in range(20000)]
-df = spark.createDataFrame(rows, "id int, x double, l double, c string, y int").repartition(4)
+df = spark.range(0, 20000, numPartitions=4).selectExpr(  # partition 1: ids 5,000 to 9,999
+    "CAST(id AS int) AS id", "(id % 50) / 10.0 AS x", "CAST(id % 7 AS double) AS l",
+    "substr('abc', CAST(id % 3 AS int) + 1, 1) AS c", "CAST(id % 2 AS int) AS y")
+
+def passthrough(batches):
+    for batch in batches:
+        yield batch.select(["id"])
 
 @F.udf("int")
-def fail_first_attempt(i):
+def fail_once(i):
     context = TaskContext.get()
-    if context.partitionId() == 1 and context.attemptNumber() == 0 and i % 1000 == 999:
-        raise RuntimeError("injected failure")  # after some rows of the partition were counted
+    if context.partitionId() == 1 and context.attemptNumber() == 0 and i == 9999:
+        raise RuntimeError("injected failure")  # the partition's last row: its batches were all counted
     return i
 
-counts = Observation("profile")
-observed = df.observe(counts, *aggregates(SPEC, retried_bins())).withColumn("id", fail_first_attempt("id"))
-observed.write.format("delta").save(sys.argv[1] + "/out")
-got = read(SPEC, retried_bins(), counts.get)
-exact = read(SPEC, retried_bins(), df.agg(*aggregates(SPEC, retried_bins())).first())
-print(json.dumps({"observed": got.to_json(), "exact": exact.to_json()}))
+tally = DriftTally(spark, SPEC, retried_bins(), sample_rows=10**9)
+scored = with_values(df, SPEC).select("id", *value_names(SPEC)).mapInArrow(tally.counting(passthrough), "id int")
+scored.withColumn("id", fail_once("id")).write.format("delta").save(sys.argv[1] + "/out")
+exact = tally_rows(df, SPEC, retried_bins())
+print(json.dumps({"observed": tally.total.value.profile().to_json(), "exact": exact.to_json()}))
 """
 
 
@@ -155,16 +183,12 @@ def retried_bins() -> ProfileBins:
 
 
 def test_a_retried_task_is_counted_once(tmp_path):
-    """The profile is counted as Spark's observed metrics of the job that writes: a task that fails midway and
-    is retried adds its rows once (local[2,3]: three attempts per task)."""
+    """infer's tally is a Spark accumulator added to by the tasks of the job that writes: a task that counted
+    its rows, then failed and was retried, adds its rows once (local[2,3]: three attempts per task)."""
     out = subprocess.run([sys.executable, "-c", RETRIED, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "injected failure" in out.stderr  # the first attempt did fail
     found = json.loads(out.stdout.strip().splitlines()[-1])
     observed, exact = found["observed"], found["exact"]
-    assert exact["rows"] == observed["rows"] == 20000 and observed["categorical"] == exact["categorical"]
-    for column, counts in exact["numeric"].items():
-        got = observed["numeric"][column]
-        assert (got["below"], got["present"]) == (counts["below"], counts["present"])
-        assert got["shortfall"] == pytest.approx(counts["shortfall"], rel=1e-12)  # summed in another order
+    assert exact["rows"] == 20000 and observed == exact
