@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dlpipe.features.expressions import encoded_label
-from dlpipe.features.spec import FeatureSpec
+from dlpipe.features.spec import FeatureSpec, LabelSpec
 from dlpipe.features.split import assign_split
 from dlpipe.pipelines.binary_metrics import B_REG, BinaryMetrics, binary_metrics, sliced_binary_metrics
 from dlpipe.pipelines.config import Config
@@ -85,6 +85,7 @@ class EvaluateResult:
     plots: dict[str, str]
     ams: Significance | None = None
     slices: list[SliceMetrics] = field(default_factory=list)
+    title: str = ""  # what the plots show: model, run, split
 
 
 def latest_run_id(spark: SparkSession, table: str) -> str:
@@ -161,7 +162,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
     curves = {model: metrics.histogram, **({ec.reference_column: reference.histogram} if reference else {})}
     plots = {
         "roc": save_roc_curve(curves, folder / "roc.png", f"ROC: {title}"),
-        "scores": save_score_distributions(metrics.histogram, folder / "scores.png", f"scores: {title}", threshold),
+        "scores": save_score_distributions(metrics.histogram, folder / "scores.png", f"scores: {title}", threshold,
+                                           class_names(label_spec, physics=ec.event_weight is not None)),
         "calibration": save_calibration(metrics.histogram, folder / "calibration.png", f"calibration: {title}"),
     }
     significance = None
@@ -188,9 +190,18 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
     write_metrics(spark, spark.createDataFrame(rows, METRICS_SCHEMA), metrics_table, run_id)
     result = EvaluateResult(run_id, ec.split, metrics.rows, metrics.auc, metrics.accuracy, metrics.log_loss,
                             reference_auc, metrics_table, time.time() - started, metrics,
-                            {k: str(v) for k, v in plots.items()}, significance, slices)
+                            {k: str(v) for k, v in plots.items()}, significance, slices, title)
     print(summary(result, ec.reference_column, weight, ec.slice_auc_margin))
     return result
+
+
+def class_names(label: LabelSpec, physics: bool = False) -> tuple[str, str]:
+    """How the plots name the negative and the positive class: by the label spec's values (``delayed = yes``,
+    ``label = 1``), as signal and background only for a physics sample (``evaluate.event_weight``)."""
+    positive = "1" if label.positive is None else label.positive
+    negative = ("0" if label.positive is None else f"not {label.positive}") if label.negative is None else label.negative
+    names = (f"{label.column} = {negative}", f"{label.column} = {positive}")
+    return (f"{names[0]} (background)", f"{names[1]} (signal)") if physics else names
 
 
 def slice_results(specs: tuple[tuple[str, ...], ...], found: dict[str, dict[str, BinaryMetrics]], overall_auc: float,
@@ -318,7 +329,8 @@ def outputs(cfg: Config, result: EvaluateResult) -> StageOutputs:
              "auc": None if math.isnan(s.metrics.auc) else s.metrics.auc, "accuracy": s.metrics.accuracy,
              "log_loss": s.metrics.log_loss, "flagged": s.flagged} for s in result.slices]})
     return StageOutputs([{"kind": "table", "role": "metrics", "name": result.table, "run_id": result.run_id},
-                         {"kind": "plots", "name": "evaluation", "run_id": result.run_id, **result.plots}, *sliced],
+                         {"kind": "plots", "name": "evaluation", "run_id": result.run_id, **result.plots,
+                          "title": result.title}, *sliced],
                         result.rows, metrics)
 
 

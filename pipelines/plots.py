@@ -4,6 +4,7 @@ Matplotlib runs with its file-only Agg backend: the jobs run on servers without 
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from dlpipe.pipelines.binary_metrics import ScoreHistogram
@@ -19,25 +20,56 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+    fit_titles(fig)
     fig.savefig(path, dpi=100)
     _pyplot().close(fig)
     return path
 
 
+def titles(fig) -> list:
+    """The figure's title texts: its axes' titles and its suptitle."""
+    found = [ax.title for ax in fig.axes if ax.get_title()]
+    return found + ([fig._suptitle] if getattr(fig, "_suptitle", None) is not None else [])
+
+
+def outside(fig, text) -> bool:
+    """Whether ``text`` reaches past the figure's left or right edge (where a saved PNG cuts it)."""
+    box = text.get_window_extent(fig.canvas.get_renderer())
+    return box.x0 < 0 or box.x1 > fig.bbox.width
+
+
+def fit_titles(fig) -> None:
+    """Lay the figure out, wrapping each title onto more lines until none reaches past the figure's edges (a
+    long model name and run id once cut the ROC title to "validation s")."""
+    words = {id(t): t.get_text().replace("\n", " ") for t in titles(fig)}
+    widths = {key: len(text) for key, text in words.items()}
+    for _ in range(12):
+        fig.tight_layout()
+        wide = [t for t in titles(fig) if outside(fig, t) and widths[id(t)] > 12]
+        if not wide:
+            return
+        for t in wide:
+            widths[id(t)] = int(widths[id(t)] * 0.8)
+            t.set_text(textwrap.fill(words[id(t)], widths[id(t)]))
+
+
 def save_training_curves(history: dict, path: Path, title: str) -> Path:
-    """Loss and AUC per epoch, training against validation, as a PNG."""
+    """Loss and AUC per epoch, training against validation, as a PNG the size of the evaluation plots."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "auc")):
-        for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, metric, name in zip(axes, ("loss", "auc"), ("loss", "AUC")):
+        for key, style, split in ((metric, "-o", "training"), (f"val_{metric}", "--s", "validation")):
             if history.get(key):
-                ax.plot(range(1, len(history[key]) + 1), history[key], style, label=key)
+                ax.plot(range(1, len(history[key]) + 1), history[key], style, label=split)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} per epoch", fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=11)
     return _save(fig, path)
 
 
@@ -58,14 +90,14 @@ def save_roc_curve(curves: dict[str, ScoreHistogram], path: Path, title: str) ->
 
 
 def save_score_distributions(histogram: ScoreHistogram, path: Path, title: str, threshold: float,
-                             groups: int = 50) -> Path:
-    """The score distribution of each class, each normalised to unit area (signal against background)."""
+                             classes: tuple[str, str] = ("0", "1"), groups: int = 50) -> Path:
+    """The score distribution of each class, each normalised to unit area; ``classes``: the names of the
+    negative and the positive class."""
     plt = _pyplot()
     coarse = histogram.merged(groups)
     widths = coarse.edges[1:] - coarse.edges[:-1]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for counts, name, color in ((coarse.negatives, "negative (background)", "tab:blue"),
-                                (coarse.positives, "positive (signal)", "tab:red")):
+    for counts, name, color in ((coarse.negatives, classes[0], "tab:blue"), (coarse.positives, classes[1], "tab:red")):
         total = counts.sum()
         if total > 0:
             ax.stairs(counts / (total * widths), coarse.edges, label=f"{name}, weight {total:,.0f}",

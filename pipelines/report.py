@@ -132,9 +132,10 @@ def figures(stages: dict[str, StageRecord]) -> tuple[str, int]:
     plots = _output(stages, "evaluate", "plots")
     titles = (("roc", "ROC curve"), ("scores", "score distribution per class"), ("calibration", "calibration"),
               ("ams", "approximate median significance against the score threshold"))
+    of = f": {plots['title']}" if plots and plots.get("title") else ""
     for kind, title in titles:
         if plots and plots.get(kind) and Path(plots[kind]).is_file():
-            shown.append(_image(Path(plots[kind]), title))
+            shown.append(_image(Path(plots[kind]), title + of))
     return '<div class="figures">' + "\n".join(shown) + "</div>", len(shown)
 
 
@@ -177,6 +178,18 @@ def drift_section(stages: dict[str, StageRecord]) -> tuple[str, int]:
     return "<h2>Drift</h2>\n" + text, len(images)
 
 
+# The config sections each stage reads: a run's report shows those of the stages it ran, and the top-level keys.
+SECTIONS = {"generate": ("generate",), "featurize": ("featurize",), "train": ("featurize", "train"),
+            "infer": ("train", "infer"), "evaluate": ("featurize", "train", "infer", "evaluate")}
+OTHER_SECTIONS = ("generate", "featurize", "train", "infer", "evaluate", "tune", "sql_server")
+
+
+def used_config(config: dict, stages) -> dict:
+    """``config`` without the sections no stage of the run read."""
+    used = {section for stage in stages for section in SECTIONS.get(stage, ())}
+    return {key: value for key, value in config.items() if key not in OTHER_SECTIONS or key in used}
+
+
 def render(cfg: Config, run_id: str, entries: list[StageRecord]) -> tuple[str, int]:
     latest = latest_per_stage(entries)
     stages = {s: r for s in STAGES for r in sorted(latest, key=lambda e: e.started_at) if r.stage == s}
@@ -211,7 +224,8 @@ def render(cfg: Config, run_id: str, entries: list[StageRecord]) -> tuple[str, i
 {feature_summary(stages)}
 {drifted}
 <h2>Config</h2>
-<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>
+<p>The sections the stages of this run read (the whole config is in the runs table).</p>
+<pre>{html.escape(yaml.safe_dump(used_config(config, stages), sort_keys=False))}</pre>
 {_SCRIPT}
 </body></html>
 """

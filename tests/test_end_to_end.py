@@ -373,8 +373,12 @@ def test_report_renders_in_chromium(spark, pipeline_run, killed_and_resumed_run,
     assert f"AUC {metrics['auc']:.4f}" in dom and f"{ROWS:,} rows scored" in dom
     for text in ("train_rows", "Missing values per column", "learning_rate", "evaluate",
                  "approximate median significance", "<h2>Drift</h2>", "None crossed its threshold.",
-                 "training and scored distributions"):
-        assert text in dom
+                 "training and scored distributions", "<h2>Slices</h2>", "detector_region=barrel",
+                 "ROC curve: higgs_mlp v2, run e2e-model2, validation split",
+                 "calibration: higgs_mlp v2, run e2e-model2, validation split"):
+        assert text in dom, text
+    config = dom[dom.index("<h2>Config</h2>"):]
+    assert "featurize:" in config and "evaluate:" in config and "sql_server:" not in config and "tune:" not in config
     shot = data_dir / "runs" / "e2e-model2" / "report.png"
     subprocess.run([*browser, "--window-size=1200,2000", f"--screenshot={shot}", page.as_uri()],
                    capture_output=True, timeout=120)
@@ -384,3 +388,39 @@ def test_report_renders_in_chromium(spark, pipeline_run, killed_and_resumed_run,
     assert unknown.returncode == 1
     assert unknown.stderr.strip().splitlines()[-1] == (
         "dlpipe report: error: no run no-such-run in dlpipe.runs: see `dlpipe runs` for the run ids")
+
+
+def test_an_alias_names_the_version_a_scheduled_infer_scores_with(spark, pipeline_run, killed_and_resumed_run):
+    """`dlpipe models promote` points production at v1; a scheduled infer with infer.model_version: production
+    scores with v1 and says so; the alias moves to v2 (history kept, lineage and `dlpipe models` show it); an
+    alias that names nothing fails in one line."""
+    data_dir, _ = pipeline_run
+    promoted = dlpipe("models", "promote", "higgs_mlp", "v1", "--alias", "production", data_dir=data_dir)
+    assert "models: higgs_mlp alias production -> v1, set by " in promoted.stdout
+    out = dlpipe("run", "--stages", "infer", "--run-id", "e2e-alias", "--date", DATE, data_dir=data_dir,
+                 infer__model_version="production")
+    assert "with higgs_mlp v1 (alias production)" in out.stdout
+    warehouse = data_dir / "warehouse" / "dlpipe.db"
+    scored = spark.read.format("delta").load(str(warehouse / "predictions")).where(F.col("run_id") == "e2e-alias")
+    assert [tuple(r) for r in scored.groupBy("model_version").count().collect()] == [("v1", ROWS)]
+
+    moved = dlpipe("models", "promote", "higgs_mlp", "2", "--alias", "production", data_dir=data_dir)
+    assert "models: higgs_mlp alias production -> v2 (was v1)" in moved.stdout
+    history = spark.read.format("delta").load(str(warehouse / "model_aliases")).orderBy("moved_at").collect()
+    assert [(r["model_version"], r["previous_version"]) for r in history] == [("v1", None), ("v2", "v1")]
+    listing = dlpipe("models", "higgs_mlp", data_dir=data_dir).stdout
+    table = [[c.strip() for c in line.split("|")[1:-1]] for line in listing.splitlines()
+             if line.startswith("| higgs_mlp ")]
+    rows = {cells[1]: cells for cells in table}
+    assert set(rows) == {"v1", "v2"} and rows["v2"][7] == "production" and rows["v1"][7] == ""
+    assert rows["v1"][3] == "e2e-1" and rows["v1"][4] == "dlpipe.features version 0, artifact v1"
+    assert 0.5 < float(rows["v1"][5]) < 1
+    tree = dlpipe("lineage", "higgs_mlp", "--version", "production", data_dir=data_dir).stdout
+    assert "model higgs_mlp v2 (aliases production)  <- train, run e2e-model2" in tree
+
+    unknown = dlpipe("infer", "--run-id", "e2e-staging", data_dir=data_dir, ok=False, infer__model_version="staging")
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().splitlines()[-1] == (
+        "dlpipe infer: error: model higgs_mlp has no alias 'staging' (its aliases: production): point it at a "
+        "version with `dlpipe models promote higgs_mlp VERSION --alias staging`, or set infer.model_version to a "
+        "version")
