@@ -91,9 +91,9 @@ def resolve(spark: SparkSession, cfg: Config, name: str, wanted: str | None) -> 
 
 def promote(spark: SparkSession, cfg: Config, name: str, version: str, alias: str) -> AliasMove:
     """Point ``alias`` of model ``name`` at ``version`` (which must exist), recording who moved it and when."""
-    if not ALIAS.match(alias) or VERSION.match(alias):
+    if not ALIAS.match(alias) or VERSION.match(alias) or alias == "latest":
         raise PipelineError(f"alias {alias!r} is not a name: use lowercase letters, digits, - and _, starting with a "
-                            "letter, and not a version such as v3")
+                            "letter, and neither a version such as v3 nor latest (which names the latest version)")
     version = f"v{version}" if version.isdigit() else version
     if not VERSION.match(version):
         raise PipelineError(f"{version!r} is not a model version: give one such as v3 (see `dlpipe models {name}`)")

@@ -536,10 +536,13 @@ class InferConfig:
                  f"must be in (0, 1) or auto, got {self.threshold!r}")
         if isinstance(self.model_version, int) and self.model_version > 0:
             object.__setattr__(self, "model_version", f"v{self.model_version}")
+        if self.model_version == "latest":
+            object.__setattr__(self, "model_version", None)
         version = self.model_version
         _require(version is None or (isinstance(version, str) and bool(re.match(r"^(v[1-9][0-9]*|[a-z][a-z0-9_-]*)$",
                                                                                    version))),
-                 "model_version", f"must be a version such as v3 (or 3) or an alias such as production, got {version!r}")
+                 "model_version", "must be a version such as v3 (or 3), an alias such as production, or latest, got "
+                 f"{version!r}")
         _require(self.feature_version is None or bool(re.match(r"^v[1-9][0-9]*$", self.feature_version)),
                  "feature_version", f"must be a version such as v1, got {self.feature_version!r}")
         _require(len(set(self.partition_by)) == len(self.partition_by), "partition_by",

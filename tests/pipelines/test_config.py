@@ -50,6 +50,7 @@ def test_layers_override_in_order(conf_dir):
          "momentum, num_proc, optimizer, pin_cpus, sample_weight, seed, start_timeout_s, use_gpu, warmup_epochs)"),
         ("trian:\n  epochs: 3\n",
          "{p}: unknown key trian (valid keys here: data_dir, database, evaluate, featurize, generate, infer, metastore, "
+         "model_aliases_table, "
          "namespace, runs_table, spark, sql_server, stages, train, tune)"),
         ("train:\n  batch_size: -5\n", "{p}: train.batch_size: must be greater than 0, got -5"),
         ("metastore:\n  url: jdbc:mysql://db/m\n", "{p}: metastore.url: must be a PostgreSQL JDBC URL such as "
@@ -153,7 +154,9 @@ def test_layers_override_in_order(conf_dir):
          "the index encoding of 'c'; rename the input column or drop one of them from the spec"),
         ("featurize:\n  label: y\n  numeric: [y]\n",
          "{p}: featurize.numeric: the label column 'y' cannot also be a feature"),
-        ("infer:\n  model_version: latest\n", "{p}: infer.model_version: must be a version such as v1, got 'latest'"),
+        ("infer:\n  model_version: V3!\n",
+         "{p}: infer.model_version: must be a version such as v3 (or 3), an alias such as production, or latest, "
+         "got 'V3!'"),
         ("infer:\n  partition_by: [run_date, run_date]\n",
          "{p}: infer.partition_by: names a column twice: ['run_date', 'run_date']"),
         ("infer:\n  partition_by: [score]\n",
