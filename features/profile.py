@@ -10,10 +10,11 @@ Both are counts over bins that the training split fixes (``ProfileBins``):
   values outside it (never seen in training, or too rare to get an id);
 - every column: its missing values (as ``numeric_value`` and ``categorical_value`` read them).
 
-Spark hands the values (``value_columns``: the numeric ones packed in one list) to Python as Arrow batches, where a
-``Tally`` counts them with NumPy and pyarrow: per value a binary search over about 11 cuts and a vectorised hash
-lookup, instead of hundreds of conditional aggregates per row in the JVM (5x slower than scoring itself, measured).
-Tallies add up, so each task keeps one and Spark merges them as an accumulator.
+Spark hands the values (``with_values``: the numeric ones packed in one list) to Python as Arrow batches, where a
+``Tally`` counts them with NumPy and pyarrow: per value a binary search over about 11 cuts, or a vectorised hash
+lookup. The same counts as Spark aggregates (about 660 conditional counts and sums per row for the demo's 31
+columns) took 4x longer than scoring the rows. Tallies add up, so each task keeps one and Spark merges them as an
+accumulator. A large input is profiled on a uniform sample of its rows (``with_values``' fraction).
 """
 from __future__ import annotations
 
