@@ -11,7 +11,8 @@
 4. One ``groupBy`` over the exploded categorical values of all categorical columns: counts per value and split
    (missing values included). Ranking, ``min_count`` and ``top_k`` run in Spark; only the kept values (and per-column totals) reach the driver.
 5. One pass over the training split for its drift profile (``features.profile``): counts over bins that passes 2
-   and 4 fixed, made in Spark's Python workers as infer makes them.
+   and 4 fixed, made in Spark's Python workers as infer makes them (on a sample of a split of over a million
+   rows).
 
 Only small statistics are collected to the driver; no input row ever is.
 """
@@ -31,7 +32,7 @@ from dlpipe.features.expressions import (
     out_of_log_domain,
 )
 from dlpipe.features.fitted import DEFAULT_QUANTILE_ERROR, FittedFeatures, NumericStats, Vocabulary
-from dlpipe.features.profile import DECILES, Profile, TrainingProfile, numeric_bins, tally_rows
+from dlpipe.features.profile import DECILES, TRAINING_SAMPLE, Profile, TrainingProfile, numeric_bins, tally_rows
 from dlpipe.features.spec import CategoricalFeature, DatetimeFeature, FeatureSpec, NumericFeature
 from dlpipe.spark_settings import spark_settings
 
@@ -275,12 +276,14 @@ def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: 
 def _training_profile(train: DataFrame, fitted: FittedFeatures, first: dict[tuple, object],
                       deciles: dict[str, list[float]]) -> TrainingProfile:
     """Pass 5: the training split's drift profile (``features.profile``) over bins made from its deciles, range
-    and deviation (of the values before clipping) and its vocabularies."""
+    and deviation (of the values before clipping) and its vocabularies; beyond ``TRAINING_SAMPLE`` training rows,
+    on a uniform sample of about that many."""
     numeric = {f.column: numeric_bins(deciles.get(f.column, []), _finite_or_none(first["min", f.column]),
                                       _finite_or_none(first["max", f.column]), _finite_or_none(first["std", f.column]))
                for f in fitted.spec.numeric}
     bins = TrainingProfile(numeric, Profile(0, {}, {})).bins(fitted.vocabularies)
-    return TrainingProfile(numeric, tally_rows(train, fitted.spec, bins))
+    fraction = min(1.0, TRAINING_SAMPLE / max(fitted.train_rows, 1))
+    return TrainingProfile(numeric, tally_rows(train, fitted.spec, bins, fraction))
 
 
 # ------------------------------------------------------------------------------------------------ numeric

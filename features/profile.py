@@ -29,6 +29,7 @@ from dlpipe.features.spec import FeatureSpec
 
 DECILES = tuple(i / 10 for i in range(1, 10))  # a numeric column's bins: the training deciles
 TRACKED = 20  # a categorical column's most frequent values counted one by one
+TRAINING_SAMPLE = 1_000_000  # a larger training split is profiled on a uniform sample of about this many rows
 
 
 @dataclass(frozen=True)
@@ -279,11 +280,11 @@ def accumulator(context, spec: FeatureSpec, bins: ProfileBins):
     return context.accumulator(Tally(spec, bins), Adding())
 
 
-def tally_rows(df: DataFrame, spec: FeatureSpec, bins: ProfileBins) -> Profile:
-    """The profile of every row of ``df`` (featurize: the training split), counted as ``infer`` counts: in
-    Spark's Python workers, merged through an ``accumulator``."""
+def tally_rows(df: DataFrame, spec: FeatureSpec, bins: ProfileBins, fraction: float = 1.0) -> Profile:
+    """The profile of the rows of ``df`` (featurize: the training split), or of a ``fraction`` of them, counted as
+    ``infer`` counts: in Spark's Python workers, merged through an ``accumulator``."""
     total = accumulator(df.sparkSession.sparkContext, spec, bins)
-    with_values(df, spec).select(*value_names(spec)).mapInArrow(counting(spec, bins, total), "counted int").write.format(
+    with_values(df, spec, fraction).select(*value_names(spec)).mapInArrow(counting(spec, bins, total), "counted int").write.format(
         "noop").mode("overwrite").save()
     return total.value.profile()
 
