@@ -3,16 +3,15 @@
 1. One aggregation over all rows: rows and label classes per split; for every numeric column (and every datetime
    part) the present values per split and the training split's min, max, mean and standard deviation, plus the
    moments of log1p(value) for ``log`` columns.
-2. One aggregation of approximate quantiles over the training rows (``percentile_approx``, rank error
-   ``quantile_error``): every numeric column's deciles, and the quantiles of ``robust``, ``ple``,
-   ``missing: median`` and ``clip``.
+2. Only when some column needs quantiles (``robust``, ``ple``, ``missing: median``, ``clip``): one aggregation of
+   approximate quantiles over the training rows (``percentile_approx``, rank error ``quantile_error``).
 3. Only when some column clips and needs moments: one aggregation of the clipped values' mean and deviation
    (quantiles, min and max of clipped values follow from the unclipped ones, since clipping is monotone).
 4. One ``groupBy`` over the exploded categorical values of all categorical columns: counts per value and split
    (missing values included). Ranking, ``min_count`` and ``top_k`` run in Spark; only the kept values (and per-column totals) reach the driver.
-5. One pass over the training split for its drift profile (``features.profile``): counts over bins that passes 2
-   and 4 fixed, made in Spark's Python workers as infer makes them (on a sample of a split of over a million
-   rows).
+5. For the training split's drift profile (``features.profile``), over the split or, beyond a million rows, a
+   uniform sample of about a million: the numeric columns' deciles, then counts over the bins the deciles and
+   pass 4's vocabularies fix, made in Spark's Python workers as infer makes them.
 
 Only small statistics are collected to the driver; no input row ever is.
 """
@@ -32,7 +31,8 @@ from dlpipe.features.expressions import (
     out_of_log_domain,
 )
 from dlpipe.features.fitted import DEFAULT_QUANTILE_ERROR, FittedFeatures, NumericStats, Vocabulary
-from dlpipe.features.profile import DECILES, TRAINING_SAMPLE, Profile, TrainingProfile, numeric_bins, tally_rows
+from dlpipe.features.profile import (DECILES, PROFILE_SEED, TRAINING_SAMPLE, Profile, TrainingProfile, numeric_bins,
+                                    tally_rows)
 from dlpipe.features.spec import CategoricalFeature, DatetimeFeature, FeatureSpec, NumericFeature
 from dlpipe.spark_settings import spark_settings
 
@@ -190,7 +190,7 @@ def fit_features(
         if f.transform == "log" and f.missing == "constant" and f.fill_value <= -1:
             raise FeatureError(f"column {f.column!r}: the fill value {f.fill_value} is <= -1, outside log1p's domain")
 
-    quantiles, deciles = _quantiles(df, spec, is_train, accuracy)
+    quantiles = _quantiles(df, spec, is_train, accuracy)
     clipped = _clipped_moments(df, spec, present, quantiles, is_train)
     clipped.update(_rescaled_moments(df, spec, profile, present, quantiles, clipped, is_train))
     numeric = {f.column: _numeric_stats(f, profile, quantiles.get(f.column), clipped.get(f.column), present[f.column],
@@ -210,7 +210,7 @@ def fit_features(
         quantile_error=quantile_error,
     )
     fitted = dataclasses.replace(fitted, training_profile=_training_profile(df.where(is_train), fitted, profile,
-                                                                             deciles))
+                                                                             accuracy))
     report = FitReport(rows, {s: profile["positives", s] for s in splits}, missing, other, unseen)
     return fitted, report
 
@@ -274,16 +274,22 @@ def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: 
 
 
 def _training_profile(train: DataFrame, fitted: FittedFeatures, first: dict[tuple, object],
-                      deciles: dict[str, list[float]]) -> TrainingProfile:
-    """Pass 5: the training split's drift profile (``features.profile``) over bins made from its deciles, range
-    and deviation (of the values before clipping) and its vocabularies; beyond ``TRAINING_SAMPLE`` training rows,
-    on a uniform sample of about that many."""
-    numeric = {f.column: numeric_bins(deciles.get(f.column, []), _finite_or_none(first["min", f.column]),
-                                      _finite_or_none(first["max", f.column]), _finite_or_none(first["std", f.column]))
-               for f in fitted.spec.numeric}
-    bins = TrainingProfile(numeric, Profile(0, {}, {})).bins(fitted.vocabularies)
+                      accuracy: int) -> TrainingProfile:
+    """Pass 5 and 6, over the training split (beyond ``TRAINING_SAMPLE`` rows, a uniform sample of about that
+    many): the numeric columns' deciles, then the split's drift profile (``features.profile``) over bins made of
+    the deciles, the range and deviation of pass 1 (values before clipping) and the vocabularies."""
+    spec = fitted.spec
     fraction = min(1.0, TRAINING_SAMPLE / max(fitted.train_rows, 1))
-    return TrainingProfile(numeric, tally_rows(train, fitted.spec, bins, fraction))
+    rows = train.where(F.rand(PROFILE_SEED) < F.lit(fraction)) if fraction < 1.0 else train
+    deciles = _Aggregates()
+    for f in spec.numeric:
+        deciles.add((f.column,), F.percentile_approx(numeric_value(f), list(DECILES), accuracy))
+    deciles.run(rows)
+    numeric = {f.column: numeric_bins(deciles[f.column,] or [], _finite_or_none(first["min", f.column]),
+                                      _finite_or_none(first["max", f.column]), _finite_or_none(first["std", f.column]))
+               for f in spec.numeric}
+    bins = TrainingProfile(numeric, Profile(0, {}, {})).bins(fitted.vocabularies)
+    return TrainingProfile(numeric, tally_rows(rows, spec, bins))
 
 
 # ------------------------------------------------------------------------------------------------ numeric
@@ -312,26 +318,20 @@ def _needs_moments(f: NumericFeature) -> bool:
     return f.transform in ("standard", "log") or f.missing == "mean"
 
 
-def _quantiles(df: DataFrame, spec: FeatureSpec, is_train: Column,
-               accuracy: int) -> tuple[dict[str, list[float] | None], dict[str, list[float]]]:
-    """The quantiles each column needs (``NumericFeature.quantiles``), and every column's deciles (the bins of
-    its drift profile, ``features.profile``), in one pass over the training rows.
+def _quantiles(df: DataFrame, spec: FeatureSpec, is_train: Column, accuracy: int) -> dict[str, list[float] | None]:
+    """The quantiles each column needs (``NumericFeature.quantiles``), in one pass over the training rows.
 
     A pass of its own: ``percentile_approx`` is an object aggregate, and one in an ``agg`` takes the whole
     aggregation off Spark's generated code (several times slower for the simple aggregates beside it).
     """
-    if not spec.numeric:
-        return {}, {}
-    wanted = {f.column: sorted(set(f.quantiles()) | set(DECILES)) for f in spec.numeric}
+    columns = [f for f in spec.numeric if f.quantiles()]
+    if not columns:
+        return {}
     aggs = _Aggregates()
-    for f in spec.numeric:
-        aggs.add((f.column,), F.percentile_approx(numeric_value(f), wanted[f.column], accuracy))
+    for f in columns:
+        aggs.add((f.column,), F.percentile_approx(numeric_value(f), list(f.quantiles()), accuracy))
     aggs.run(df.where(is_train))
-    found = {f.column: dict(zip(wanted[f.column], aggs[f.column,] or [])) for f in spec.numeric}
-    needed = {f.column: [found[f.column][q] for q in f.quantiles()] if found[f.column] else None
-              for f in spec.numeric if f.quantiles()}
-    deciles = {c: [v for q, v in by_q.items() if q in DECILES] for c, by_q in found.items()}
-    return needed, deciles
+    return {f.column: aggs[f.column,] for f in columns}
 
 
 def _clipped_moments(df: DataFrame, spec: FeatureSpec, present: dict[str, int], quantiles: dict,

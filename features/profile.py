@@ -11,8 +11,8 @@ Both are counts over bins that the training split fixes (``ProfileBins``):
 - every column: its missing values (as ``numeric_value`` and ``categorical_value`` read them).
 
 Spark hands the values (``with_values``: the numeric ones packed in one list) to Python as Arrow batches, where a
-``Tally`` counts them with NumPy and pyarrow: per value a binary search over about 11 cuts, or a vectorised hash
-lookup. The same counts as Spark aggregates (about 660 conditional counts and sums per row for the demo's 31
+``Tally`` counts them with NumPy and pyarrow: per value a binary search over about 11 cuts, or a lookup of each
+distinct value of a batch. The same counts as Spark aggregates (about 660 conditional counts and sums per row for the demo's 31
 columns) took 4x longer than scoring the rows. Tallies add up, so each task keeps one and Spark merges them as an
 accumulator. A large input is profiled on a uniform sample of its rows (``with_values``' fraction).
 """
@@ -30,6 +30,7 @@ from dlpipe.features.spec import FeatureSpec
 DECILES = tuple(i / 10 for i in range(1, 10))  # a numeric column's bins: the training deciles
 TRACKED = 20  # a categorical column's most frequent values counted one by one
 TRAINING_SAMPLE = 1_000_000  # a larger training split is profiled on a uniform sample of about this many rows
+PROFILE_SEED = 0             # the seed of the rows' draws into a sample
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def category_column(i: int) -> str:
 SAMPLED = "__profile_sampled"  # whether the row is counted (with its values) or not (values null)
 
 
-def with_values(df: DataFrame, spec: FeatureSpec, fraction: float = 1.0, seed: int = 0) -> DataFrame:
+def with_values(df: DataFrame, spec: FeatureSpec, fraction: float = 1.0, seed: int = PROFILE_SEED) -> DataFrame:
     """``df`` with the columns a ``Tally`` reads (``value_names``): whether the row is in the profile's sample (a
     ``fraction`` of the rows, drawn per partition from ``seed``; a retried task may draw other rows, and its
     failed attempt counts nothing), and for sampled rows the numeric values (null where missing) in one list and
@@ -196,15 +197,19 @@ class Tally:
         self.buckets = [np.zeros(len(bins.categorical[c].tracked) + 2, dtype=np.int64) for c in self.categorical]
         self.categorical_missing = np.zeros(len(self.categorical), dtype=np.int64)
         self._cuts = [np.array(bins.numeric[c].cuts) for c in self.numeric]
-        self._vocabularies = None  # pyarrow arrays, made where the batches are counted
+        self._names = value_names(spec)
+        self._buckets = None  # per categorical column, value -> bucket; made where the batches are counted
 
     def add(self, batch) -> None:
-        """Count one Arrow record batch holding ``value_names`` columns."""
+        """Count the sampled rows of an Arrow record batch holding the ``value_names`` columns (and others)."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
-        if batch.num_rows and batch.column(SAMPLED).false_count:
-            batch = batch.filter(batch.column(SAMPLED))
+        if batch.num_rows == 0:
+            return
+        sampled = batch.column(SAMPLED)
+        batch = pa.RecordBatch.from_arrays([batch.column(c) for c in self._names], names=self._names)
+        if sampled.false_count:
+            batch = batch.filter(sampled)
         n = batch.num_rows
         if n == 0:
             return
@@ -219,15 +224,18 @@ class Tally:
                 at = np.searchsorted(cuts, present, side="right")  # cuts at or below each value
                 self.counts[j] += np.bincount(at, minlength=len(cuts) + 1)
                 self.sums[j] += np.bincount(at, weights=present, minlength=len(cuts) + 1)
-        if self._vocabularies is None:
-            self._vocabularies = [pa.array(self.bins.categorical[c].vocabulary, type=pa.string())
-                                  for c in self.categorical]
-        for j, vocabulary in enumerate(self._vocabularies):
+        if self._buckets is None:  # value -> bucket: a tracked value's rank, the rest of the vocabulary
+            self._buckets = []
+            for c in self.categorical:
+                b = self.bins.categorical[c]
+                self._buckets.append({v: min(i, len(b.tracked)) for i, v in enumerate(b.vocabulary)})
+        for j, buckets in enumerate(self._buckets):
             column = batch.column(category_column(j))
-            tracked = len(self.bins.categorical[self.categorical[j]].tracked)
-            ids = pc.fill_null(pc.index_in(column, value_set=vocabulary), -1).to_numpy(zero_copy_only=False)
-            bucket = np.where(ids < 0, tracked + 1, np.minimum(ids, tracked))
-            self.buckets[j] += np.bincount(bucket, minlength=tracked + 2)
+            outside = len(self.buckets[j]) - 1
+            encoded = column.dictionary_encode()  # each distinct value of the batch looked up once
+            of_value = np.array([buckets.get(v, outside) for v in encoded.dictionary.to_pylist()] + [outside])
+            ids = encoded.indices.fill_null(len(of_value) - 1).to_numpy(zero_copy_only=False)
+            self.buckets[j] += np.bincount(of_value[ids], minlength=outside + 1)
             self.categorical_missing[j] += column.null_count
 
     def __add__(self, other: "Tally") -> "Tally":
@@ -239,11 +247,11 @@ class Tally:
         out.numeric_missing = self.numeric_missing + other.numeric_missing
         out.buckets = [a + b for a, b in zip(self.buckets, other.buckets)]
         out.categorical_missing = self.categorical_missing + other.categorical_missing
-        out._vocabularies = None
+        out._buckets = None
         return out
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_vocabularies": None}
+        return {**self.__dict__, "_buckets": None}
 
     def profile(self) -> Profile:
         numeric = {}
@@ -280,11 +288,11 @@ def accumulator(context, spec: FeatureSpec, bins: ProfileBins):
     return context.accumulator(Tally(spec, bins), Adding())
 
 
-def tally_rows(df: DataFrame, spec: FeatureSpec, bins: ProfileBins, fraction: float = 1.0) -> Profile:
-    """The profile of the rows of ``df`` (featurize: the training split), or of a ``fraction`` of them, counted as
-    ``infer`` counts: in Spark's Python workers, merged through an ``accumulator``."""
+def tally_rows(df: DataFrame, spec: FeatureSpec, bins: ProfileBins) -> Profile:
+    """The profile of the rows of ``df`` (featurize: the training split or a sample of it), counted as ``infer``
+    counts: in Spark's Python workers, merged through an ``accumulator``."""
     total = accumulator(df.sparkSession.sparkContext, spec, bins)
-    with_values(df, spec, fraction).select(*value_names(spec)).mapInArrow(counting(spec, bins, total), "counted int").write.format(
+    with_values(df, spec).select(*value_names(spec)).mapInArrow(counting(spec, bins, total), "counted int").write.format(
         "noop").mode("overwrite").save()
     return total.value.profile()
 

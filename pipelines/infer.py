@@ -378,6 +378,12 @@ def drift_tally(spark: SparkSession, model: ScoringModel, settings: DriftConfig)
     profile to compare with."""
     if not settings.enabled or model.fitted.training_profile is None:
         return None
+    profiled = [f.column for f in (*model.fitted.spec.numeric, *model.fitted.spec.categorical)]
+    unknown = sorted(set(settings.features) - set(profiled))
+    if unknown:
+        raise PipelineError(f"infer.drift.features names {', '.join(unknown)}, which feature artifact "
+                            f"{model.feature_table}/{model.feature_version} does not compare (its numeric and "
+                            f"categorical features: {', '.join(profiled)}): fix the name")
     return DriftTally(spark, model.fitted.spec, model.fitted.profile_bins, settings.sample_rows)
 
 
