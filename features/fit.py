@@ -31,7 +31,7 @@ from dlpipe.features.expressions import (
     out_of_log_domain,
 )
 from dlpipe.features.fitted import DEFAULT_QUANTILE_ERROR, FittedFeatures, NumericStats, Vocabulary
-from dlpipe.features.profile import (DECILES, PROFILE_SEED, TRAINING_SAMPLE, Profile, TrainingProfile, numeric_bins,
+from dlpipe.features.profile import (DECILES, TRAINING_SAMPLE, Profile, TrainingProfile, in_sample, numeric_bins,
                                     tally_rows)
 from dlpipe.features.spec import CategoricalFeature, DatetimeFeature, FeatureSpec, NumericFeature
 from dlpipe.spark_settings import spark_settings
@@ -280,7 +280,7 @@ def _training_profile(train: DataFrame, fitted: FittedFeatures, first: dict[tupl
     the deciles, the range and deviation of pass 1 (values before clipping) and the vocabularies."""
     spec = fitted.spec
     fraction = min(1.0, TRAINING_SAMPLE / max(fitted.train_rows, 1))
-    rows = train.where(F.rand(PROFILE_SEED) < F.lit(fraction)) if fraction < 1.0 else train
+    rows = train.where(in_sample(spec, fraction)) if fraction < 1.0 else train
     deciles = _Aggregates()
     for f in spec.numeric:
         deciles.add((f.column,), F.percentile_approx(numeric_value(f), list(DECILES), accuracy))

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from dlpipe.features.expressions import categorical_value, numeric_value
@@ -166,14 +166,24 @@ SAMPLED = "__profile_sampled"  # whether the row is counted (with its values) or
 
 def with_values(df: DataFrame, spec: FeatureSpec, fraction: float = 1.0, seed: int = PROFILE_SEED) -> DataFrame:
     """``df`` with the columns a ``Tally`` reads (``value_names``): whether the row is in the profile's sample (a
-    ``fraction`` of the rows, drawn per partition from ``seed``; a retried task may draw other rows, and its
-    failed attempt counts nothing), and for sampled rows the numeric values (null where missing) in one list and
+    ``fraction`` of the rows, drawn by a hash of the row's feature values and ``seed``: the same rows in every job
+    and task attempt), and for sampled rows the numeric values (null where missing) in one list and
     each categorical value (null where missing). Unsampled rows carry nulls, which cost Spark's handoff to Python
     next to nothing."""
-    drawn = df.select("*", (F.rand(seed) < F.lit(fraction) if fraction < 1.0 else F.lit(True)).alias(SAMPLED))
     values = [(NUMERIC_VALUES, F.array(*[numeric_value(f) for f in spec.numeric]))] if spec.numeric else []
     values += [(category_column(i), categorical_value(f.column)) for i, f in enumerate(spec.categorical)]
-    return drawn.select("*", *(F.when(F.col(SAMPLED), value).alias(name) for name, value in values))
+    if fraction >= 1.0:
+        return df.select("*", F.lit(True).alias(SAMPLED), *(value.alias(name) for name, value in values))
+    drawn = in_sample(spec, fraction, seed)
+    return df.select("*", drawn.alias(SAMPLED), *(F.when(drawn, value).alias(name) for name, value in values))
+
+
+def in_sample(spec: FeatureSpec, fraction: float, seed: int = PROFILE_SEED) -> Column:
+    """True for about a ``fraction`` of the rows, by a hash of their feature values and ``seed``. Not ``rand()``:
+    with a non-deterministic column below the feature joins, a 1M-row scoring job took 6.5 s instead of 4.2 s (with
+    the hash, 3.6 s); and a hash draws the same rows when Spark retries a task."""
+    columns = [*(f.column for f in spec.numeric), *(f.column for f in spec.categorical)]
+    return F.pmod(F.xxhash64(F.lit(seed), *columns), F.lit(1 << 30)) < F.lit(int(fraction * (1 << 30)))
 
 
 def value_names(spec: FeatureSpec) -> tuple[str, ...]:

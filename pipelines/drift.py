@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from pyspark.sql import SparkSession
@@ -205,26 +204,21 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def save_plots(bins: ProfileBins, train: Profile, scored: Profile, features: list[str], folder: Path) -> dict[str, str]:
-    """One small figure per feature in ``features``: its training and scored distributions side by side."""
-    from dlpipe.pipelines import plots
-
-    folder.mkdir(parents=True, exist_ok=True)
+def distributions(bins: ProfileBins, train: Profile, scored: Profile, features: list[str]) -> dict[str, dict]:
+    """Per feature in ``features``, its training and scored distributions as the report plots them: the bins'
+    labels, the shares of present values per bin on each side, and the missing shares (JSON, for the runs
+    table)."""
     out = {}
     for feature in features:
         if feature in train.numeric:
             b, t, s = bins.numeric[feature], train.numeric[feature], scored.numeric[feature]
-            labels = numeric_bin_labels(b)
-            shares = (bin_shares(b, t), bin_shares(b, s))
-            missing = (missing_share(train.rows, t.missing), missing_share(scored.rows, s.missing))
+            labels, shares = numeric_bin_labels(b), (bin_shares(b, t), bin_shares(b, s))
         else:
             c, t, s = bins.categorical[feature], train.categorical[feature], scored.categorical[feature]
-            labels = [*c.tracked, "other values", "outside vocabulary"]
-            shares = (category_shares(t), category_shares(s))
-            missing = (missing_share(train.rows, t.missing), missing_share(scored.rows, s.missing))
-        path = folder / f"drift-{feature}.png"
-        plots.save_drift(labels, shares, missing, path, feature)
-        out[feature] = str(path)
+            labels, shares = [*c.tracked, "other values", "outside vocabulary"], (category_shares(t), category_shares(s))
+        out[feature] = {"labels": labels, "training": [round(float(v), 6) for v in shares[0]],
+                        "scored": [round(float(v), 6) for v in shares[1]],
+                        "missing": [missing_share(train.rows, t.missing), missing_share(scored.rows, s.missing)]}
     return out
 
 

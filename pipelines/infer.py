@@ -36,7 +36,7 @@ from dlpipe.pipelines import drift, registry
 from dlpipe.pipelines.config import Config
 from dlpipe.pipelines.config.schema import PREDICTION_COLUMNS, DriftConfig
 from dlpipe.pipelines.errors import PipelineError
-from dlpipe.pipelines.run_id import check_run_id, new_run_id, run_folder
+from dlpipe.pipelines.run_id import check_run_id, new_run_id
 from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section, source_input
 from dlpipe.pipelines.store import artifact_digest, decision_threshold, load_artifact, load_model_metadata
 from dlpipe.pipelines.tables import marked_commit, read_source, table_version
@@ -64,7 +64,7 @@ class InferResult:
     predicted_positive: int = 0                                       # rows with predicted_label 1
     mean_score: float | None = None
     drift: list[drift.Measure] = field(default_factory=list)         # empty: drift not measured
-    drift_plots: dict[str, str] = field(default_factory=dict)         # feature -> its distributions' plot
+    drift_distributions: dict[str, dict] = field(default_factory=dict)  # the most drifted, for the report
     drift_sample: tuple[int, int] | None = None                       # (rows profiled, rows) when sampled
 
 
@@ -269,9 +269,9 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     missing = {f.column: counts[f"missing:{f.column}"] for f in model.fitted.spec.numeric}
     outside = {f.column: counts[f"oov:{f.column}"] for f in model.fitted.spec.categorical}
     scored = scores.get
-    measures, plots = compare_with_training(spark, cfg, model, tally, run_id, run_date, scored_at)
+    measures, distributions = compare_with_training(spark, cfg, model, tally, run_id, run_date, scored_at)
     result = InferResult(table, version, run_id, run_date, rows, time.time() - started, missing, outside,
-                         int(scored["positive"] or 0), scored["mean"], measures, plots,
+                         int(scored["positive"] or 0), scored["mean"], measures, distributions,
                          tally.sample if tally else None)
     print(summary(result, model, source, input_version, ic.threshold, alias))
     if ic.drift.enabled:
@@ -388,9 +388,9 @@ def drift_tally(spark: SparkSession, model: ScoringModel, settings: DriftConfig)
 
 
 def compare_with_training(spark: SparkSession, cfg: Config, model: ScoringModel, tally: DriftTally | None,
-                          run_id: str, run_date: dt.date, scored_at: dt.datetime) -> tuple[list, dict[str, str]]:
-    """The drift measures of the scored input (``pipelines.drift``), written to the drift table, and the plots of
-    the most drifted features."""
+                          run_id: str, run_date: dt.date, scored_at: dt.datetime) -> tuple[list, dict[str, dict]]:
+    """The drift measures of the scored input (``pipelines.drift``), written to the drift table, and the
+    distributions of the most drifted features (the report plots them)."""
     if tally is None:
         return [], {}
     fitted = model.fitted
@@ -399,8 +399,7 @@ def compare_with_training(spark: SparkSession, cfg: Config, model: ScoringModel,
     measures = drift.measure(bins, training, scored, cfg.infer.drift)
     drift.write_table(spark, cfg.qualified(cfg.infer.drift.table), measures, run_id, run_date, scored_at,
                       (model.name, model.version, model.feature_version))
-    plots = drift.save_plots(bins, training, scored, drift.most_drifted(measures), run_folder(cfg, run_id) / "drift")
-    return measures, plots
+    return measures, drift.distributions(bins, training, scored, drift.most_drifted(measures))
 
 
 def drift_summary(result: InferResult, model: ScoringModel, cfg: Config) -> str:
@@ -523,7 +522,7 @@ def outputs(cfg: Config, result: InferResult) -> StageOutputs:
         drifted.append({"kind": "drift", "name": cfg.qualified(cfg.infer.drift.table), "run_id": result.run_id,
                         "features": len({m.feature for m in result.drift}),
                         "measures": [m.to_json() for m in result.drift if m.feature in shown],
-                        "plots": result.drift_plots})
+                        "distributions": result.drift_distributions})
     return StageOutputs([entry, *drifted], result.rows, {
         **({"drifted_features": float(len({m.feature for m in drift.alerts(result.drift)}))} if result.drift else {}),
         "missing_values": float(sum(result.missing.values())),

@@ -154,8 +154,11 @@ def slices_section(stages: dict[str, StageRecord]) -> str:
             + _table(["columns", "values", "rows", "AUC", "accuracy", "log loss", "flag"], rows, {2, 3, 4, 5}))
 
 
-def drift_section(stages: dict[str, StageRecord]) -> tuple[str, int]:
-    """The scored input against the training split: the most drifted features' statistics and distributions."""
+def drift_section(stages: dict[str, StageRecord], folder: Path) -> tuple[str, int]:
+    """The scored input against the training split: the most drifted features' statistics, and their
+    distributions plotted into ``folder``."""
+    from dlpipe.pipelines.plots import save_drift
+
     found = _output(stages, "infer", "drift")
     if not found:
         return "", 0
@@ -168,8 +171,12 @@ def drift_section(stages: dict[str, StageRecord]) -> tuple[str, int]:
         worst[m["feature"]] = max(worst.get(m["feature"], 0.0), abs(m["value"]) / m["threshold"])
     rows = [[m["feature"], m["statistic"], f"{m['value']:.4f}", f"{m['threshold']:g}", "alert" if m["alert"] else ""]
             for m in sorted(measures, key=lambda m: (-worst[m["feature"]], m["feature"], m["statistic"]))]
-    images = [_image(Path(path), f"{feature}: training and scored distributions")
-              for feature, path in found["plots"].items() if Path(path).is_file()]
+    folder.mkdir(parents=True, exist_ok=True)
+    images = []
+    for feature, shown in found.get("distributions", {}).items():
+        path = save_drift(shown["labels"], (shown["training"], shown["scored"]), tuple(shown["missing"]),
+                          folder / f"drift-{feature}.png", feature)
+        images.append(_image(path, f"{feature}: training and scored distributions"))
     text = (f"<p>{found['features']} features of the input scored by run {html.escape(found['run_id'])} compared "
             f"with the training split (every statistic: table {html.escape(found['name'])}). {html.escape(verdict)} "
             "The most drifted features:</p>\n"
@@ -207,7 +214,7 @@ def render(cfg: Config, run_id: str, entries: list[StageRecord]) -> tuple[str, i
         headline.append(f"{stages['infer'].rows:,} rows scored")
     first = min(entries, key=lambda e: e.started_at)
     images, count = figures(stages)
-    drifted, drift_images = drift_section(stages)
+    drifted, drift_images = drift_section(stages, run_folder(cfg, run_id))
     body = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>dlpipe run {html.escape(run_id)}</title><style>{_STYLE}</style></head>
 <body>

@@ -2,6 +2,7 @@
 import math
 
 import pytest
+from pyspark.sql import functions as F
 
 from dlpipe.features.apply import apply_features
 from dlpipe.features.errors import FeatureError
@@ -428,3 +429,28 @@ def test_datetime_column_of_the_wrong_type_is_named(spark):
         fit_features(df, FeatureSpec(LABEL, passthrough=("id",), datetime=(DatetimeFeature("t", "hour", column="t"),)))
     assert str(err.value) == ("column 't' of datetime feature 't' is double in the input; it must be a timestamp, a "
                               "date or text (or name its year, month, day and hour columns as fields)")
+
+
+# ------------------------------------------------------------------------------------------------ drift profile
+
+
+def test_the_training_profile_counts_the_training_split_or_a_sample_of_it(spark, monkeypatch):
+    """fit_features keeps the training split's drift profile: every training row, or beyond
+    features.fit.TRAINING_SAMPLE rows a uniform sample of about that many; its numeric bins are cut at the
+    (sample's) deciles, so each holds about a tenth of the values."""
+    import dlpipe.features.fit as fit
+
+    values = [float(i % 1000) for i in range(4000)]
+    df = frame(spark, "double", values).withColumn("c", F.when(F.col("id") % 4 == 0, None).otherwise("v"))
+    spec_ = spec([NumericFeature("x")], [CategoricalFeature("c")])
+    fitted, _ = fit_features(df, spec_)
+    counts = fitted.training_profile.counts
+    assert counts.rows == 4000 and counts.numeric["x"].present == 4000
+    below = counts.numeric["x"].below  # at the minimum, the 9 deciles and the maximum
+    assert len(below) == 11 and all(390 <= b - a <= 410 for a, b in zip(below[1:-1], below[2:-1]))
+    assert counts.categorical["c"].missing == 1000 and counts.categorical["c"].tracked == (3000,)
+    assert FittedFeatures.from_json(fitted.to_json()).training_profile == fitted.training_profile
+
+    monkeypatch.setattr(fit, "TRAINING_SAMPLE", 1000)
+    sampled, _ = fit_features(df, spec_)
+    assert 800 < sampled.training_profile.counts.rows < 1200 and sampled.train_rows == 4000
