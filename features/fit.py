@@ -210,7 +210,7 @@ def fit_features(
         quantile_error=quantile_error,
     )
     fitted = dataclasses.replace(fitted, training_profile=_training_profile(df.where(is_train), fitted, profile,
-                                                                             accuracy))
+                                                                             accuracy, key))
     report = FitReport(rows, {s: profile["positives", s] for s in splits}, missing, other, unseen)
     return fitted, report
 
@@ -274,13 +274,13 @@ def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: 
 
 
 def _training_profile(train: DataFrame, fitted: FittedFeatures, first: dict[tuple, object],
-                      accuracy: int) -> TrainingProfile:
+                      accuracy: int, key: str | None) -> TrainingProfile:
     """Pass 5 and 6, over the training split (beyond ``TRAINING_SAMPLE`` rows, a uniform sample of about that
     many): the numeric columns' deciles, then the split's drift profile (``features.profile``) over bins made of
     the deciles, the range and deviation of pass 1 (values before clipping) and the vocabularies."""
     spec = fitted.spec
     fraction = min(1.0, TRAINING_SAMPLE / max(fitted.train_rows, 1))
-    rows = train.where(in_sample(spec, fraction)) if fraction < 1.0 else train
+    rows = train.where(in_sample(spec, fraction, (key,) if key else ())) if fraction < 1.0 else train
     deciles = _Aggregates()
     for f in spec.numeric:
         deciles.add((f.column,), F.percentile_approx(numeric_value(f), list(DECILES), accuracy))

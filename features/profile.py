@@ -29,8 +29,9 @@ from dlpipe.features.spec import FeatureSpec
 
 DECILES = tuple(i / 10 for i in range(1, 10))  # a numeric column's bins: the training deciles
 TRACKED = 20  # a categorical column's most frequent values counted one by one
+CHUNK = 20_000  # sampled rows counted at once (a 2% sample has 200 rows in a batch of 10,000)
 TRAINING_SAMPLE = 1_000_000  # a larger training split is profiled on a uniform sample of about this many rows
-PROFILE_SEED = 0             # the seed of the rows' draws into a sample
+PROFILE_SEED = 0             # hashed with a row's key to draw it into a sample
 
 
 @dataclass(frozen=True)
@@ -164,26 +165,23 @@ def category_column(i: int) -> str:
 SAMPLED = "__profile_sampled"  # whether the row is counted (with its values) or not (values null)
 
 
-def with_values(df: DataFrame, spec: FeatureSpec, fraction: float = 1.0, seed: int = PROFILE_SEED) -> DataFrame:
+def with_values(df: DataFrame, spec: FeatureSpec, fraction: float = 1.0, key: tuple[str, ...] = ()) -> DataFrame:
     """``df`` with the columns a ``Tally`` reads (``value_names``): whether the row is in the profile's sample (a
-    ``fraction`` of the rows, drawn by a hash of the row's feature values and ``seed``: the same rows in every job
-    and task attempt), and for sampled rows the numeric values (null where missing) in one list and
-    each categorical value (null where missing). Unsampled rows carry nulls, which cost Spark's handoff to Python
-    next to nothing."""
+    ``fraction`` of the rows, drawn by ``in_sample``), and for sampled rows the numeric values (null where
+    missing) in one list and each categorical value (null where missing). Unsampled rows carry nulls, which cost
+    Spark's handoff to Python next to nothing."""
     values = [(NUMERIC_VALUES, F.array(*[numeric_value(f) for f in spec.numeric]))] if spec.numeric else []
     values += [(category_column(i), categorical_value(f.column)) for i, f in enumerate(spec.categorical)]
-    if fraction >= 1.0:
-        return df.select("*", F.lit(True).alias(SAMPLED), *(value.alias(name) for name, value in values))
-    drawn = in_sample(spec, fraction, seed)
-    return df.select("*", drawn.alias(SAMPLED), *(F.when(drawn, value).alias(name) for name, value in values))
+    drawn = df.select("*", (in_sample(spec, fraction, key) if fraction < 1.0 else F.lit(True)).alias(SAMPLED))
+    return drawn.select("*", *(F.when(F.col(SAMPLED), value).alias(name) for name, value in values))
 
 
-def in_sample(spec: FeatureSpec, fraction: float, seed: int = PROFILE_SEED) -> Column:
-    """True for about a ``fraction`` of the rows, by a hash of their feature values and ``seed``. Not ``rand()``:
-    with a non-deterministic column below the feature joins, a 1M-row scoring job took 6.5 s instead of 4.2 s (with
-    the hash, 3.6 s); and a hash draws the same rows when Spark retries a task."""
-    columns = [*(f.column for f in spec.numeric), *(f.column for f in spec.categorical)]
-    return F.pmod(F.xxhash64(F.lit(seed), *columns), F.lit(1 << 30)) < F.lit(int(fraction * (1 << 30)))
+def in_sample(spec: FeatureSpec, fraction: float, key: tuple[str, ...] = ()) -> Column:
+    """True for about a ``fraction`` of the rows, by a hash of their ``key`` columns (of their feature values
+    without one). Not ``rand()``: with a non-deterministic column below the feature joins, a 1M-row scoring job
+    took 6.5 s instead of 4.2 s; and a hash draws the same rows when Spark retries a task."""
+    columns = list(key) or [*(f.column for f in spec.numeric), *(f.column for f in spec.categorical)]
+    return F.pmod(F.xxhash64(F.lit(PROFILE_SEED), *columns), F.lit(1 << 30)) < F.lit(int(fraction * (1 << 30)))
 
 
 def value_names(spec: FeatureSpec) -> tuple[str, ...]:
@@ -209,9 +207,11 @@ class Tally:
         self._cuts = [np.array(bins.numeric[c].cuts) for c in self.numeric]
         self._names = value_names(spec)
         self._buckets = None  # per categorical column, value -> bucket; made where the batches are counted
+        self._waiting, self._waiting_rows = [], 0  # sampled rows not counted yet
 
     def add(self, batch) -> None:
-        """Count the sampled rows of an Arrow record batch holding the ``value_names`` columns (and others)."""
+        """Count the sampled rows of an Arrow record batch holding the ``value_names`` columns (and others). A
+        sample's rows are few per batch: they wait until ``CHUNK`` of them are counted at once (``flush``)."""
         import pyarrow as pa
 
         if batch.num_rows == 0:
@@ -220,9 +220,21 @@ class Tally:
         batch = pa.RecordBatch.from_arrays([batch.column(c) for c in self._names], names=self._names)
         if sampled.false_count:
             batch = batch.filter(sampled)
-        n = batch.num_rows
-        if n == 0:
+        if batch.num_rows:
+            self._waiting.append(batch)
+            self._waiting_rows += batch.num_rows
+        if self._waiting_rows >= CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Count the rows ``add`` keeps waiting."""
+        import pyarrow as pa
+
+        if not self._waiting:
             return
+        batch = pa.Table.from_batches(self._waiting).combine_chunks().to_batches()[0]
+        self._waiting, self._waiting_rows = [], 0
+        n = batch.num_rows
         self.rows += n
         if self.numeric:
             flat = batch.column(NUMERIC_VALUES).flatten().to_numpy(zero_copy_only=False)
@@ -249,6 +261,8 @@ class Tally:
             self.categorical_missing[j] += column.null_count
 
     def __add__(self, other: "Tally") -> "Tally":
+        self.flush()
+        other.flush()
         out = Tally.__new__(Tally)
         out.__dict__.update(self.__dict__)
         out.rows = self.rows + other.rows
@@ -261,9 +275,11 @@ class Tally:
         return out
 
     def __getstate__(self) -> dict:
+        self.flush()
         return {**self.__dict__, "_buckets": None}
 
     def profile(self) -> Profile:
+        self.flush()
         numeric = {}
         for j, column in enumerate(self.numeric):
             cuts = self._cuts[j]

@@ -228,7 +228,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     tally = drift_tally(spark, model, ic.drift)
     profiled = value_names(model.fitted.spec) if tally else ()
     if tally:
-        raw = with_values(raw, model.fitted.spec, tally.fraction(raw))
+        raw = with_values(raw, model.fitted.spec, tally.fraction(raw), key=schema.passthrough)
 
     try:
         features = apply_features(spread(raw, spark.sparkContext.defaultParallelism), model.fitted,

@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 from dlpipe.pipelines.config import Config
 from dlpipe.pipelines.errors import PipelineError
 from dlpipe.pipelines.sql import format_rows
-from dlpipe.pipelines.store import METADATA_FILE, load_model_metadata, model_folder
+from dlpipe.pipelines.store import METADATA_FILE, load_model_metadata, model_folder, models_folder
 
 VERSION = re.compile(r"^v[1-9][0-9]*$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -111,16 +111,15 @@ def promote(spark: SparkSession, cfg: Config, name: str, version: str, alias: st
 
 
 def model_names(cfg: Config) -> list[str]:
-    folder = model_folder(cfg, "x").parent
+    folder = models_folder(cfg)
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
 def version_rows(cfg: Config, name: str, aliases: dict[tuple[str, str], list[str]]) -> list[tuple]:
     """One row per complete version of model ``name``, newest first."""
     rows = []
-    for path in sorted(model_folder(cfg, name).glob("v*"), key=lambda p: -int(p.name[1:]) if p.name[1:].isdigit() else 0):
-        if not VERSION.match(path.name) or not (path / METADATA_FILE).is_file():
-            continue
+    folders = [p for p in model_folder(cfg, name).glob("v*") if VERSION.match(p.name) and (p / METADATA_FILE).is_file()]
+    for path in sorted(folders, key=lambda p: -int(p.name[1:])):
         meta = json.loads((path / METADATA_FILE).read_text())
         history = meta.get("history") or {}
         epoch = (meta.get("best_epoch") or meta.get("epochs_done") or 0) - 1
@@ -140,7 +139,7 @@ def show(spark: SparkSession, cfg: Config, name: str | None = None) -> list[tupl
     rows = [row for n in names for row in version_rows(cfg, n, aliases)]
     if not rows:
         what = f"no trained model {name}" if name else "no trained models"
-        raise PipelineError(f"{what} under {model_folder(cfg, name or 'x').parent}: run `dlpipe train` first")
+        raise PipelineError(f"{what} under {models_folder(cfg)}: run `dlpipe train` first")
     print(format_rows(["model", "version", "created (UTC)", "run", "trained on", "val_auc", "val_loss", "aliases"],
                       rows))
     return rows

@@ -81,8 +81,12 @@ def artifact_digest(artifact: dict) -> str:
 # ------------------------------------------------------------------------------------------ models
 
 
+def models_folder(cfg: Config) -> Path:
+    return cfg.outputs_path / "models"
+
+
 def model_folder(cfg: Config, name: str) -> Path:
-    return cfg.outputs_path / "models" / name
+    return models_folder(cfg) / name
 
 
 def new_model_dir(cfg: Config, name: str) -> tuple[str, Path]:
