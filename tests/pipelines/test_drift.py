@@ -192,3 +192,38 @@ def test_a_retried_task_is_counted_once(tmp_path):
     found = json.loads(out.stdout.strip().splitlines()[-1])
     observed, exact = found["observed"], found["exact"]
     assert exact["rows"] == 20000 and observed == exact
+
+
+def test_a_tally_counts_the_same_in_chunks_and_at_once(monkeypatch):
+    """Sampled rows wait and are counted CHUNK at a time: any chunk size gives the same profile, and merging two
+    tallies counts what either still holds."""
+    import pyarrow as pa
+
+    import dlpipe.features.profile as profile
+
+    rng = np.random.default_rng(8)
+    bins = retried_bins()
+
+    def batch(n):
+        x, l = rng.normal(2, 1, n), rng.uniform(0, 6, n)
+        values = pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2), pa.int32()),
+                                          pa.array(np.column_stack([x, l]).ravel()))
+        return pa.RecordBatch.from_arrays(
+            [pa.array(rng.uniform(size=n) < 0.5), values, pa.array(rng.choice(["a", "b", "z"], n)), pa.array(x)],
+            names=[profile.SAMPLED, profile.NUMERIC_VALUES, profile.category_column(0), "other"])
+
+    batches = [batch(n) for n in (50, 7, 0, 120, 33)]
+    at_once = profile.Tally(SPEC, bins)
+    for b in batches:
+        at_once.add(b)
+    monkeypatch.setattr(profile, "CHUNK", 5)
+    first, second = profile.Tally(SPEC, bins), profile.Tally(SPEC, bins)
+    for i, b in enumerate(batches):
+        (first if i % 2 else second).add(b)
+    merged, whole = (first + second).profile(), at_once.profile()
+    assert merged.rows == whole.rows == sum(b.column(0).true_count for b in batches)
+    assert merged.categorical == whole.categorical
+    for column, counts in whole.numeric.items():  # sums in another order: equal to rounding
+        got = merged.numeric[column]
+        assert (got.below, got.missing, got.present) == (counts.below, counts.missing, counts.present)
+        assert got.shortfall == pytest.approx(counts.shortfall, rel=1e-12) and got.over == pytest.approx(counts.over)
