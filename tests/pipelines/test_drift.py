@@ -209,10 +209,10 @@ def test_a_tally_counts_the_same_in_chunks_and_at_once(monkeypatch):
         values = pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2), pa.int32()),
                                           pa.array(np.column_stack([x, l]).ravel()))
         return pa.RecordBatch.from_arrays(
-            [pa.array(rng.uniform(size=n) < 0.5), values, pa.array(rng.choice(["a", "b", "z"], n)), pa.array(x)],
+            [pa.array(rng.uniform(size=n) < (0.5 if n > 10 else 1.0)), values, pa.array(rng.choice(["a", "b", "z"], n)), pa.array(x)],
             names=[profile.SAMPLED, profile.NUMERIC_VALUES, profile.category_column(0), "other"])
 
-    batches = [batch(n) for n in (50, 7, 0, 120, 33)]
+    batches = [batch(n) for n in (50, 7, 0, 120, 33, 3, 4)]  # the last two wait in either tally at the merge
     at_once = profile.Tally(SPEC, bins)
     for b in batches:
         at_once.add(b)
