@@ -130,7 +130,7 @@ def source_input(spark: SparkSession, cfg: Config, source: TableSource) -> tuple
     return {"kind": "files", "name": name, "version": "files-" + digest(identity["files"])}, identity
 
 
-_ENTRY_FIELDS = ("kind", "name", "run_id")
+_ENTRY_FIELDS = ("kind", "name", "run_id", "title")  # the rest of a plots entry: kind of plot -> its file
 
 
 def outputs_changed(spark: SparkSession, cfg: Config, entries: list[dict]) -> str | None:
