@@ -196,7 +196,9 @@ def check_keep(keep: tuple[str, ...], raw: DataFrame, source: str) -> None:
                                 f"{', '.join(raw.columns)}): remove it from infer.keep")
 
 
-def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: dt.date | None = None) -> InferResult:
+def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: dt.date | None = None,
+        alias: str | None = None) -> InferResult:
+    """Score ``infer.input``; ``alias``: the model alias a stage's plan resolved to ``infer.model_version``."""
     started = time.time()
     ic = cfg.infer
     run_id = check_run_id(run_id or new_run_id())
@@ -204,7 +206,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     wanted = ic.model_version
     cfg = with_model_version(cfg, registry.resolve(spark, cfg, cfg.train.model_name, wanted))
     model = scoring_model(cfg)
-    alias = wanted if wanted and wanted != model.version else None
+    alias = alias or (wanted if wanted and wanted != model.version else None)
     schema = model.fitted.schema
     source = ic.input.describe()
     raw = read_source(spark, cfg, ic.input)
@@ -552,7 +554,8 @@ STAGE = Stage(
     name="infer",
     help="score the input with the latest model through a Spark UDF into the Delta predictions table",
     plan=plan,
-    run=lambda spark, cfg, ctx: run(spark, with_model_of_run(cfg, ctx), run_id=ctx.run_id, run_date=ctx.run_date),
+    run=lambda spark, cfg, ctx: run(spark, with_model_of_run(cfg, ctx), run_id=ctx.run_id, run_date=ctx.run_date,
+                                    alias=ctx.plan.document.get("model_alias") if ctx.plan else None),
     outputs=outputs,
     hands_on=hands_on,
     key_metrics=("predicted_positive",),
