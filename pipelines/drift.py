@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 
 from dlpipe.features.profile import CategoryCounts, NumericBins, NumericCounts, Profile, ProfileBins
 from dlpipe.pipelines.config.schema import DriftConfig
-from dlpipe.pipelines.run_id import check_run_id
+from dlpipe.pipelines.tables import replace_run_rows
 
 SHARE_FLOOR = 1e-4  # a bin empty on one side counts as this share in the PSI (no infinite terms)
 PLOTTED = 4         # features shown with their distributions in the run report
@@ -169,13 +169,7 @@ def write_table(spark: SparkSession, table: str, measures: list[Measure], run_id
     """The run's measures, replacing those of an earlier attempt of the same run (one Delta commit)."""
     rows = [(run_id, run_date, scored_at, *model, m.feature, m.kind, m.statistic, m.value, m.threshold, m.alert)
             for m in measures]
-    frame = spark.createDataFrame(rows, TABLE_SCHEMA)
-    writer = frame.write.format("delta").partitionBy("run_date")
-    if spark.catalog.tableExists(table):
-        writer = writer.mode("overwrite").option("replaceWhere", f"run_id = '{check_run_id(run_id)}'")
-    else:
-        writer = writer.mode("append")
-    writer.saveAsTable(table)
+    replace_run_rows(spark, spark.createDataFrame(rows, TABLE_SCHEMA), table, run_id, ("run_date",))
 
 
 def summary(measures: list[Measure], table: str, run_id: str, sample: tuple[int, int] | None = None) -> str:

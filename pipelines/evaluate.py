@@ -34,7 +34,7 @@ from dlpipe.pipelines.plots import save_ams, save_calibration, save_roc_curve, s
 from dlpipe.pipelines.run_id import check_run_id
 from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section, source_input
 from dlpipe.pipelines.store import decision_threshold, load_artifact, load_model_metadata
-from dlpipe.pipelines.tables import read_source
+from dlpipe.pipelines.tables import read_source, replace_run_rows
 
 LABEL = "__label"  # the encoded 0/1 label the metrics compare scores with
 METRICS_SCHEMA = (
@@ -187,7 +187,8 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None) -> Evaluate
              str(folder), evaluated_at, None, None, None)]
     rows += [(*model_cells, *cells(sl.metrics), None, None, None, None, None, evaluated_at, ", ".join(sl.columns),
               sl.label, sl.flagged) for sl in slices]
-    write_metrics(spark, spark.createDataFrame(rows, METRICS_SCHEMA), metrics_table, run_id)
+    # the run's rows replace an earlier evaluation of the same run
+    replace_run_rows(spark, spark.createDataFrame(rows, METRICS_SCHEMA), metrics_table, run_id)
     result = EvaluateResult(run_id, ec.split, metrics.rows, metrics.auc, metrics.accuracy, metrics.log_loss,
                             reference_auc, metrics_table, time.time() - started, metrics,
                             {k: str(v) for k, v in plots.items()}, significance, slices, title)
@@ -227,16 +228,6 @@ def best_significance(labelled: DataFrame, column: str, events: BinaryMetrics) -
     background = scale(totals.get(0.0, 0.0), float(histogram.negatives.sum()))
     value, threshold = histogram.best_ams(signal, background)
     return Significance(value, threshold, column, signal, background)
-
-
-def write_metrics(spark: SparkSession, row: DataFrame, table: str, run_id: str) -> None:
-    """The run's metrics row, replacing an earlier evaluation of the same run (one commit; new columns merged)."""
-    writer = row.write.format("delta").option("mergeSchema", "true")
-    if spark.catalog.tableExists(table):
-        writer = writer.mode("overwrite").option("replaceWhere", f"run_id = '{check_run_id(run_id)}'")
-    else:
-        writer = writer.mode("append")
-    writer.saveAsTable(table)
 
 
 def summary(result: EvaluateResult, reference_column: str | None, weight: str | None, margin: float = 0.05) -> str:

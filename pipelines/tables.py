@@ -1,4 +1,4 @@
-"""Reading inputs and asking about tables: one place that turns a config's table source into a DataFrame."""
+"""Reading inputs, asking about tables, and replacing a run's rows in a table the runs share."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +8,7 @@ from pyspark.sql.utils import AnalysisException
 
 from dlpipe.pipelines.config import Config, TableSource
 from dlpipe.pipelines.errors import PipelineError
+from dlpipe.pipelines.run_id import check_run_id
 
 
 def read_source(spark: SparkSession, cfg: Config, source: TableSource) -> DataFrame:
@@ -86,3 +87,15 @@ def hadoop_file(spark: SparkSession, name: str):
     """(Hadoop file system, Hadoop path) of a file URI as Spark lists it, for asking about the file in the JVM."""
     path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(name)
     return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
+
+
+def replace_run_rows(spark: SparkSession, rows: DataFrame, table: str, run_id: str,
+                     partition_by: tuple[str, ...] = ()) -> None:
+    """``rows`` in ``table`` in place of the rows of an earlier attempt of ``run_id`` (one Delta commit; new
+    columns merged); the first run creates the table."""
+    writer = rows.write.format("delta").option("mergeSchema", "true").partitionBy(*partition_by)
+    if spark.catalog.tableExists(table):
+        writer = writer.mode("overwrite").option("replaceWhere", f"run_id = '{check_run_id(run_id)}'")
+    else:
+        writer = writer.mode("append")
+    writer.saveAsTable(table)
