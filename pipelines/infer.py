@@ -227,7 +227,9 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     keep = tuple(c for c in dict.fromkeys(ic.keep) if c not in (*schema.passthrough, schema.label))
     check_keep(keep, raw, source)
     raw = raw.select("*", *(F.col(c).alias(kept_column(c)) for c in keep))
-    tally = drift_tally(spark, model, ic.drift)
+    # an input without a feature column gets apply_features' one-line error, not the profile's
+    complete = all(c in raw.columns for c in (*model.fitted.spec.feature_input_columns, *schema.passthrough))
+    tally = drift_tally(spark, model, ic.drift) if complete else None
     profiled = value_names(model.fitted.spec) if tally else ()
     if tally:
         raw = with_values(raw, model.fitted.spec, tally.fraction(raw), key=schema.passthrough)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
 from dlpipe.pipelines.config import Config, TableSource
@@ -92,10 +93,18 @@ def hadoop_file(spark: SparkSession, name: str):
 def replace_run_rows(spark: SparkSession, rows: DataFrame, table: str, run_id: str,
                      partition_by: tuple[str, ...] = ()) -> None:
     """``rows`` in ``table`` in place of the rows of an earlier attempt of ``run_id`` (one Delta commit; new
-    columns merged); the first run creates the table."""
-    writer = rows.write.format("delta").option("mergeSchema", "true").partitionBy(*partition_by)
-    if spark.catalog.tableExists(table):
-        writer = writer.mode("overwrite").option("replaceWhere", f"run_id = '{check_run_id(run_id)}'")
-    else:
-        writer = writer.mode("append")
-    writer.saveAsTable(table)
+    columns merged). A run id's first rows are a blind append, which Delta never finds in conflict with another
+    run's, so runs at once write side by side; the first run creates the table (two creating it at once: the
+    later one appends)."""
+    for attempt in (1, 2):
+        exists = spark.catalog.tableExists(table)
+        again = exists and spark.table(table).where(F.col("run_id") == run_id).limit(1).count() > 0
+        writer = rows.write.format("delta").option("mergeSchema", "true").partitionBy(*partition_by)
+        if again:
+            writer = writer.mode("overwrite").option("replaceWhere", f"run_id = '{check_run_id(run_id)}'")
+        try:
+            writer.mode("overwrite" if again else "append").saveAsTable(table)
+            return
+        except Exception:
+            if attempt == 2 or exists or not spark.catalog.tableExists(table):
+                raise

@@ -289,11 +289,12 @@ def test_an_input_without_a_feature_column_fails_before_scoring(spark, data_dir,
     assert not spark.catalog.tableExists("dlpipe_test.narrow_predictions")
 
 
-def test_drift_thresholds_for_a_feature_the_artifact_lacks_are_refused(spark, data_dir):
+def test_drift_thresholds_for_a_feature_the_artifact_lacks_are_refused(spark, data_dir, tmp_path):
     from dlpipe.pipelines import infer
 
-    message = failure(lambda: infer.run(spark, config(data_dir, "infer.drift.features={lepton_ptt: {psi: 0.5}}",
-                                                      "infer.output_table=typo_predictions")))
+    source = write_input(spark, data_dir, tmp_path / "raw")
+    message = failure(lambda: infer.run(spark, config(data_dir, source, "infer.output_table=typo_predictions",
+                                                      "infer.drift.features={lepton_ptt: {psi: 0.5}}")))
     assert message.startswith("infer.drift.features names lepton_ptt, which feature artifact features/v1 does not "
                               "compare (its numeric and categorical features: lepton_eta, ") and message.endswith(
         "fix the name")
