@@ -146,8 +146,7 @@ def measure(rows: int) -> dict:
     finally:
         spark.stop()
     baseline = predict_baseline({"schema": model.fitted.schema.to_json(), "files": files, "model": str(model.path),
-                                 **drift,
-        "batch_size": cfg.infer.batch_size, "repeats": REPEATS})
+                                 "batch_size": cfg.infer.batch_size, "repeats": REPEATS})
     assert baseline["rows"] == result.rows == rows, (baseline["rows"], result.rows, rows)
     return {
         "name": "infer_vs_predict",

@@ -122,12 +122,14 @@ def finite_or_fail(value: Column, f: NumericFeature | DatetimeFeature, vector: b
 
 def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] = (), source: str = "the input",
                    artifact: str = "the feature artifact", flags: bool = False,
-                   check_finite: bool = False) -> DataFrame:
+                   check_finite: bool = False, extra: tuple[Column, ...] = ()) -> DataFrame:
     """The feature table's columns for ``df``, in schema order: passthrough and ``keep`` columns, the label (int,
     when ``df`` has it), then every feature column of ``fitted.schema``.
 
     With ``check_finite`` (featurize), a numeric or ``number`` datetime feature that comes out infinite fails the
     Spark job that computes it (``finite_or_fail``), so a write of such rows never commits.
+
+    ``extra``: columns over ``df``'s own (``infer``'s drift profile values) chosen beside the passthrough ones.
 
     With ``flags``, boolean columns follow that say, per row, which numeric values were missing (and filled by
     their policy; ``missing_flag_column``) and which categorical values are outside the vocabulary (never seen in
@@ -150,7 +152,7 @@ def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] 
         ids[f.column] = F.coalesce(F.col(id_name), F.lit(UNSEEN_INDEX)).cast("int")
         outside[f.column] = categorical_value(f.column).isNotNull() & F.col(id_name).isNull()
 
-    selected = [F.col(c) for c in dict.fromkeys((*spec.passthrough, *keep))]
+    selected = [F.col(c) for c in dict.fromkeys((*spec.passthrough, *keep))] + list(extra)
     if spec.label.column in df.columns and spec.label.column not in spec.passthrough:
         label_type = df.schema[spec.label.column].dataType
         selected.append(encoded_label(spec.label, label_type).cast("int").alias(spec.label.column))

@@ -8,13 +8,18 @@ Both are counts over bins that the training split fixes (``ProfileBins``):
   area between two cumulative distributions is known exactly between cuts);
 - a categorical column: each of the ``TRACKED`` most frequent vocabulary values, the rest of the vocabulary, and the
   values outside it (never seen in training, or too rare to get an id);
-- every column: its missing values (as ``numeric_value`` and ``categorical_value`` read them).
+- every column: its missing values, as ``features.expressions`` reads them (null, NaN, infinite and, for a ``log``
+  feature, at most -1; null or empty text), told apart in NumPy.
 
-Spark hands the values (``with_values``: the numeric ones packed in one list) to Python as Arrow batches, where a
-``Tally`` counts them with NumPy and pyarrow: per value a binary search over about 11 cuts, or a lookup of each
-distinct value of a batch. The same counts as Spark aggregates (about 660 conditional counts and sums per row for the demo's 31
-columns) took 4x longer than scoring the rows. Tallies add up, so each task keeps one and Spark merges them as an
-accumulator. A large input is profiled on a uniform sample of its rows (``with_values``' fraction).
+Spark hands the values (``values``: the numeric ones packed in one list, as Spark reads them) to Python as Arrow
+batches, where a ``Tally`` counts them with NumPy and pyarrow: per value a binary search over about 11 cuts, or a
+lookup of each distinct value of a batch. The same counts as Spark aggregates (about 660 conditional counts and sums
+per row for the demo's 31 columns) took 4x longer than scoring the rows. Tallies add up, so each task keeps one and
+Spark merges them as an accumulator. A large input is profiled on a uniform sample of its rows (``with_sample``).
+
+The values are picked in as few Spark expressions as can be: with ``numeric_value``'s checks of each value in the
+JVM and the value columns chosen below the feature joins, profiling a 2% sample made the whole 10M-row ``infer``
+36% slower; with the raw values chosen beside the features, about 5% (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -24,7 +29,6 @@ import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from dlpipe.features.expressions import categorical_value, numeric_value
 from dlpipe.features.spec import FeatureSpec
 
 DECILES = tuple(i / 10 for i in range(1, 10))  # a numeric column's bins: the training deciles
@@ -166,14 +170,23 @@ SAMPLED = "__profile_sampled"  # whether the row is counted (with its values) or
 
 
 def with_values(df: DataFrame, spec: FeatureSpec, fraction: float = 1.0, key: tuple[str, ...] = ()) -> DataFrame:
-    """``df`` with the columns a ``Tally`` reads (``value_names``): whether the row is in the profile's sample (a
-    ``fraction`` of the rows, drawn by ``in_sample``), and for sampled rows the numeric values (null where
-    missing) in one list and each categorical value (null where missing). Unsampled rows carry nulls, which cost
-    Spark's handoff to Python next to nothing."""
-    values = [(NUMERIC_VALUES, F.array(*[numeric_value(f) for f in spec.numeric]))] if spec.numeric else []
-    values += [(category_column(i), categorical_value(f.column)) for i, f in enumerate(spec.categorical)]
-    drawn = df.select("*", (in_sample(spec, fraction, key) if fraction < 1.0 else F.lit(True)).alias(SAMPLED))
-    return drawn.select("*", *(F.when(F.col(SAMPLED), value).alias(name) for name, value in values))
+    """``df`` with the columns a ``Tally`` reads (``value_names``): ``with_sample`` and then ``values``."""
+    return with_sample(df, spec, fraction, key).select("*", *values(spec))
+
+
+def with_sample(df: DataFrame, spec: FeatureSpec, fraction: float = 1.0, key: tuple[str, ...] = ()) -> DataFrame:
+    """``df`` with the column that says whether the row is in the profile's sample (a ``fraction`` of the rows,
+    drawn by ``in_sample``)."""
+    return df.select("*", (in_sample(spec, fraction, key) if fraction < 1.0 else F.lit(True)).alias(SAMPLED))
+
+
+def values(spec: FeatureSpec) -> list[Column]:
+    """The value columns of a row of ``with_sample``: for a sampled row the numeric values in one list (as
+    doubles; missing ones are told apart in the ``Tally``) and each categorical value as text; null for other rows,
+    which costs Spark's handoff to Python next to nothing."""
+    named = [(NUMERIC_VALUES, F.array(*[F.col(f.column).cast("double") for f in spec.numeric]))] if spec.numeric else []
+    named += [(category_column(i), F.col(f.column).cast("string")) for i, f in enumerate(spec.categorical)]
+    return [F.when(F.col(SAMPLED), value).alias(name) for name, value in named]
 
 
 def in_sample(spec: FeatureSpec, fraction: float, key: tuple[str, ...] = ()) -> Column:
@@ -205,6 +218,7 @@ class Tally:
         self.buckets = [np.zeros(len(bins.categorical[c].tracked) + 2, dtype=np.int64) for c in self.categorical]
         self.categorical_missing = np.zeros(len(self.categorical), dtype=np.int64)
         self._cuts = [np.array(bins.numeric[c].cuts) for c in self.numeric]
+        self._floors = [-1.0 if f.transform == "log" else -np.inf for f in spec.numeric]  # at or below: missing
         self._names = value_names(spec)
         self._buckets = None  # per categorical column, value -> bucket; made where the batches are counted
         self._waiting, self._waiting_rows = [], 0  # sampled rows not counted yet
@@ -241,7 +255,7 @@ class Tally:
             values = np.ascontiguousarray(flat.reshape(n, len(self.numeric)).T)  # a row per column
             for j, cuts in enumerate(self._cuts):
                 column = values[j]
-                present = column[~np.isnan(column)]
+                present = column[np.isfinite(column) & (column > self._floors[j])]
                 self.numeric_missing[j] += n - len(present)
                 at = np.searchsorted(cuts, present, side="right")  # cuts at or below each value
                 self.counts[j] += np.bincount(at, minlength=len(cuts) + 1)
@@ -255,10 +269,13 @@ class Tally:
             column = batch.column(category_column(j))
             outside = len(self.buckets[j]) - 1
             encoded = column.dictionary_encode()  # each distinct value of the batch looked up once
-            of_value = np.array([buckets.get(v, outside) for v in encoded.dictionary.to_pylist()] + [outside])
+            distinct = encoded.dictionary.to_pylist()
+            of_value = np.array([buckets.get(v, outside) for v in distinct] + [outside])
             ids = encoded.indices.fill_null(len(of_value) - 1).to_numpy(zero_copy_only=False)
-            self.buckets[j] += np.bincount(of_value[ids], minlength=outside + 1)
-            self.categorical_missing[j] += column.null_count
+            counted = np.bincount(ids, minlength=len(of_value))
+            self.buckets[j] += np.bincount(of_value, weights=counted, minlength=outside + 1).astype(np.int64)
+            empty = int(counted[distinct.index("")]) if "" in distinct else 0  # empty text is missing too
+            self.categorical_missing[j] += column.null_count + empty
 
     def __add__(self, other: "Tally") -> "Tally":
         self.flush()

@@ -28,7 +28,7 @@ from dlpipe.features.apply import apply_features, missing_flag_column, out_of_vo
 from dlpipe.features.errors import FeatureError
 from dlpipe.features.expressions import numeric_value
 from dlpipe.features.fitted import FittedFeatures
-from dlpipe.features.profile import ProfileBins, Tally, accumulator, value_names, with_values
+from dlpipe.features.profile import SAMPLED, ProfileBins, Tally, accumulator, value_names, values, with_sample
 from dlpipe.features.schema import DENSE_INPUT, FeatureSchema
 from dlpipe.features.spec import FeatureSpec
 from dlpipe.models.scoring import SCORE, make_batch_scorer
@@ -230,13 +230,13 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     # an input without a feature column gets apply_features' one-line error, not the profile's
     complete = all(c in raw.columns for c in (*model.fitted.spec.feature_input_columns, *schema.passthrough))
     tally = drift_tally(spark, model, ic.drift) if complete else None
-    profiled = value_names(model.fitted.spec) if tally else ()
     if tally:
-        raw = with_values(raw, model.fitted.spec, tally.fraction(raw), key=schema.passthrough)
+        raw = with_sample(raw, model.fitted.spec, tally.fraction(raw), key=schema.passthrough)
 
     try:
         features = apply_features(spread(raw, spark.sparkContext.defaultParallelism), model.fitted,
-                                  keep=(*(kept_column(c) for c in keep), *profiled), source=source,
+                                  keep=(*(kept_column(c) for c in keep), *([SAMPLED] if tally else ())),
+                                  extra=tuple(values(model.fitted.spec)) if tally else (), source=source,
                                   artifact=f"feature artifact {model.feature_table}/{model.feature_version}", flags=True)
         schema.check(features, f"the featurized {source}", label=labelled)
     except FeatureError as err:
