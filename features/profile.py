@@ -17,10 +17,9 @@ lookup of each distinct value of a batch. The same counts as Spark aggregates (a
 per row for the demo's 31 columns) took 4x longer than scoring the rows. Tallies add up, so each task keeps one and
 Spark merges them as an accumulator. A large input is profiled on a uniform sample of its rows (``with_sample``).
 
-Spark's side is kept to plain reads: a hash marks the sampled rows below the feature joins, and every row's raw
-values are chosen beside the features (``values``). With ``numeric_value``'s checks in the JVM and the values of
-the sampled rows alone (``when(sampled, ...)``) chosen below the joins, the 10M-row ``infer`` ran 36% slower with
-drift on (docs/benchmarks.md).
+The values are picked in as few Spark expressions as can be: with ``numeric_value``'s checks of each value in the
+JVM and the value columns chosen below the feature joins, profiling a 2% sample made the whole 10M-row ``infer``
+36% slower; with the raw values chosen beside the features, about 5% (docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -182,13 +181,12 @@ def with_sample(df: DataFrame, spec: FeatureSpec, fraction: float = 1.0, key: tu
 
 
 def values(spec: FeatureSpec) -> list[Column]:
-    """The value columns of every row, sampled or not: the numeric values in one list (as doubles; missing ones are
-    told apart in the ``Tally``) and each categorical value as text. The ``Tally`` counts the sampled rows alone.
-    Values for the sampled rows only (``when(sampled, ...)``) cost more: a branch taken for 2% of the rows slowed
-    Spark's generated code for every row (10M rows: +15 s of 77 s, against +2 s for every row's values)."""
+    """The value columns of a row of ``with_sample``: for a sampled row the numeric values in one list (as
+    doubles; missing ones are told apart in the ``Tally``) and each categorical value as text; null for other rows,
+    which costs Spark's handoff to Python next to nothing."""
     named = [(NUMERIC_VALUES, F.array(*[F.col(f.column).cast("double") for f in spec.numeric]))] if spec.numeric else []
     named += [(category_column(i), F.col(f.column).cast("string")) for i, f in enumerate(spec.categorical)]
-    return [value.alias(name) for name, value in named]
+    return [F.when(F.col(SAMPLED), value).alias(name) for name, value in named]
 
 
 def in_sample(spec: FeatureSpec, fraction: float, key: tuple[str, ...] = ()) -> Column:
