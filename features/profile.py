@@ -17,9 +17,9 @@ lookup of each distinct value of a batch. The same counts as Spark aggregates (a
 per row for the demo's 31 columns) took 4x longer than scoring the rows. Tallies add up, so each task keeps one and
 Spark merges them as an accumulator. A large input is profiled on a uniform sample of its rows (``with_sample``).
 
-The values are picked in as few Spark expressions as can be: with ``numeric_value``'s checks of each value in the
-JVM and the value columns chosen below the feature joins, profiling a 2% sample made the whole 10M-row ``infer``
-36% slower; with the raw values chosen beside the features, about 5% (docs/benchmarks.md).
+Spark's side is kept to plain reads: a hash marks the sampled rows below the feature joins, and their raw values
+are chosen beside the features (``values``); what counts as missing is decided in NumPy. Drift still costs the
+10M-row ``infer`` about 15 s (docs/benchmarks.md).
 """
 from __future__ import annotations
 
