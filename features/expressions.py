@@ -10,19 +10,22 @@ from dlpipe.features.errors import FeatureError
 from dlpipe.features.spec import DatetimeFeature, LabelSpec, NumericFeature
 
 
+LOG_FLOOR = -1.0  # a ``log`` feature's values at or below it are missing (log1p is undefined there)
+
+
 def numeric_value(feature: NumericFeature) -> Column:
     """The column as double, null where it is missing: null, NaN, +/-inf, and for ``log`` values <= -1."""
     value = F.col(feature.column).cast("double")
     present = value.isNotNull() & ~F.isnan(value) & (F.abs(value) != float("inf"))
     if feature.transform == "log":
-        present = present & (value > -1.0)
+        present = present & (value > LOG_FLOOR)
     return F.when(present, value)
 
 
 def out_of_log_domain(feature: NumericFeature) -> Column:
     """True where a finite value is <= -1 (log1p is undefined there)."""
     value = F.col(feature.column).cast("double")
-    return ~F.isnan(value) & (value > float("-inf")) & (value <= -1.0)
+    return ~F.isnan(value) & (value > float("-inf")) & (value <= LOG_FLOOR)
 
 
 def categorical_value(column: str) -> Column:

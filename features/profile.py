@@ -29,6 +29,7 @@ import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from dlpipe.features.expressions import LOG_FLOOR
 from dlpipe.features.spec import FeatureSpec
 
 DECILES = tuple(i / 10 for i in range(1, 10))  # a numeric column's bins: the training deciles
@@ -218,7 +219,8 @@ class Tally:
         self.buckets = [np.zeros(len(bins.categorical[c].tracked) + 2, dtype=np.int64) for c in self.categorical]
         self.categorical_missing = np.zeros(len(self.categorical), dtype=np.int64)
         self._cuts = [np.array(bins.numeric[c].cuts) for c in self.numeric]
-        self._floors = [-1.0 if f.transform == "log" else -np.inf for f in spec.numeric]  # at or below: missing
+        # at or below: missing, as numeric_value reads it
+        self._floors = [LOG_FLOOR if f.transform == "log" else -np.inf for f in spec.numeric]
         self._names = value_names(spec)
         self._buckets = None  # per categorical column, value -> bucket; made where the batches are counted
         self._waiting, self._waiting_rows = [], 0  # sampled rows not counted yet
