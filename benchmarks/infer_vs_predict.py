@@ -15,6 +15,10 @@ rows, and a model trained on them for one epoch (2 Horovod workers; its quality 
   Both run ``REPEATS`` times, alternating, after the infer stage (warm Python workers); medians reported.
 - drift's cost (``drift_cost``): the infer stage again with drift on and with it off (``infer.drift.enabled``),
   ``INFER_REPEATS`` times each, alternating; medians (``infer_drift_on_seconds``, ``infer_drift_off_seconds``).
+  Runs in one process get faster one after another (the JVM keeps compiling), so a few seconds either way are
+  noise there; the same comparison of whole ``dlpipe infer`` commands, each in its own process as a scheduler
+  starts it (``cli_drift_cost``, ``cli_drift_on_seconds``, ``cli_drift_off_seconds``), follows the in-process
+  measurements.
 - baseline (``benchmarks.predict_baseline``, its own process): ``model.predict`` with the same batch size on the
   feature table's rows read into NumPy with pyarrow, ``REPEATS`` times, the median reported; the read
   (``baseline_load_seconds``) is not counted.
@@ -178,11 +182,52 @@ def run_size(rows: int) -> None:
     print(json.dumps(measure(rows)), flush=True)
 
 
+def cli_table(enabled: bool, i: int) -> str:
+    return f"bench_cli_drift_{'on' if enabled else 'off'}_{i}"
+
+
+def cli_drift_cost(rows: int) -> dict:
+    """``dlpipe infer`` with drift on and off, each in its own process (a cold JVM, as a scheduler starts it),
+    ``INFER_REPEATS`` times each, alternating which goes first; each run writes a table of its own, dropped after."""
+    dlpipe = os.path.join(os.path.dirname(sys.executable), "dlpipe")
+    settings = [f"--set=data_dir={training_data.REPO / 'var' / 'bench' / f'infer-{rows}'}",
+                f"--set=generate.rows={rows}", f"--set=generate.partitions={max(8, rows // 125_000)}"]
+    seconds = {True: [], False: []}
+    for i in range(INFER_REPEATS):
+        for enabled in (True, False) if i % 2 == 0 else (False, True):
+            started = time.perf_counter()
+            subprocess.run([dlpipe, "infer", "--config", "conf/demo.yaml", *settings,
+                            f"--set=infer.output_table={cli_table(enabled, i)}",
+                            f"--set=infer.drift.enabled={str(enabled).lower()}"],
+                           cwd=training_data.REPO, check=True, stdout=subprocess.DEVNULL)
+            seconds[enabled].append(time.perf_counter() - started)
+    code = f"from benchmarks.infer_vs_predict import drop_cli_tables; drop_cli_tables({rows})"
+    subprocess.run([sys.executable, "-c", code], cwd=training_data.REPO, check=True)
+    on, off = statistics.median(seconds[True]), statistics.median(seconds[False])
+    return {"cli_drift_on_seconds": round(on, 3), "cli_drift_off_seconds": round(off, 3),
+            "cli_drift_on_range": [round(min(seconds[True]), 3), round(max(seconds[True]), 3)],
+            "cli_drift_off_range": [round(min(seconds[False]), 3), round(max(seconds[False]), 3)],
+            "cli_drift_cost": round(on / off - 1, 4)}
+
+
+def drop_cli_tables(rows: int) -> None:
+    from dlpipe.pipelines.session import build_session
+
+    cfg = training_data.config(rows, f"data_dir={training_data.REPO / 'var' / 'bench' / f'infer-{rows}'}")
+    spark = build_session(cfg)
+    for i in range(INFER_REPEATS):
+        for enabled in (True, False):
+            spark.sql(f"DROP TABLE IF EXISTS {cfg.qualified(cli_table(enabled, i))}")
+    spark.stop()
+
+
 def main(rows) -> None:
     for size in (rows if isinstance(rows, tuple) else (rows,)):
         # A fresh driver per size: its memory peaks belong to that size alone, and a second Spark session in one
         # process fails to open the other size's embedded Derby metastore (a NullPointerException inside Derby).
+        # The dlpipe commands come after it: they open the same metastore.
         code = f"from benchmarks.infer_vs_predict import run_size; run_size({size})"
         status = subprocess.call([sys.executable, "-c", code], cwd=training_data.REPO)
         if status != 0:
             raise SystemExit(f"infer_vs_predict failed at {size:,} rows (exit {status})")
+        print(json.dumps({"name": "infer_vs_predict", "rows": size, **cli_drift_cost(size)}), flush=True)
