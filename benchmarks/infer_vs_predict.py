@@ -109,11 +109,17 @@ def drift_cost(spark, cfg) -> dict:
             infer.run(spark, dataclasses.replace(cfg, infer=settings), run_id=f"bench-{table}")
             seconds[enabled].append(time.perf_counter() - started)
             spark.sql(f"DROP TABLE {cfg.qualified(table)}")
+    return on_and_off("infer_drift", seconds, cost="drift_cost")
+
+
+def on_and_off(name: str, seconds: dict[bool, list[float]], cost: str) -> dict:
+    """Medians and ranges of the runs with drift on (``seconds[True]``) and off, and drift's cost as a fraction of
+    the time without."""
     on, off = statistics.median(seconds[True]), statistics.median(seconds[False])
-    return {"infer_drift_on_seconds": round(on, 3), "infer_drift_off_seconds": round(off, 3),
-            "infer_drift_on_range": [round(min(seconds[True]), 3), round(max(seconds[True]), 3)],
-            "infer_drift_off_range": [round(min(seconds[False]), 3), round(max(seconds[False]), 3)],
-            "drift_cost": round(on / off - 1, 4)}
+    return {f"{name}_on_seconds": round(on, 3), f"{name}_off_seconds": round(off, 3),
+            f"{name}_on_range": [round(min(seconds[True]), 3), round(max(seconds[True]), 3)],
+            f"{name}_off_range": [round(min(seconds[False]), 3), round(max(seconds[False]), 3)],
+            cost: round(on / off - 1, 4)}
 
 
 def measure(rows: int) -> dict:
@@ -203,11 +209,7 @@ def cli_drift_cost(rows: int) -> dict:
             seconds[enabled].append(time.perf_counter() - started)
     code = f"from benchmarks.infer_vs_predict import drop_cli_tables; drop_cli_tables({rows})"
     subprocess.run([sys.executable, "-c", code], cwd=training_data.REPO, check=True)
-    on, off = statistics.median(seconds[True]), statistics.median(seconds[False])
-    return {"cli_drift_on_seconds": round(on, 3), "cli_drift_off_seconds": round(off, 3),
-            "cli_drift_on_range": [round(min(seconds[True]), 3), round(max(seconds[True]), 3)],
-            "cli_drift_off_range": [round(min(seconds[False]), 3), round(max(seconds[False]), 3)],
-            "cli_drift_cost": round(on / off - 1, 4)}
+    return on_and_off("cli_drift", seconds, cost="cli_drift_cost")
 
 
 def drop_cli_tables(rows: int) -> None:
