@@ -26,6 +26,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.8em; border-bottom
 table { border-collapse: collapse; margin: 0.5em 0; } td, th { border: 1px solid #ddd; padding: 3px 8px; }
 th { background: #f4f4f4; text-align: left; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .figures { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0; } img { max-width: 520px; }
+figure.wide img { max-width: 100%; }
 pre { background: #f8f8f8; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 .failed { color: #b00; } .skipped { color: #777; }
 """
@@ -50,14 +51,24 @@ def _table(headers: list[str], rows: list[list], numeric: set[int] = frozenset()
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _image(path: Path, alt: str) -> str:
+def _image(path: Path, alt: str, wide: bool = False) -> str:
+    """A figure; ``wide``: one of several panels, shown at its own size instead of a column's width (its text then
+    reads as large as the other figures')."""
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>'
+    kind = ' class="wide"' if wide else ""
+    return (f'<figure{kind}><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+            f'<figcaption>{html.escape(alt)}</figcaption></figure>')
 
 
 def _output(stages: dict[str, StageRecord], stage: str, kind: str) -> dict | None:
     record = stages.get(stage)
     return next((o for o in record.outputs if o["kind"] == kind), None) if record else None
+
+
+def _fixed(value: float) -> str:
+    """Four decimals, a value that rounds to zero shown as 0.0000 (not -0.0000)."""
+    text = f"{value:.4f}"
+    return "0.0000" if float(text) == 0 else text
 
 
 def _number(value) -> str:
@@ -128,7 +139,7 @@ def figures(stages: dict[str, StageRecord]) -> tuple[str, int]:
         if meta_path.is_file():
             curves = Path(model["path"]) / json.loads(meta_path.read_text())["training_curves"]
             if curves.is_file():
-                shown.append(_image(curves, f"training curves: {model['name']} {model['version']}"))
+                shown.append(_image(curves, f"training curves: {model['name']} {model['version']}", wide=True))
     plots = _output(stages, "evaluate", "plots")
     titles = (("roc", "ROC curve"), ("scores", "score distribution per class"), ("calibration", "calibration"),
               ("ams", "approximate median significance against the score threshold"))
@@ -169,7 +180,7 @@ def drift_section(stages: dict[str, StageRecord], folder: Path) -> tuple[str, in
     worst: dict[str, float] = {}
     for m in measures:  # features in order of their most severe statistic (value over threshold)
         worst[m["feature"]] = max(worst.get(m["feature"], 0.0), abs(m["value"]) / m["threshold"])
-    rows = [[m["feature"], m["statistic"], f"{m['value']:.4f}", f"{m['threshold']:g}", "alert" if m["alert"] else ""]
+    rows = [[m["feature"], m["statistic"], _fixed(m["value"]), f"{m['threshold']:g}", "alert" if m["alert"] else ""]
             for m in sorted(measures, key=lambda m: (-worst[m["feature"]], m["feature"], m["statistic"]))]
     folder.mkdir(parents=True, exist_ok=True)
     images = []

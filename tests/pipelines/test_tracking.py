@@ -86,6 +86,20 @@ def test_report_inlines_the_figures_and_shows_the_numbers(tmp_path):
     assert "failed: model m v9 not found" in page and "learning_rate: 0.001" in page
 
 
+def test_report_shows_training_curves_at_their_size_and_no_negative_zero(tmp_path):
+    png = tmp_path / "curves.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
+    (tmp_path / "metadata.json").write_text(json.dumps({"training_curves": "curves.png"}))
+    model = {"kind": "model", "name": "m", "version": "v1", "path": str(tmp_path)}
+    drift = {"kind": "drift", "name": "dlpipe.drift", "run_id": "r1", "features": 1, "distributions": {},
+             "measures": [{"feature": "x", "statistic": "missing_share", "value": -0.00001, "threshold": 0.1,
+                           "alert": False}]}
+    page, _ = report.render(Config(), "r1", [record("train", outputs=[model]),
+                                             record("infer", minute=1, outputs=[drift])])
+    assert '<figure class="wide"><img alt="training curves: m v1"' in page
+    assert '<td>x</td><td>missing_share</td><td class="n">0.0000</td>' in page
+
+
 def test_rows_append_one_file_per_commit_and_compact_as_the_table_grows(spark, test_config):
     cfg = dataclasses.replace(test_config, runs_table="runs_compaction")
     table = tracking.runs_table(cfg)
