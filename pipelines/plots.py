@@ -161,5 +161,7 @@ def save_drift(labels: list[str], shares: tuple, missing: tuple[float, float], p
     ax.set_ylabel("share of present values")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=7, loc="best")
+    tallest = max([*shares[0], *shares[1], 0.0])
+    ax.set_ylim(0, tallest * 1.3 or 1.0)  # room above the bars for the legend (even bins leave none below)
+    ax.legend(fontsize=7, loc="upper right")
     return _save(fig, path)
