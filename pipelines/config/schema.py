@@ -496,7 +496,7 @@ class DriftConfig:
     unseen_share: float = 0.1     # categorical: rise in the share of values outside the vocabulary
     missing_share: float = 0.1    # any feature: change in the share of missing values
     features: dict[str, dict[str, float]] = field(default_factory=dict)
-    sample_rows: int = 200_000    # the distributions are compared on a uniform sample of about this many rows
+    sample_rows: int = 20_000     # the distributions are compared on a uniform sample of about this many rows
 
     def __post_init__(self) -> None:
         _identifier(self, "table")
