@@ -52,8 +52,8 @@ def _table(headers: list[str], rows: list[list], numeric: set[int] = frozenset()
 
 
 def _image(path: Path, alt: str, wide: bool = False) -> str:
-    """A figure; ``wide``: one of several panels, shown at its own size instead of a column's width (its text then
-    reads as large as the other figures')."""
+    """A figure; ``wide``: a figure of several panels, shown at its own size instead of a column's width (its text
+    then reads as large as the other figures')."""
     data = base64.b64encode(path.read_bytes()).decode()
     kind = ' class="wide"' if wide else ""
     return (f'<figure{kind}><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
