@@ -18,8 +18,8 @@ per row for the demo's 31 columns) took 4x longer than scoring the rows. Tallies
 Spark merges them as an accumulator. A large input is profiled on a uniform sample of its rows (``with_sample``).
 
 Spark's side is kept to plain reads: a hash marks the sampled rows below the feature joins, and their raw values
-are chosen beside the features (``values``); what counts as missing is decided in NumPy. Drift still costs a
-10M-row ``dlpipe infer`` about 20%, mostly JVM time beside the model's scoring (docs/benchmarks.md).
+are chosen beside the features (``values``); what counts as missing is decided in NumPy. Drift costs a 10M-row
+``dlpipe infer`` about 6% with the default 20,000-row sample, about 20% with 200,000 (docs/benchmarks.md).
 """
 from __future__ import annotations
 
