@@ -129,7 +129,7 @@ def measure(rows: int) -> dict:
     from dlpipe.pipelines.train import table_files
 
     cfg = training_data.config(rows, "train.epochs=1", "train.early_stopping=null", "train.num_proc=2",
-                               f"data_dir={training_data.REPO / 'var' / 'bench' / f'infer-{rows}'}")
+                               f"data_dir={infer_dir(rows)}")
     spark = build_session(cfg)
     try:
         training_data.prepare(spark, cfg, train_model=True)
@@ -188,6 +188,11 @@ def run_size(rows: int) -> None:
     print(json.dumps(measure(rows)), flush=True)
 
 
+def infer_dir(rows: int):
+    """Where this benchmark keeps its data, models and tables for ``rows`` rows."""
+    return training_data.REPO / "var" / "bench" / f"infer-{rows}"
+
+
 def cli_table(enabled: bool, i: int) -> str:
     return f"bench_cli_drift_{'on' if enabled else 'off'}_{i}"
 
@@ -196,8 +201,7 @@ def cli_drift_cost(rows: int) -> dict:
     """``dlpipe infer`` with drift on and off, each in its own process (a cold JVM, as a scheduler starts it),
     ``INFER_REPEATS`` times each, alternating which goes first; each run writes a table of its own, dropped after."""
     dlpipe = os.path.join(os.path.dirname(sys.executable), "dlpipe")
-    settings = [f"--set=data_dir={training_data.REPO / 'var' / 'bench' / f'infer-{rows}'}",
-                f"--set=generate.rows={rows}", f"--set=generate.partitions={max(8, rows // 125_000)}"]
+    settings = [f"--set={s}" for s in (*training_data.settings(rows), f"data_dir={infer_dir(rows)}")]
     seconds = {True: [], False: []}
     for i in range(INFER_REPEATS):
         for enabled in (True, False) if i % 2 == 0 else (False, True):
@@ -215,7 +219,7 @@ def cli_drift_cost(rows: int) -> dict:
 def drop_cli_tables(rows: int) -> None:
     from dlpipe.pipelines.session import build_session
 
-    cfg = training_data.config(rows, f"data_dir={training_data.REPO / 'var' / 'bench' / f'infer-{rows}'}")
+    cfg = training_data.config(rows, f"data_dir={infer_dir(rows)}")
     spark = build_session(cfg)
     for i in range(INFER_REPEATS):
         for enabled in (True, False):

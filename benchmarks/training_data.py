@@ -15,15 +15,15 @@ def data_dir(rows: int) -> Path:
     return REPO / "var" / "bench" / f"training-{rows}"
 
 
+def settings(rows: int) -> list[str]:
+    """The demo config's overrides for ``rows`` generated rows (``dlpipe --set`` takes them as they are)."""
+    return [f"data_dir={data_dir(rows)}", f"generate.rows={rows}", f"generate.partitions={max(8, rows // 125_000)}"]
+
+
 def config(rows: int, *overrides: str):
     from dlpipe.pipelines.config import load_config
 
-    return load_config(REPO / "conf" / "demo.yaml", [
-        f"data_dir={data_dir(rows)}",
-        f"generate.rows={rows}",
-        f"generate.partitions={max(8, rows // 125_000)}",
-        *overrides,
-    ])
+    return load_config(REPO / "conf" / "demo.yaml", [*settings(rows), *overrides])
 
 
 def prepare(spark, cfg, train_model: bool = False) -> None:
