@@ -89,12 +89,19 @@ def wasserstein(bins: NumericBins, train: NumericCounts, scored: NumericCounts) 
     The profile's sums give the integral of F up to every cut exactly (the integral of F up to c is the mean of
     max(c - x, 0)), so between two cuts the signed area between the distributions is exact; its absolute value is
     the distance there unless the two cross inside the bin. Below the first cut (the training minimum) and above
-    the last (the maximum) the training F is 0 and 1, and the area is exact."""
+    the last (the maximum) the training F is 0 and 1, and the area is exact.
+
+    Infinite when a side's sums overflowed (values near the largest double, 1.8e308): the distance is then beyond
+    any threshold, not NaN, which no threshold would catch."""
     n_t, n_s = max(train.present, 1), max(scored.present, 1)
+    sums = [*train.shortfall, *scored.shortfall, train.over, scored.over]
+    if not np.isfinite(sums).all():
+        return math.inf
     integral = np.array(train.shortfall) / n_t - np.array(scored.shortfall) / n_s  # of F_train - F_scored up to c
     area = abs(integral[0]) + float(np.abs(np.diff(integral)).sum())
     area += abs(train.over / n_t - scored.over / n_s)
-    return area / (bins.std if bins.std > 0 else 1.0)
+    distance = area / (bins.std if bins.std > 0 else 1.0)
+    return distance if math.isfinite(distance) else math.inf
 
 
 def category_shares(counts: CategoryCounts) -> np.ndarray:

@@ -55,6 +55,25 @@ def test_binned_wasserstein_is_close_to_the_exact_one(shift, scale):
     assert drift.wasserstein(bins, train, found) == pytest.approx(exact, abs=0.01)
 
 
+def test_values_that_overflow_the_sums_alert_instead_of_giving_nan():
+    """Scored values near the largest double overflow the profile's sums to infinity, on both sides of the
+    training range: the Wasserstein distance is infinite and alerts (it was NaN, below every threshold)."""
+    rng = np.random.default_rng(4)
+    training = rng.normal(0, 1, 5000)
+    scored = rng.normal(0, 1, 5000)
+    scored[:3], scored[3:6] = 1.7e308, -1.7e308
+    bins = bins_of(training)
+    with np.errstate(over="ignore"):
+        train, found = numeric_counts(bins, training), numeric_counts(bins, scored)
+    assert not np.isfinite([*found.shortfall, found.over]).all()
+    assert drift.wasserstein(bins, train, found) == math.inf
+    measures = drift.measure(ProfileBins({"x": bins}, {}), Profile(5000, {"x": train}, {}),
+                             Profile(5000, {"x": found}, {}), DriftConfig())
+    assert {(m.statistic, m.alert) for m in measures} == {("psi", False), ("wasserstein", True),
+                                                          ("missing_share", False)}
+    assert "wasserstein inf" in drift.summary(measures, "db.drift", "r1")
+
+
 def test_a_shifted_feature_alerts_alone_and_missing_values_count_either_way():
     rng = np.random.default_rng(9)
     a, b = rng.lognormal(0, 0.5, 5000), rng.normal(0, 1, 5000)
