@@ -147,10 +147,16 @@ def spread(raw: DataFrame, slots: int) -> DataFrame:
 
 
 def dense_vector(schema: FeatureSchema) -> Column:
-    """Every dense feature of a featurized row in one float list, in the model's order."""
-    scalars = [F.col(c.name) for c in schema.dense if not c.shape]
-    vectors = [F.col(c.name) for c in schema.dense if c.shape]
-    parts = ([F.array(*scalars)] if scalars else []) + vectors
+    """Every dense feature of a featurized row in one float list, in the schema's order, as training reads them
+    (``models.networks.model_inputs``): each run of scalars as one array, each vector as it is."""
+    parts, scalars = [], []
+    for c in schema.dense:
+        if c.shape:
+            parts += [F.array(*scalars)] if scalars else []
+            parts, scalars = [*parts, F.col(c.name)], []
+        else:
+            scalars.append(F.col(c.name))
+    parts += [F.array(*scalars)] if scalars else []
     return parts[0] if len(parts) == 1 else F.concat(*parts)
 
 
