@@ -216,7 +216,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     complete = all(c in raw.columns for c in (*model.fitted.spec.feature_input_columns, *schema.passthrough))
     tally = drift_tally(spark, model, ic.drift) if complete else None
     if tally:
-        tally.fraction(raw)
+        tally.draw_from(raw)
 
     try:
         features = apply_features(spread(raw, spark.sparkContext.defaultParallelism), model.fitted,
@@ -335,13 +335,12 @@ class DriftTally:
         profiled = self.total.value.rows
         return (profiled, self.rows) if profiled < self.rows else None
 
-    def fraction(self, raw: DataFrame) -> float:
-        """The share of ``raw``'s rows to profile: all of them up to ``sample_rows``, else a uniform sample of
-        about that many (the distribution statistics do not need more: see docs/drift.md). Counting a Delta table
-        reads its log, not its rows."""
+    def draw_from(self, raw: DataFrame) -> None:
+        """Profile ``raw``'s rows: all of them up to ``sample_rows``, else a uniform sample of about that many (the
+        distribution statistics do not need more: see docs/drift.md). Counting a Delta table reads its log, not
+        its rows."""
         self.rows = raw.count()
         self.share = min(1.0, self.sample_rows / max(self.rows, 1))
-        return self.share
 
     def reset(self) -> None:
         """Before a write is tried again (a lost commit race): its job counts every row again."""
