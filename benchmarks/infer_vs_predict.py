@@ -88,7 +88,7 @@ def _passthrough(keep: tuple[str, ...]):
 
 def handoff_only(features, model):
     """``score_features`` without the model: the same columns go to the Python workers, the passthrough comes back."""
-    from dlpipe.pipelines.infer import scorer_input
+    from dlpipe.features.apply import scorer_input
 
     keep = model.fitted.schema.passthrough
     return scorer_input(features, model.fitted.schema, keep).mapInArrow(_passthrough(keep),

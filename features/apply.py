@@ -16,7 +16,7 @@ from dlpipe.features.errors import FeatureError
 from dlpipe.features.expressions import categorical_value, datetime_part, encoded_label, numeric_value
 from dlpipe.features.fit import check_input, clip_expression
 from dlpipe.features.fitted import FittedFeatures, NumericStats
-from dlpipe.features.schema import UNSEEN_INDEX
+from dlpipe.features.schema import DENSE_INPUT, UNSEEN_INDEX, FeatureSchema
 from dlpipe.features.spec import PART_RANGE, DatetimeFeature, NumericFeature
 
 
@@ -179,3 +179,24 @@ def apply_features(df: DataFrame, fitted: FittedFeatures, keep: tuple[str, ...] 
         selected += [numeric_value(f).isNull().alias(missing_flag_column(f.column)) for f in spec.numeric]
         selected += [outside[f.column].alias(out_of_vocabulary_flag_column(f.column)) for f in spec.categorical]
     return out.select(*selected)
+
+
+def dense_vector(schema: FeatureSchema) -> Column:
+    """Every dense feature of a featurized row in one float list, in the schema's order, as training reads them
+    (``models.networks.model_inputs``): each run of scalars as one array, each vector as it is."""
+    parts, scalars = [], []
+    for c in schema.dense:
+        if c.shape:
+            parts += [F.array(*scalars)] if scalars else []
+            parts, scalars = [*parts, F.col(c.name)], []
+        else:
+            scalars.append(F.col(c.name))
+    parts += [F.array(*scalars)] if scalars else []
+    return parts[0] if len(parts) == 1 else F.concat(*parts)
+
+
+def scorer_input(features: DataFrame, schema: FeatureSchema, carried: tuple[str, ...]) -> DataFrame:
+    """The columns a scorer reads, in its layout (``models.scoring``): the ``carried`` ones, the dense features in
+    one list (``DENSE_INPUT``), the indices."""
+    packed = [dense_vector(schema).alias(DENSE_INPUT)] if schema.dense else []
+    return features.select(*carried, *packed, *(c.name for c in schema.index))

@@ -11,7 +11,8 @@
    (missing values included). Ranking, ``min_count`` and ``top_k`` run in Spark; only the kept values (and per-column totals) reach the driver.
 5. For the training split's drift profile (``features.profile``), over the split or, beyond a million rows, a
    uniform sample of about a million: the numeric columns' deciles, then counts over the bins the deciles and
-   pass 4's vocabularies fix, made in Spark's Python workers as infer makes them.
+   pass 4's vocabularies fix, of the rows featurized with the fitted state, made in Spark's Python workers as
+   infer makes them (``features.tally``).
 
 Only small statistics are collected to the driver; no input row ever is.
 """
@@ -31,8 +32,7 @@ from dlpipe.features.expressions import (
     out_of_log_domain,
 )
 from dlpipe.features.fitted import DEFAULT_QUANTILE_ERROR, FittedFeatures, NumericStats, Vocabulary
-from dlpipe.features.profile import (DECILES, TRAINING_SAMPLE, Profile, TrainingProfile, in_sample, numeric_bins,
-                                    tally_rows)
+from dlpipe.features.profile import DECILES, TRAINING_SAMPLE, Profile, TrainingProfile, in_sample, numeric_bins
 from dlpipe.features.spec import CategoricalFeature, DatetimeFeature, FeatureSpec, NumericFeature
 from dlpipe.spark_settings import spark_settings
 
@@ -288,8 +288,10 @@ def _training_profile(train: DataFrame, fitted: FittedFeatures, first: dict[tupl
     numeric = {f.column: numeric_bins(deciles[f.column,] or [], _finite_or_none(first["min", f.column]),
                                       _finite_or_none(first["max", f.column]), _finite_or_none(first["std", f.column]))
                for f in spec.numeric}
+    from dlpipe.features.tally import tally_rows  # it applies the features, and features.apply imports this module
+
     bins = TrainingProfile(numeric, Profile(0, {}, {})).bins(fitted.vocabularies)
-    return TrainingProfile(numeric, tally_rows(rows, spec, bins))
+    return TrainingProfile(numeric, tally_rows(rows, fitted, bins))
 
 
 # ------------------------------------------------------------------------------------------------ numeric

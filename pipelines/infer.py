@@ -20,17 +20,16 @@ from pathlib import Path
 from delta.exceptions.captured import (ConcurrentAppendException, ConcurrentDeleteDeleteException,
                                        ConcurrentDeleteReadException, ConcurrentTransactionException,
                                        ConcurrentWriteException, MetadataChangedException, ProtocolChangedException)
-from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from dlpipe.features.apply import apply_features, missing_flag_column, out_of_vocabulary_flag_column
+from dlpipe.features.apply import apply_features, missing_flag_column, out_of_vocabulary_flag_column, scorer_input
 from dlpipe.features.errors import FeatureError
 from dlpipe.features.expressions import numeric_value
 from dlpipe.features.fitted import FittedFeatures
-from dlpipe.features.profile import SAMPLED, ProfileBins, Tally, accumulator, value_names, values, with_sample
-from dlpipe.features.schema import DENSE_INPUT, FeatureSchema
-from dlpipe.features.spec import FeatureSpec
+from dlpipe.features.schema import FeatureSchema
+from dlpipe.features.tally import Tally, accumulator, feature_space, missing_words
 from dlpipe.models.scoring import SCORE, make_batch_scorer
 from dlpipe.pipelines import drift, registry
 from dlpipe.pipelines.config import Config
@@ -146,20 +145,6 @@ def spread(raw: DataFrame, slots: int) -> DataFrame:
     return raw if raw.rdd.getNumPartitions() >= slots else raw.repartition(slots)
 
 
-def dense_vector(schema: FeatureSchema) -> Column:
-    """Every dense feature of a featurized row in one float list, in the schema's order, as training reads them
-    (``models.networks.model_inputs``): each run of scalars as one array, each vector as it is."""
-    parts, scalars = [], []
-    for c in schema.dense:
-        if c.shape:
-            parts += [F.array(*scalars)] if scalars else []
-            parts, scalars = [*parts, F.col(c.name)], []
-        else:
-            scalars.append(F.col(c.name))
-    parts += [F.array(*scalars)] if scalars else []
-    return parts[0] if len(parts) == 1 else F.concat(*parts)
-
-
 def score_features(features: DataFrame, model: ScoringModel, carried: tuple[str, ...],
                    tally: DriftTally | None = None) -> DataFrame:
     """The ``carried`` columns of featurized rows and the model's float32 ``score``. The rows go to the Python
@@ -167,22 +152,16 @@ def score_features(features: DataFrame, model: ScoringModel, carried: tuple[str,
     dense features packed in one list column, which the workers read as one flat buffer (``models.scoring``). With
     Spark's byte limit per batch checked after every row, one list column of 38 floats went over in 1.25 s per
     million rows here and 38 float columns in 1.84 s; without that check (``scoring_batches``) both take 0.9-1.0 s.
-    With ``tally``, the batches' drift profile columns (``features.profile``) are counted before scoring."""
+    With ``tally``, the batches are counted into the drift profile before scoring (with the missing flags
+    ``features.tally.missing_words``, which ``features`` then carries)."""
     schema = model.fitted.schema
     scorer = make_batch_scorer(str(model.path), schema, carried)
     counted = ()
     if tally is not None:
-        scorer, counted = tally.counting(scorer), value_names(model.fitted.spec)
+        scorer, counted = tally.counting(scorer), tally.space.words
     return scorer_input(features, schema, (*carried, *counted)).mapInArrow(
         scorer, T.StructType([*(features.schema[c] for c in carried), T.StructField(SCORE, T.FloatType(), False)]),
     )
-
-
-def scorer_input(features: DataFrame, schema: FeatureSchema, carried: tuple[str, ...]) -> DataFrame:
-    """The columns the scorer reads, in its layout: the carried ones, the dense features in one list, the
-    indices."""
-    packed = [dense_vector(schema).alias(DENSE_INPUT)] if schema.dense else []
-    return features.select(*carried, *packed, *(c.name for c in schema.index))
 
 
 def kept_column(column: str) -> str:
@@ -237,12 +216,12 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, run_date: d
     complete = all(c in raw.columns for c in (*model.fitted.spec.feature_input_columns, *schema.passthrough))
     tally = drift_tally(spark, model, ic.drift) if complete else None
     if tally:
-        raw = with_sample(raw, model.fitted.spec, tally.fraction(raw), key=schema.passthrough)
+        tally.draw_from(raw)
 
     try:
         features = apply_features(spread(raw, spark.sparkContext.defaultParallelism), model.fitted,
-                                  keep=(*(kept_column(c) for c in keep), *([SAMPLED] if tally else ())),
-                                  extra=tuple(values(model.fitted.spec)) if tally else (), source=source,
+                                  keep=tuple(kept_column(c) for c in keep),
+                                  extra=tuple(missing_words(model.fitted.spec)) if tally else (), source=source,
                                   artifact=f"feature artifact {model.feature_table}/{model.feature_version}", flags=True)
         schema.check(features, f"the featurized {source}", label=labelled)
     except FeatureError as err:
@@ -340,14 +319,15 @@ def scoring_batches(rows: int) -> dict[str, str]:
 
 
 class DriftTally:
-    """The scored input's drift profile, counted in the scoring job: each task tallies the batches it scores
-    (``features.profile.Tally``) and Spark merges the tallies of successful tasks, each task once, as an
-    accumulator."""
+    """The scored input's drift profile, counted in the scoring job from the rows the scorer receives: each task
+    tallies the batches it scores (``features.tally.Tally``) and Spark merges the tallies of successful tasks, each
+    task once, as an accumulator."""
 
-    def __init__(self, spark: SparkSession, spec: FeatureSpec, bins: ProfileBins, sample_rows: int) -> None:
-        self.spec, self.bins, self.sample_rows = spec, bins, sample_rows
-        self.total = accumulator(spark.sparkContext, spec, bins)
-        self.rows = 0
+    def __init__(self, spark: SparkSession, fitted: FittedFeatures, sample_rows: int) -> None:
+        self.bins, self.sample_rows = fitted.profile_bins, sample_rows
+        self.space = feature_space(spark, fitted, self.bins)
+        self.total = accumulator(spark.sparkContext, self.space, self.bins)
+        self.rows, self.share = 0, 1.0
 
     @property
     def sample(self) -> tuple[int, int] | None:
@@ -355,23 +335,23 @@ class DriftTally:
         profiled = self.total.value.rows
         return (profiled, self.rows) if profiled < self.rows else None
 
-    def fraction(self, raw: DataFrame) -> float:
-        """The share of ``raw``'s rows to profile: all of them up to ``sample_rows``, else a uniform sample of
-        about that many (the distribution statistics do not need more: see docs/drift.md). Counting a Delta table
-        reads its log, not its rows."""
+    def draw_from(self, raw: DataFrame) -> None:
+        """Profile ``raw``'s rows: all of them up to ``sample_rows``, else a uniform sample of about that many (the
+        distribution statistics do not need more: see docs/drift.md). Counting a Delta table reads its log, not
+        its rows."""
         self.rows = raw.count()
-        return min(1.0, self.sample_rows / max(self.rows, 1))
+        self.share = min(1.0, self.sample_rows / max(self.rows, 1))
 
     def reset(self) -> None:
         """Before a write is tried again (a lost commit race): its job counts every row again."""
-        self.total.value = Tally(self.spec, self.bins)
+        self.total.value = Tally(self.space, self.bins)
 
     def counting(self, scorer):
-        """``scorer`` (a ``mapInArrow`` function) that first counts each batch's profile columns."""
-        spec, bins, total = self.spec, self.bins, self.total
+        """``scorer`` (a ``mapInArrow`` function) that first counts each batch (its sampled rows)."""
+        space, bins, share, total = self.space, self.bins, self.share, self.total
 
         def score(batches):
-            tally = Tally(spec, bins)
+            tally = Tally(space, bins, share)
 
             def counted():
                 for batch in batches:
@@ -394,7 +374,7 @@ def drift_tally(spark: SparkSession, model: ScoringModel, settings: DriftConfig)
         raise PipelineError(f"infer.drift.features names {', '.join(unknown)}, which feature artifact "
                             f"{model.feature_table}/{model.feature_version} does not compare (its numeric and "
                             f"categorical features: {', '.join(profiled)}): fix the name")
-    return DriftTally(spark, model.fitted.spec, model.fitted.profile_bins, settings.sample_rows)
+    return DriftTally(spark, model.fitted, settings.sample_rows)
 
 
 def compare_with_training(spark: SparkSession, cfg: Config, model: ScoringModel, tally: DriftTally | None,

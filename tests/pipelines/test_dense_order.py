@@ -5,7 +5,7 @@ import numpy as np
 
 from dlpipe.features.schema import FeatureColumn, FeatureSchema
 from dlpipe.models.networks import model_inputs
-from dlpipe.pipelines.infer import dense_vector
+from dlpipe.features.apply import dense_vector
 
 
 def test_scoring_packs_dense_features_in_the_order_training_reads_them(spark):

@@ -7,12 +7,11 @@ import sys
 
 import numpy as np
 import pytest
-from pyspark.sql import functions as F
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
 
 from dlpipe.features.profile import (CategoryBins, CategoryCounts, NumericBins, NumericCounts, Profile, ProfileBins,
-                                     category_bins, tally_rows)
+                                     category_bins)
 from dlpipe.features.spec import CategoricalFeature, FeatureSpec, LabelSpec, NumericFeature
 from dlpipe.pipelines import drift
 from dlpipe.pipelines.config.schema import DriftConfig
@@ -113,13 +112,23 @@ SPEC = FeatureSpec(LabelSpec("y"), (NumericFeature("x"), NumericFeature("l", tra
                    (CategoricalFeature("c"),), ("id",))
 
 
+def fitted_on(df):
+    from dlpipe.features.fit import fit_features
+
+    return fit_features(df, SPEC, key="id")[0]
+
+
 def test_spark_tallies_the_profile_numpy_counts(spark):
-    """features.profile.tally_rows (what featurize runs on the training split, and infer on each scored batch):
-    its counts against NumPy's on the same values, a null, NaN and infinity among them, values <= -1 missing for
-    the log column, and empty text missing for the categorical one."""
+    """features.tally.tally_rows (what featurize runs on the training split; infer counts its batches the same
+    way) counts featurized rows: against NumPy's counts of the raw values, a null, NaN and infinity among them,
+    values <= -1 missing for the log column, and empty text missing for the categorical one. A value equal to a
+    cut lands where the raw value would."""
+    from dlpipe.features.tally import tally_rows
+
     rng = np.random.default_rng(3)
     x = rng.normal(0, 1, 400)
     x[::17], x[5], x[6] = np.nan, np.inf, -np.inf
+    x[20:30] = 0.5  # on a cut
     l = rng.lognormal(0, 1, 400) - 1.5
     c = rng.choice(["a", "b", "c", "d", "", None], 400, p=[0.4, 0.2, 0.15, 0.15, 0.05, 0.05])
     rows = [(i, None if i == 7 else float(x[i]), float(l[i]), None if c[i] is None else str(c[i]), i % 2)
@@ -127,55 +136,100 @@ def test_spark_tallies_the_profile_numpy_counts(spark):
     df = spark.createDataFrame(rows, "id int, x double, l double, c string, y int").repartition(3)
     bins = ProfileBins({"x": NumericBins((-0.5, 0.0, 0.5), -1.0, 1.0, 1.0), "l": NumericBins((0.0, 1.0), -0.5, 2.0, 1.0)},
                        {"c": CategoryBins(("a", "b"), ("a", "b", "c"))})  # c: in the vocabulary, not tracked
-    found = tally_rows(df, SPEC, bins)
+    found = tally_rows(df, fitted_on(df.where("l > -1")), bins)  # fitting refuses log values <= -1
     x[7] = np.nan
     assert found.rows == 400
     for column, values in (("x", np.where(np.isfinite(x), x, np.nan)), ("l", np.where(l > -1, l, np.nan))):
         want, got = numeric_counts(bins.numeric[column], values), found.numeric[column]
         assert (got.below, got.missing, got.present) == (want.below, want.missing, want.present)
-        assert got.shortfall == pytest.approx(want.shortfall) and got.over == pytest.approx(want.over)
+        assert got.shortfall == pytest.approx(want.shortfall, rel=1e-6) and got.over == pytest.approx(want.over, rel=1e-6)
     present = [v for v in c if v not in (None, "")]
     assert found.categorical["c"] == CategoryCounts(len(c) - len(present), (present.count("a"), present.count("b")),
                                                     present.count("c"), present.count("d"))
 
 
-def test_a_sample_is_counted_as_its_rows_are(spark):
-    """With a fraction, the tally counts the sampled rows alone (about that share of them), exactly as NumPy
-    counts the same rows (the draws are the same in every job over partitions read in the same order)."""
-    from dlpipe.features.profile import SAMPLED, Tally, counting, accumulator, value_names, with_values
+def test_clipped_and_piecewise_linear_features_are_counted_from_their_features(spark):
+    """A clipped feature is counted as the model sees it, a value beyond a clip bound at the bound; a
+    piecewise-linear feature's values are read back from its slots, below its first edge and above its last too.
+    Fitted on one table, counted on another that is wider."""
+    from dlpipe.features.fit import fit_features
+    from dlpipe.features.tally import tally_rows
+
+    rng = np.random.default_rng(6)
+    x = np.round(rng.normal(0, 1, 2000), 2)
+    wider = np.round(x * 1.5 + 0.3, 2)
+
+    def table(values):
+        return spark.createDataFrame([(i, float(v), float(v), i % 2) for i, v in enumerate(values)],
+                                     "id int, a double, p double, y int")
+
+    spec = FeatureSpec(LabelSpec("y"), (NumericFeature("a", clip=(0.05, 0.95)),
+                                        NumericFeature("p", transform="ple", bins=6)), (), ("id",))
+    fitted = fit_features(table(x), spec, key="id")[0]
+    low, high = fitted.numeric["a"].clip_bounds
+    edges = fitted.numeric["p"].edges
+    assert wider.min() < edges[0] and wider.max() > edges[-1]
+    cuts = NumericBins((-1.0, edges[1], 0.0, 0.5), -2.0, float(x.max()) + 1.0, 1.0)
+    found = tally_rows(table(wider), fitted, ProfileBins({"a": cuts, "p": cuts}, {}))
+    for column, seen in (("a", np.clip(wider, low, high)), ("p", wider)):
+        want, got = numeric_counts(cuts, seen), found.numeric[column]
+        assert (got.below, got.present) == (want.below, want.present), column
+        assert got.shortfall == pytest.approx(want.shortfall, rel=1e-5), column
+        assert got.over == pytest.approx(want.over, rel=1e-5, abs=1e-6), column
+
+
+def test_a_sample_is_drawn_per_batch_and_counted_as_its_rows_are(spark):
+    """With a fraction, each task draws its rows from a generator seeded by its partition: the same rows in every
+    job over the same partitions, about that share of them, counted exactly as NumPy counts those rows."""
+    from dlpipe.features.apply import scorer_input
+    from dlpipe.features.profile import PROFILE_SEED
+    from dlpipe.features.tally import Tally, accumulator, counting, feature_space, with_missing_words
 
     rng = np.random.default_rng(4)
     x = rng.normal(0, 1, 4000)
     rows = [(i, float(x[i]), float(i % 5), "ab"[i % 2], i % 2) for i in range(4000)]
     df = spark.createDataFrame(spark.sparkContext.parallelize(rows, 2), "id int, x double, l double, c string, y int")
+    fitted = fitted_on(df)
     bins = ProfileBins({"x": NumericBins((-0.5, 0.0, 0.5), -1.0, 1.0, 1.0), "l": NumericBins((2.0,), 0.0, 4.0, 1.0)},
                        {"c": category_bins(("a", "b"))})
-    sampled = with_values(df, SPEC, fraction=0.25)
-    total = accumulator(spark.sparkContext, SPEC, bins)
-    sampled.select(*value_names(SPEC)).mapInArrow(counting(SPEC, bins, total), "counted int").write.format(
-        "noop").mode("overwrite").save()
-    found = total.value.profile()
-    kept = [r["id"] for r in sampled.where(F.col(SAMPLED)).select("id").collect()]
-    assert 800 < found.rows == len(kept) < 1200
+    space = feature_space(spark, fitted, bins)
+    scored = scorer_input(with_missing_words(df, fitted), fitted.schema, space.words)
+
+    def profiled():
+        total = accumulator(spark.sparkContext, space, bins)
+        scored.mapInArrow(counting(space, bins, total, 0.25), "counted int").write.format("noop").mode(
+            "overwrite").save()
+        assert isinstance(total.value, Tally)
+        return total.value.profile()
+
+    found = profiled()
+    assert profiled() == found
+    sizes = df.rdd.glom().map(len).collect()  # the partitions hold the rows in id order
+    kept = np.concatenate([np.random.default_rng([PROFILE_SEED, p]).random(n) < 0.25 for p, n in enumerate(sizes)])
+    assert 800 < found.rows == kept.sum() < 1200
     want = numeric_counts(bins.numeric["x"], x[kept])
-    assert found.numeric["x"].below == want.below and found.numeric["x"].shortfall == pytest.approx(want.shortfall)
-    assert isinstance(total.value, Tally)
+    assert found.numeric["x"].below == want.below
+    assert found.numeric["x"].shortfall == pytest.approx(want.shortfall, rel=1e-6)
 
 
 RETRIED = """
-import json, sys
+import dataclasses, json, sys
 from pyspark import TaskContext
 from pyspark.sql import functions as F
+from dlpipe.features.apply import scorer_input
+from dlpipe.features.tally import tally_rows, with_missing_words
 from dlpipe.pipelines.config import Config, SparkConfig
 from dlpipe.pipelines.session import build_session
 from dlpipe.pipelines.infer import DriftTally
-from dlpipe.features.profile import tally_rows, value_names, with_values
-from tests.pipelines.test_drift import SPEC, retried_bins
+from tests.pipelines.test_drift import fitted_on, retried_bins
 
 spark = build_session(Config(data_dir=sys.argv[1], spark=SparkConfig(master="local[2,3]", shuffle_partitions=2)))
 df = spark.range(0, 20000, numPartitions=4).selectExpr(  # partition 1: ids 5,000 to 9,999
     "CAST(id AS int) AS id", "(id % 50) / 10.0 AS x", "CAST(id % 7 AS double) AS l",
     "substr('abc', CAST(id % 3 AS int) + 1, 1) AS c", "CAST(id % 2 AS int) AS y")
+fitted = fitted_on(df)
+fitted = dataclasses.replace(fitted, training_profile=dataclasses.replace(fitted.training_profile,
+                                                                          numeric_bins=retried_bins().numeric))
 
 def passthrough(batches):
     for batch in batches:
@@ -188,10 +242,11 @@ def fail_once(i):
         raise RuntimeError("injected failure")  # the partition's last row: its batches were all counted
     return i
 
-tally = DriftTally(spark, SPEC, retried_bins(), sample_rows=10**9)
-scored = with_values(df, SPEC).select("id", *value_names(SPEC)).mapInArrow(tally.counting(passthrough), "id int")
+tally = DriftTally(spark, fitted, sample_rows=10**9)
+scored = scorer_input(with_missing_words(df, fitted), fitted.schema, ("id", *tally.space.words)).mapInArrow(
+    tally.counting(passthrough), "id int")
 scored.withColumn("id", fail_once("id")).write.format("delta").save(sys.argv[1] + "/out")
-exact = tally_rows(df, SPEC, retried_bins())
+exact = tally_rows(df, fitted, fitted.profile_bins)
 print(json.dumps({"observed": tally.total.value.profile().to_json(), "exact": exact.to_json()}))
 """
 
@@ -214,35 +269,43 @@ def test_a_retried_task_is_counted_once(tmp_path):
 
 
 def test_a_tally_counts_the_same_in_chunks_and_at_once(monkeypatch):
-    """Sampled rows wait and are counted CHUNK at a time: any chunk size gives the same profile, and merging two
-    tallies counts what either still holds."""
+    """Rows wait and are counted CHUNK at a time: any chunk size gives the same profile, and merging two
+    tallies counts what either still holds. (Batches as the scorer gets them: two scalar features in the dense
+    list, the categorical's ids, the missing flags.)"""
     import pyarrow as pa
 
-    import dlpipe.features.profile as profile
+    import dlpipe.features.tally as tally
+    from dlpipe.features.schema import DENSE_INPUT
 
     rng = np.random.default_rng(8)
     bins = retried_bins()
+    space = tally.FeatureSpace(
+        {"x": tally.NumericSpace(0, 1, bins.numeric["x"].cuts), "l": tally.NumericSpace(1, 1, bins.numeric["l"].cuts)},
+        {"c": tally.CategorySpace("c_index", 0, 0, (3, 0, 1))}, 2, (tally.missing_word(0),), ("c_index",))
 
     def batch(n):
         x, l = rng.normal(2, 1, n), rng.uniform(0, 6, n)
         values = pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2), pa.int32()),
-                                          pa.array(np.column_stack([x, l]).ravel()))
-        return pa.RecordBatch.from_arrays(
-            [pa.array(rng.uniform(size=n) < (0.5 if n > 10 else 1.0)), values, pa.array(rng.choice(["a", "b", "z"], n)), pa.array(x)],
-            names=[profile.SAMPLED, profile.NUMERIC_VALUES, profile.category_column(0), "other"])
+                                          pa.array(np.column_stack([x, l]).ravel(), pa.float32()))
+        missing = rng.integers(0, 8, n)  # bits: x, l, c
+        return pa.RecordBatch.from_arrays([values, pa.array(rng.integers(0, 3, n), pa.int32()), pa.array(missing),
+                                           pa.array(x)], names=[DENSE_INPUT, "c_index", tally.missing_word(0), "other"])
 
     batches = [batch(n) for n in (50, 7, 0, 120, 33, 3, 4)]  # the last two wait in either tally at the merge
-    at_once = profile.Tally(SPEC, bins)
+    at_once = tally.Tally(space, bins)
     for b in batches:
         at_once.add(b)
-    monkeypatch.setattr(profile, "CHUNK", 5)
-    first, second = profile.Tally(SPEC, bins), profile.Tally(SPEC, bins)
+    monkeypatch.setattr(tally, "CHUNK", 5)
+    first, second = tally.Tally(space, bins), tally.Tally(space, bins)
     for i, b in enumerate(batches):
         (first if i % 2 else second).add(b)
     merged, whole = (first + second).profile(), at_once.profile()
-    assert merged.rows == whole.rows == sum(b.column(0).true_count for b in batches)
+    assert merged.rows == whole.rows == sum(b.num_rows for b in batches)
     assert merged.categorical == whole.categorical
+    flags = np.concatenate([b.column(2).to_numpy() for b in batches])
+    assert whole.categorical["c"].missing == ((flags & 4) > 0).sum()
     for column, counts in whole.numeric.items():  # sums in another order: equal to rounding
         got = merged.numeric[column]
         assert (got.below, got.missing, got.present) == (counts.below, counts.missing, counts.present)
         assert got.shortfall == pytest.approx(counts.shortfall, rel=1e-12) and got.over == pytest.approx(counts.over)
+    assert whole.numeric["x"].missing == ((flags & 1) > 0).sum() and whole.numeric["l"].missing == ((flags & 2) > 0).sum()
