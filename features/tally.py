@@ -120,7 +120,11 @@ class FeatureSpace:
     categorical: dict[str, CategorySpace]
     width: int                 # of the packed dense row
     words: tuple[str, ...]     # the missing-flag columns
-    index: tuple[str, ...]     # the index columns a tally reads
+
+    @property
+    def index(self) -> tuple[str, ...]:
+        """The index columns a tally reads."""
+        return tuple(s.index for s in self.categorical.values() if s.index is not None)
 
 
 def feature_space(spark: SparkSession, fitted: FittedFeatures, bins: ProfileBins) -> FeatureSpace:
@@ -161,8 +165,7 @@ def feature_space(spark: SparkSession, fitted: FittedFeatures, bins: ProfileBins
             categorical[f.column] = CategorySpace(None, offsets[f.output_column], widths[f.output_column], buckets)
         else:
             categorical[f.column] = CategorySpace(f.output_column, 0, 0, buckets)
-    return FeatureSpace(numeric, categorical, schema.dense_width, word_names(spec),
-                        tuple(s.index for s in categorical.values() if s.index is not None))
+    return FeatureSpace(numeric, categorical, schema.dense_width, word_names(spec))
 
 
 class Tally:

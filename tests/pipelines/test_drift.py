@@ -281,7 +281,7 @@ def test_a_tally_counts_the_same_in_chunks_and_at_once(monkeypatch):
     bins = retried_bins()
     space = tally.FeatureSpace(
         {"x": tally.NumericSpace(0, 1, bins.numeric["x"].cuts), "l": tally.NumericSpace(1, 1, bins.numeric["l"].cuts)},
-        {"c": tally.CategorySpace("c_index", 0, 0, (3, 0, 1))}, 2, (tally.missing_word(0),), ("c_index",))
+        {"c": tally.CategorySpace("c_index", 0, 0, (3, 0, 1))}, 2, (tally.missing_word(0),))
 
     def batch(n):
         x, l = rng.normal(2, 1, n), rng.uniform(0, 6, n)
