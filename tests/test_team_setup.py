@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 
 import psutil
 import pytest
@@ -15,6 +16,7 @@ from tests.thrift import beeline, serving
 
 pytestmark = pytest.mark.slow
 TEAMS = ("alpha", "beta")  # two namespaces: each its own database (alpha__dlpipe), models and artifacts
+POLL_PAUSE_S = 4
 
 
 def dlpipe(*args: str, env: dict[str, str]) -> subprocess.Popen:
@@ -72,8 +74,9 @@ def test_two_teams_at_once_then_sql_stays_up_and_sees_whole_snapshots_while_a_pi
 
         job = dlpipe("run", *args["alpha"], "--run-id", "alpha-2", "--date", "2026-11-02", "--force", env=env)
         polls = []
-        while job.poll() is None:
+        while job.poll() is None:  # each poll starts a beeline JVM: a pause between them leaves alpha-2 the cores
             polls.append(predictions_per_run(port, database))
+            time.sleep(POLL_PAUSE_S)
         outputs.append(finished(job))
         after = predictions_per_run(port, database)
 
