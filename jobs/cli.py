@@ -211,7 +211,12 @@ def _main(args: argparse.Namespace, cfg, prefix: str, run_id: str | None) -> int
     try:
         from dlpipe.pipelines.session import build_session
 
-        spark = build_session(cfg, read_only=args.command in ("sql", "serve-sql") and not args.writable)
+        if args.command == "serve-sql":
+            from dlpipe.pipelines import serve_sql
+
+            serve_sql.prepare(cfg)  # before Spark starts: where it will listen, and who may log in
+        spark = build_session(cfg, read_only=args.command in ("sql", "serve-sql") and not args.writable,
+                              serving=args.command == "serve-sql")
         _command(spark, cfg, args, run_id)
         termination.check()
         return 0

@@ -121,15 +121,14 @@ def spark_settings(cfg: Config, archive_at_exit: Path | None = None) -> dict[str
         # models/ or dlpipe/ folder where a job was started is never imported in place of the installed packages.
         "spark.executorEnv.PYTHONSAFEPATH": "1",
         "spark.ui.showConsoleProgress": "true",
-        # Where `dlpipe serve-sql` listens (the Thrift server reads these when it starts, not later).
-        "spark.hadoop.hive.server2.thrift.bind.host": cfg.sql_server.host,
-        "spark.hadoop.hive.server2.thrift.port": str(cfg.sql_server.port),
     }
     settings.update(metastore.settings(cfg))
-    settings.update(sql_auth.settings(cfg.sql_server.password_file))
     if cfg.spark.master is not None and not launched_by_spark_submit():
         settings["spark.driver.memory"] = cfg.spark.driver_memory
     settings.update(cfg.spark.conf)
+    # Where `dlpipe serve-sql` listens and who logs in (the Thrift server reads these when it starts, not later),
+    # after spark.conf, which can name the address too: one address, resolved from every source (sql_auth.bind_host)
+    settings.update(sql_auth.settings(cfg))
     return settings
 
 
@@ -202,16 +201,16 @@ def launch_jvm_apart(cfg: Config, settings: dict[str, str]) -> None:
     SparkContext._ensure_initialized(gateway=launch_gateway(conf, popen_kwargs={"start_new_session": True}))
 
 
-def build_session(cfg: Config, archive_at_exit: Path | None = None, read_only: bool = False) -> SparkSession:
-    """Build (or return the running) Spark session for this config. ``read_only``: SQL that writes, reads files by
-    path or calls Java is refused inside Spark (``pipelines.sql_guard``)."""
+def build_session(cfg: Config, archive_at_exit: Path | None = None, read_only: bool = False,
+                  serving: bool = False) -> SparkSession:
+    """Build (or return the running) Spark session for this config. ``read_only``: only the SQL that read-only SQL
+    allows runs (``pipelines.sql_guard``); ``serving``: the session of ``dlpipe serve-sql``, with its limits."""
     prepare_data_dir(cfg)
     check_delta_jars()
     metastore.check_derby_free(cfg)
     settings = spark_settings(cfg, archive_at_exit)
     write_spark_defaults(cfg, settings)
-    if read_only:
-        settings = sql_guard.read_only(settings)
+    settings = sql_guard.guarded(settings, read_only, cfg.sql_server if serving else None)
     # Python workers run the interpreter that runs the driver, so local jobs see the same packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -253,6 +252,9 @@ appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex
 # one is taken), and which network address Spark binds to.
 logger.sparkutils.name = org.apache.spark.util.Utils
 logger.sparkutils.level = error
+# serve-sql gives each client session a scheduler pool of its own, made when its first statement runs.
+logger.fairpools.name = org.apache.spark.scheduler.FairSchedulableBuilder
+logger.fairpools.level = error
 # Hadoop's native library is optional: Spark reads and writes with the built-in Java classes without it.
 logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
 logger.nativecode.level = error
