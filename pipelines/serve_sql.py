@@ -28,7 +28,7 @@ def prepare(cfg: Config) -> tuple[str, Path | None]:
     """Before Spark starts: (the address the server will bind, its password file or None). A server that other
     machines could reach must have logins, wherever its address was set; the port must be free."""
     host, source = sql_auth.bind_host(cfg)
-    password_file = sql_auth.check(host, cfg.sql_server.password_file, source)
+    password_file = sql_auth.check(host, cfg.sql_server.password_file, source, cfg.sql_server.run_as)
     check_port_free(host, cfg.sql_server.port)
     return host, password_file
 
@@ -52,7 +52,7 @@ def listening_address(spark: SparkSession, port: int) -> str | None:
     for pid in pids or [os.getpid()]:
         for conn in psutil.Process(pid).net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port:
-                return conn.laddr.ip
+                return conn.laddr.ip.removeprefix("::ffff:")  # an IPv4 address on the JVM's IPv6 socket
     return None
 
 

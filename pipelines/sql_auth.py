@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from dlpipe.pipelines import unprivileged
 from dlpipe.pipelines.errors import PipelineError
 
 PROVIDER = "dlpipe.sql.PasswordFile"
@@ -74,9 +75,11 @@ def bind_host(cfg) -> tuple[str, str]:
     return cfg.sql_server.host, "sql_server.host"
 
 
-def check(host: str, password_file: str | None, source: str = "sql_server.host") -> Path | None:
+def check(host: str, password_file: str | None, source: str = "sql_server.host",
+          server_user: str | None = None) -> Path | None:
     """The password file the server must use (None: loopback without logins); a clear error if the server would
-    be open to the network without one, or the file is not its owner's alone."""
+    be open to the network without one, or the file is not its owner's alone (and ``server_user``'s, which serves
+    when serve-sql was started as root)."""
     if password_file is None:
         if not is_loopback(host):
             raise PipelineError(f"{source} {host} is reachable from other machines: set "
@@ -86,7 +89,7 @@ def check(host: str, password_file: str | None, source: str = "sql_server.host")
     if not path.is_file():
         raise PipelineError(f"sql_server.password_file {path} does not exist: add a user with "
                             f"`python -m dlpipe.pipelines.sql_auth {path} NAME`")
-    if path.stat().st_mode & 0o077:
+    if unprivileged.readable_by_others(path, server_user):
         raise PipelineError(f"sql_server.password_file {path} is readable by others: chmod 600 {path}")
     if not any(":pbkdf2_sha256$" in line for line in path.read_text().splitlines()):
         raise PipelineError(f"sql_server.password_file {path} holds no user: add one with "

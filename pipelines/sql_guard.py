@@ -10,6 +10,9 @@ result, and one pool of Spark's FAIR scheduler per client session.
 """
 from __future__ import annotations
 
+import os
+import re
+
 from pyspark.sql import SparkSession
 
 from dlpipe.pipelines.config.schema import SqlServerConfig
@@ -37,10 +40,28 @@ def guarded(settings: dict[str, str], read_only: bool, server: SqlServerConfig |
         out.update({"spark.dlpipe.sql.queryTimeout": str(server.query_timeout),
                     "spark.dlpipe.sql.maxResultRows": str(server.max_result_rows),
                     "spark.dlpipe.sql.maxResultBytes": str(server.max_result_bytes),
-                    "spark.scheduler.mode": "FAIR"})
+                    "spark.scheduler.mode": "FAIR",
+                    # each statement runs in the thread that received it: a failed one is sent to the client as
+                    # its message alone (run in the background, the Thrift server sends the Java stack trace with it)
+                    "spark.sql.hive.thriftServer.async": "false"})
         if server.query_timeout:
             out["spark.sql.thriftServer.queryTimeout"] = f"{server.query_timeout + BACKSTOP_S}s"
     return out
+
+
+# serve-sql on one machine: this many task slots per core, while a query's parallelism stays the number of cores. A
+# query of a few long tasks (a cross join of two ranges) then cannot hold every slot until it ends: Spark's FAIR
+# scheduler shares slots between client sessions only as tasks finish.
+SLOTS_PER_CORE = 4
+
+
+def serving_master(master: str | None) -> tuple[str | None, dict[str, str]]:
+    """(the master of serve-sql's Spark, the settings that go with it) for the config's ``master``."""
+    local = re.fullmatch(r"local\[(\*|[0-9]+)\]", master or "")
+    if local is None:
+        return master, {}
+    cores = (os.cpu_count() or 1) if local[1] == "*" else int(local[1])
+    return f"local[{cores * SLOTS_PER_CORE}]", {"spark.default.parallelism": str(cores)}
 
 
 def check_on(spark: SparkSession) -> None:

@@ -61,10 +61,12 @@ final class AllowList {
             "spark.sql.session.timezone", "spark.sql.ansi.enabled", "spark.sql.shuffle.partitions",
             "spark.sql.adaptive.enabled");
 
-    /** Settings that the Thrift server, Delta or dlpipe itself set in a session (SET of them is refused). */
-    static final Set<String> SERVER_SETTINGS = Set.of(
+    /** Settings that the Thrift server, Delta, dlpipe itself or a Hive JDBC client when it connects set in a session
+     *  (SET of them is refused). */
+    static final Set<String> SERVER_SETTINGS = Set.of("hive.server2.thrift.resultset.default.fetch.size",
             "spark.sql.datetime.java8api.enabled", "spark.sql.thriftserver.scheduler.pool",
-            "spark.sql.parquet.fieldid.read.enabled", "spark.sql.parquet.fieldid.write.enabled");
+            "spark.sql.parquet.fieldid.read.enabled", "spark.sql.parquet.fieldid.write.enabled",
+            "spark.sql.binaryoutputstyle");
 
     /** The most rows {@code range()} may make. */
     static final long RANGE_ROWS = 1_000_000_000L;

@@ -6,6 +6,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 
+import org.apache.spark.JobExecutionStatus;
 import org.apache.spark.SparkContext;
 import org.apache.spark.sql.catalyst.analysis.UnresolvedRelation;
 import org.apache.spark.sql.catalyst.parser.ParseException;
@@ -38,14 +39,22 @@ final class Limits {
 
     /**
      * Stop the statement that this thread runs (its Spark job group, which the Thrift server set) after
-     * {@code seconds}: its jobs, running or still to come, are cancelled and their tasks interrupted.
+     * {@code seconds}, if a job of it still runs then: its jobs, running or still to come, are cancelled and their
+     * tasks interrupted. (A statement that hangs outside Spark jobs is stopped by the Thrift server's own timeout,
+     * which serve-sql sets a minute later.)
      */
     static void timeout(SparkContext spark, String group, long seconds) {
         spark.setLocalProperty("spark.job.interruptOnCancel", "true");
         TIMER.schedule(() -> {
-            String message = MARK + "it ran for " + seconds + " s, the server's limit (sql_server.query_timeout)";
-            Log.warn("statement " + group + ": " + message);
-            spark.cancelJobGroupAndFutureJobs(group, message);
+            for (int job : spark.statusTracker().getJobIdsForGroup(group)) {
+                var info = spark.statusTracker().getJobInfo(job);
+                if (info.isDefined() && info.get().status() == JobExecutionStatus.RUNNING) {  // the statement runs
+                    String message = MARK + "it ran for " + seconds + " s, the limit of the server (sql_server.query_timeout)";
+                    Log.warn("statement " + group + ": " + message);
+                    spark.cancelJobGroupAndFutureJobs(group, message);
+                    return;
+                }
+            }
         }, seconds, TimeUnit.SECONDS);
     }
 
@@ -60,13 +69,13 @@ final class Limits {
         String bytes = maxBytes > 0
                 ? "WHEN sum(octet_length(CAST(dlpipe_row AS STRING))) OVER dlpipe_so_far > " + maxBytes
                         + " THEN raise_error('" + MARK + "its result has more than " + String.format("%,d", maxBytes)
-                        + " bytes as text, the server''s limit (sql_server.max_result_bytes): select fewer rows or "
+                        + " bytes as text, the limit of the server (sql_server.max_result_bytes): select fewer rows or "
                         + "columns') "
                 : "";
         String sql = "SELECT dlpipe_row.* FROM ("
                 + " SELECT dlpipe_row, CASE WHEN count(1) OVER dlpipe_so_far > " + rows
                 + "   THEN raise_error('" + MARK + "its result has more than " + String.format("%,d", rows)
-                + " rows, the server''s limit (sql_server.max_result_rows): aggregate, filter or add a LIMIT') "
+                + " rows, the limit of the server (sql_server.max_result_rows): aggregate, filter or add a LIMIT') "
                 + bytes + " ELSE true END AS dlpipe_within_limits"
                 + " FROM (SELECT struct(*) AS dlpipe_row FROM (SELECT * FROM " + STATEMENT + " LIMIT " + (rows + 1) + "))"
                 + " WINDOW dlpipe_so_far AS (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"

@@ -18,14 +18,16 @@ final class Log {
     private static final Logger LOG = LogManager.getLogger(NAME);
     private static boolean quiet;
 
-    /** Run {@code check}; log a refusal in one line before it reaches the client. */
-    static void refusals(Runnable check) {
+    /** Run {@code check}; log a refusal in one line before it reaches a {@code client}. */
+    static void refusals(boolean client, Runnable check) {
         try {
             check.run();
-        } catch (Refused refused) {
-            String user = CurrentUserContext$.MODULE$.CURRENT_USER().get();
-            LOG.warn("{}{}", user == null ? "" : "user " + user + ": ", refused.getMessage());
-            throw refused;
+        } catch (Throwable e) {  // a Refused, thrown unchecked, is rethrown as it is
+            if (client && e instanceof Refused) {
+                String user = CurrentUserContext$.MODULE$.CURRENT_USER().get();
+                LOG.warn("{}{}", user == null ? "" : "user " + user + ": ", e.getMessage());
+            }
+            throw e;
         }
     }
 
@@ -46,6 +48,9 @@ final class Log {
 
     /** Refusals and limits are said once, in one line: this filter drops the traces of the same event. */
     private static final class Drop extends AbstractFilter {
+        /** What Spark's Thrift server makes the DAG scheduler say when it cleans up after a failed statement. */
+        private static final String CANCELLED_BEFORE = "Failed to cancel job group";
+
         Drop() {
             super(Filter.Result.DENY, Filter.Result.NEUTRAL);
         }
@@ -55,11 +60,12 @@ final class Log {
             if (NAME.equals(event.getLoggerName()) || event.getLevel().isLessSpecificThan(Level.INFO)) {
                 return Result.NEUTRAL;
             }
-            if (ours(event.getMessage() == null ? null : event.getMessage().getFormattedMessage())) {
+            String message = event.getMessage() == null ? null : event.getMessage().getFormattedMessage();
+            if (ours(message) || message != null && message.startsWith(CANCELLED_BEFORE)) {
                 return Result.DENY;
             }
             for (Throwable t = event.getThrown(); t != null; t = t.getCause()) {
-                if (t instanceof Refused || ours(t.getMessage())) {
+                if (ours(t.getMessage())) {
                     return Result.DENY;
                 }
             }

@@ -65,12 +65,13 @@ final class StatementGuard implements ParserInterface {
             session.sessionState().conf().setConfString(POOL, pool);  // also for the jobs of later fetches
             spark.setLocalProperty("spark.scheduler.pool", pool);
         }
+        boolean client = group != null;  // a refusal is logged for a client; dlpipe sql prints it to its user
         if (settings.readOnly()) {
-            Log.refusals(this::settingsAreTheServers);
+            Log.refusals(client, this::settingsAreTheServers);
         }
         LogicalPlan plan = parser.parsePlan(sql);
         if (settings.readOnly()) {
-            Log.refusals(() -> {
+            Log.refusals(client, () -> {
                 functionsOnTheList(plan);
                 check.check(PlanCheck.analysed(session, plan));
             });
@@ -91,7 +92,7 @@ final class StatementGuard implements ParserInterface {
     public LogicalPlan parseQuery(String sql) throws ParseException {  // a view's text, among others
         LogicalPlan plan = parser.parseQuery(sql);
         if (settings.readOnly()) {
-            Log.refusals(() -> functionsOnTheList(plan));
+            Log.refusals(false, () -> functionsOnTheList(plan));
         }
         return plan;
     }
