@@ -2,7 +2,7 @@
 ``scripts/local-postgres`` runs PostgreSQL: a statement that got past every check would still not run as root.
 
 Before it gives up root, the command grants that user, with POSIX ACLs, what the server needs and no more: to pass
-through the folders above the data folder and the password file, to read the warehouse (tables written later too,
+through the folders above the data folder, the password file, Python and the working folder, to read the warehouse (tables written later too,
 through default ACLs), to read and write the embedded metastore, the scratch and the settings folders, and to read
 the password file. Then it runs itself again as that user, with a home folder of its own under ``tmp/``.
 """
@@ -45,9 +45,12 @@ def drop_root(cfg: Config, argv: list[str]) -> None:
         raise PipelineError("setfacl is missing, which serve-sql started as root needs to give sql_server.run_as "
                             "its data folder: apt-get install acl")
     root = prepare_data_dir(cfg)
-    passable = [root] + ([Path(cfg.sql_server.password_file).resolve().parent] if cfg.sql_server.password_file else [])
-    for folder in passable:
-        for parent in reversed(folder.parents):
+    # what the server opens, which may lie below folders that only root passes (a Python installed under /root)
+    passable = [root, Path(os.path.realpath(sys.executable)), Path(sys.prefix).resolve(), Path.cwd()]
+    if cfg.sql_server.password_file:
+        passable.append(Path(cfg.sql_server.password_file).resolve())
+    for place in passable:
+        for parent in reversed(place.parents):
             if not parent.stat().st_mode & 0o001:
                 setfacl(["-m", f"u:{user}:x"], parent)
     setfacl(["-m", f"u:{user}:rwx"], root)  # derby.log, the metastore when it is first made

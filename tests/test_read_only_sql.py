@@ -42,7 +42,7 @@ def breaches(data_dir: Path, secret: Path, pwned: Path) -> list[tuple[str, str]]
         ("SET spark.sql.catalog.ms.sessionInitStatement=UPDATE APP.TBLS SET TBL_NAME = 'forged'",
          refused + "SET spark.sql.catalog.ms.sessionInitStatement"),
         ("SELECT TBL_ID, TBL_NAME FROM ms.APP.TBLS", "REQUIRES_SINGLE_PART_NAMESPACE"),  # no catalog ms
-        ("SET spark.sql.catalog.mem.url=jdbc:derby:memory:x;create=true", refused + "SET spark.sql.catalog.mem.url"),
+        ("SET spark.sql.catalog.mem.url=jdbc:derby:memory:x", refused + "SET spark.sql.catalog.mem.url"),
         (f"DESCRIBE HISTORY '{warehouse / 'predictions'}'", refused + "DESCRIBE HISTORY of a path"),
         (f"DESCRIBE DETAIL '{warehouse / 'predictions'}'", refused + "it reads files by path"),
         (f"SELECT * FROM delta.`{warehouse / 'predictions'}`", "TABLE_OR_VIEW_NOT_FOUND"),

@@ -100,7 +100,8 @@ final class StatementGuard implements ParserInterface {
     /**
      * The server's settings: those of the application's own session when it parsed its first statement (dlpipe's
      * check that the guard is on, before the Thrift server starts), for every key it had; else the application's
-     * Spark settings, else Spark's default.
+     * Spark settings, else Spark's default. (A Hive setting that the server's JVM has as a system property, such as
+     * its login checker, comes into every client session as it is.)
      */
     private static volatile Map<String, String> server;
 
@@ -125,7 +126,8 @@ final class StatementGuard implements ParserInterface {
                 ConfigEntry<?> entry = SQLConf$.MODULE$.getConfigEntry(key);
                 return entry == null ? null : entry.defaultValueString();
             });
-            if (!Objects.equals(setting.getValue(), expected)) {
+            if (!Objects.equals(setting.getValue(), expected)
+                    && !Objects.equals(setting.getValue(), System.getProperty(key))) {  // the server JVM's own
                 throw Refused.statement("the session's setting " + key + " is not the server's (a client can set "
                         + "it when it connects); read-only SQL sets only "
                         + String.join(", ", new java.util.TreeSet<>(AllowList.SETTINGS)));
