@@ -35,7 +35,9 @@ def guarded(settings: dict[str, str], read_only: bool, server: SqlServerConfig |
     out = {**settings, "spark.sql.extensions": ",".join([*extensions, EXTENSION])}
     if read_only:
         out.update({READ_ONLY: "true",
-                    "spark.sql.runSQLOnFiles": "false"})  # no SQL over files by path: `SELECT * FROM text.`/etc/passwd``
+                    "spark.sql.runSQLOnFiles": "false",  # no SQL over files by path: `SELECT * FROM text.`/etc/passwd``
+                    # no ${env:...}, ${system:...} or ${spark.setting} in a statement: they read the server's secrets
+                    "spark.sql.variable.substitute": "false"})
     if server is not None:
         out.update({"spark.dlpipe.sql.queryTimeout": str(server.query_timeout),
                     "spark.dlpipe.sql.maxResultRows": str(server.max_result_rows),

@@ -29,7 +29,8 @@ final class AllowList {
             LOGICAL + "Sample", LOGICAL + "SubqueryAlias", LOGICAL + "View",
             LOGICAL + "WithCTE", LOGICAL + "CTERelationDef", LOGICAL + "CTERelationRef",
             LOGICAL + "Repartition", LOGICAL + "RepartitionByExpression", LOGICAL + "RebalancePartitions",
-            LOGICAL + "ResolvedHint", LOGICAL + "LocalRelation", LOGICAL + "OneRowRelation", LOGICAL + "Range");
+            LOGICAL + "ResolvedHint", LOGICAL + "LocalRelation", LOGICAL + "OneRowRelation", LOGICAL + "Range",
+            "org.apache.spark.sql.catalyst.expressions.PipeOperator");  // SQL pipe syntax: FROM t |> WHERE ...
 
     /** Relations: each must name a table or view of the session catalog (checked by {@link PlanCheck}). */
     static final Set<String> RELATIONS = Set.of(
@@ -45,7 +46,8 @@ final class AllowList {
     static final Set<String> COMMANDS = Set.of(
             LOGICAL + "ShowTables", LOGICAL + "ShowTablesExtended", LOGICAL + "ShowNamespaces",
             LOGICAL + "ShowTableProperties", LOGICAL + "ShowColumns", LOGICAL + "ShowViews", LOGICAL + "ShowFunctions",
-            LOGICAL + "ShowPartitions", LOGICAL + "DescribeRelation", LOGICAL + "DescribeColumn",
+            LOGICAL + "ShowPartitions", LOGICAL + "ShowCreateTable", LOGICAL + "DescribeRelation",
+            LOGICAL + "DescribeColumn", COMMAND + "DescribeRelationJsonCommand", COMMAND + "ShowCreateTableCommand",
             LOGICAL + "DescribeNamespace", LOGICAL + "DescribeFunction", LOGICAL + "SetCatalogAndNamespace",
             COMMAND + "ShowTablesCommand", COMMAND + "ShowViewsCommand", COMMAND + "ShowFunctionsCommand",
             COMMAND + "ShowColumnsCommand", COMMAND + "ShowCatalogsCommand", COMMAND + "ShowCurrentNamespaceCommand",
@@ -74,8 +76,27 @@ final class AllowList {
     /** Spark's built-in functions that read-only SQL allows, by name (functions.txt). */
     static final Set<String> FUNCTIONS = load("functions.txt");
 
+    /** The most shuffle partitions a session may ask for: far more would fill the server's memory with tasks. */
+    static final int SHUFFLE_PARTITIONS = 1000;
+
     static boolean setting(String key) {
         return SETTINGS.contains(key.toLowerCase(Locale.ROOT));
+    }
+
+    /** Why {@code value} is not allowed for the listed setting {@code key}, or null. */
+    static String badValue(String key, String value) {
+        if (key.equalsIgnoreCase("spark.sql.shuffle.partitions")) {
+            try {
+                int partitions = Integer.parseInt(value.trim());
+                if (partitions >= 1 && partitions <= SHUFFLE_PARTITIONS) {
+                    return null;
+                }
+            } catch (NumberFormatException e) {
+                // refused below
+            }
+            return key + "=" + value + ": read-only SQL allows 1 to " + SHUFFLE_PARTITIONS;
+        }
+        return null;
     }
 
     static boolean function(String name) {

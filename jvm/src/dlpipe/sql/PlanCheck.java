@@ -98,6 +98,11 @@ final class PlanCheck {
                 throw Refused.statement("SET " + key + ": read-only SQL shows and sets only "
                         + String.join(", ", new java.util.TreeSet<>(AllowList.SETTINGS)));
             }
+            Option<String> value = pair.get()._2();
+            String bad = value.isDefined() ? AllowList.badValue(key, value.get()) : null;
+            if (bad != null) {
+                throw Refused.statement("SET " + bad);
+            }
         } else if (name.endsWith(".ExplainCommand")) {
             check(analysed(session, Reflect.call(plan, "logicalPlan")));
         } else if (name.endsWith(".DescribeQueryCommand")) {

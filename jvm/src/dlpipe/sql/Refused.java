@@ -1,9 +1,11 @@
 package dlpipe.sql;
 
 import org.apache.hive.service.cli.HiveSQLException;
+import org.apache.spark.SparkThrowable;
+import org.apache.spark.sql.AnalysisException;
 
 /**
- * A statement that read-only SQL refuses. Its text is one line, and so is what a client sees: the Thrift server
+ * A statement that read-only SQL refuses, or that Spark cannot parse or analyse. Its text is one line, and so is what a client sees: the Thrift server
  * passes a {@link HiveSQLException} on as it is, and sends a client its stack trace with the message, so this one
  * has none.
  */
@@ -14,17 +16,26 @@ public final class Refused extends HiveSQLException {
             " (administrators use `dlpipe serve-sql --writable` or `dlpipe sql --writable`)";
     private static final String ACCESS_RULE_VIOLATION = "42000";
 
-    private Refused(String message) {
-        super(message, ACCESS_RULE_VIOLATION);
+    private Refused(String message, String sqlState) {
+        super(message, sqlState);
     }
 
     /** Throws the refusal of a statement that read-only SQL does not allow (declared to return, for {@code throw}). */
     static RuntimeException statement(String why) {
-        throw Refused.<RuntimeException>unchecked(new Refused(PREFIX + why + ADMINISTRATORS));
+        throw Refused.<RuntimeException>unchecked(new Refused(PREFIX + why + ADMINISTRATORS, ACCESS_RULE_VIOLATION));
     }
 
+    /** Throws Spark's error about a client's statement (it does not parse, a table is not there) in one line. */
+    static RuntimeException failed(Exception error) {
+        String text = error instanceof AnalysisException ? ((AnalysisException) error).getSimpleMessage()
+                : String.valueOf(error.getMessage());
+        String sqlState = error instanceof SparkThrowable ? ((SparkThrowable) error).getSqlState() : null;
+        throw Refused.<RuntimeException>unchecked(new Refused(text.strip().lines().findFirst().orElse(text), sqlState));
+    }
+
+    /** Throws {@code t} as it is, checked or not (declared to return, for {@code throw}). */
     @SuppressWarnings("unchecked")
-    private static <E extends Throwable> E unchecked(Throwable t) throws E {
+    static <E extends Throwable> E unchecked(Throwable t) throws E {
         throw (E) t;
     }
 

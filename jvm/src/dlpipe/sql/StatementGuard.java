@@ -7,10 +7,13 @@ import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.spark.SparkConf;
 import org.apache.spark.SparkContext;
+import org.apache.spark.sql.AnalysisException;
 import org.apache.spark.internal.config.ConfigEntry;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.catalyst.FunctionIdentifier;
 import org.apache.spark.sql.catalyst.TableIdentifier;
+import org.apache.spark.sql.catalyst.analysis.ExpressionWithUnresolvedIdentifier;
+import org.apache.spark.sql.catalyst.analysis.PlanWithUnresolvedIdentifier;
 import org.apache.spark.sql.catalyst.analysis.UnresolvedFunction;
 import org.apache.spark.sql.catalyst.analysis.UnresolvedGenerator;
 import org.apache.spark.sql.catalyst.analysis.UnresolvedTableValuedFunction;
@@ -66,15 +69,23 @@ final class StatementGuard implements ParserInterface {
             spark.setLocalProperty("spark.scheduler.pool", pool);
         }
         boolean client = group != null;  // a refusal is logged for a client; dlpipe sql prints it to its user
-        if (settings.readOnly()) {
-            Log.refusals(client, this::settingsAreTheServers);
-        }
-        LogicalPlan plan = parser.parsePlan(sql);
-        if (settings.readOnly()) {
-            Log.refusals(client, () -> {
-                functionsOnTheList(plan);
-                check.check(PlanCheck.analysed(session, plan));
-            });
+        LogicalPlan plan;
+        try {
+            if (settings.readOnly()) {
+                Log.refusals(client, this::settingsAreTheServers);
+            }
+            plan = parser.parsePlan(sql);
+            if (settings.readOnly()) {
+                Log.refusals(client, () -> {
+                    functionsOnTheList(plan);
+                    check.check(PlanCheck.analysed(session, plan));
+                });
+            }
+        } catch (AnalysisException e) {  // a ParseException too
+            if (!client) {
+                throw Refused.<RuntimeException>unchecked(e);
+            }
+            throw Refused.failed(e);  // its first line: not the plan, the statement and its pointer after it
         }
         if (group == null) {
             return plan;
@@ -119,7 +130,14 @@ final class StatementGuard implements ParserInterface {
         for (Map.Entry<String, String> setting : current.entrySet()) {
             String key = setting.getKey();
             String lower = key.toLowerCase(Locale.ROOT);
-            if (AllowList.SETTINGS.contains(lower) || AllowList.SERVER_SETTINGS.contains(lower)) {
+            if (AllowList.SETTINGS.contains(lower)) {
+                String bad = AllowList.badValue(key, setting.getValue());
+                if (bad != null) {
+                    throw Refused.statement("the session's setting " + bad);
+                }
+                continue;
+            }
+            if (AllowList.SERVER_SETTINGS.contains(lower)) {
                 continue;
             }
             String expected = server.containsKey(key) ? server.get(key) : application.getOption(key).getOrElse(() -> {
@@ -136,6 +154,11 @@ final class StatementGuard implements ParserInterface {
     }
 
     private static void functionsOnTheList(TreeNode<?> node) {
+        if (node instanceof ExpressionWithUnresolvedIdentifier || node instanceof PlanWithUnresolvedIdentifier) {
+            // the name is an expression, known only when the statement is analysed, which evaluates it
+            throw Refused.statement("IDENTIFIER(...) names a table or function only when the statement is analysed; "
+                    + "name it directly");
+        }
         if (node instanceof UnresolvedFunction) {
             builtIn(CollectionConverters.asJava(((UnresolvedFunction) node).nameParts()));
         } else if (node instanceof UnresolvedTableValuedFunction) {
