@@ -21,7 +21,6 @@ from dlpipe.pipelines.errors import PipelineError
 EXTENSION = "dlpipe.sql.Guard"
 READ_ONLY = "spark.dlpipe.sql.readOnly"
 REFUSED = "read-only SQL"  # how the extension's refusals begin
-LIMIT = "dlpipe serve-sql: the query was stopped"  # how a limit's message begins
 PROBE = "CREATE TEMPORARY VIEW dlpipe_read_only_probe AS SELECT 1"
 # Spark stops a statement itself this long after dlpipe's own timeout: one that hangs before it starts a Spark job.
 BACKSTOP_S = 60

@@ -124,7 +124,7 @@ ALLOWED = [
     ("DESCRIBE QUERY SELECT * FROM predictions", None), ("DESCRIBE HISTORY predictions", None),
     ("DESCRIBE DETAIL predictions", 1), ("EXPLAIN SELECT count(*) FROM predictions", 1),
     ("SET spark.sql.session.timeZone=Europe/Paris", 1), ("SET spark.sql.session.timeZone", 1),
-    ("RESET spark.sql.session.timeZone", None), ("USE dlpipe", None),
+    ("RESET spark.sql.session.timeZone", 0), ("USE dlpipe", 0),
 ]
 
 
