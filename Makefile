@@ -14,7 +14,7 @@ POSTGRES_JDBC_VERSION := 42.7.8
 STACK_KEY := $(shell cat requirements.lock | sha1sum | cut -c1-12)-horovod$(HOROVOD_VERSION)-delta$(DELTA_VERSION)-pgjdbc$(POSTGRES_JDBC_VERSION)
 STAMP := $(VENV)/.installed-$(STACK_KEY)
 CLASS_ARCHIVE := $(VENV)/spark-driver-classes.jsa
-# dlpipe's Spark SQL extension (jvm/src): read-only SQL for `dlpipe serve-sql` and `dlpipe sql`.
+# dlpipe's Spark SQL extension (jvm/src): read-only SQL and serve-sql's limits for `dlpipe serve-sql` and `dlpipe sql`.
 SQL_GUARD := $(VENV)/.dlpipe-sql-jar
 # The stack of the packed cluster environment (make dist), set up once per locked stack like the venv.
 DIST_VENV := build/dist-venv
@@ -71,10 +71,11 @@ $(STAMP): requirements.lock pyproject.toml
 # The classes the Spark driver loads, archived once per installed stack (JDK AppCDS, pipelines/jvm_archive.py):
 # Spark starts about 6 s sooner. Without it (or with a stale one) Spark starts as before.
 # Compiled against the venv's Spark jars, and put among them: every Spark the venv starts can load it.
-$(SQL_GUARD): $(STAMP) $(wildcard jvm/src/dlpipe/sql/*.java)
+$(SQL_GUARD): $(STAMP) $(wildcard jvm/src/dlpipe/sql/*)
 	jars=$$($(BIN)/python -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))') \
 		&& rm -rf build/jvm && mkdir -p build/jvm \
 		&& javac -nowarn --release 17 -d build/jvm -cp "$$jars/*" jvm/src/dlpipe/sql/*.java \
+		&& cp jvm/src/dlpipe/sql/*.txt build/jvm/dlpipe/sql/ \
 		&& jar cf "$$jars/dlpipe-sql.jar" -C build/jvm dlpipe
 	touch $@
 

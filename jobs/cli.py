@@ -165,6 +165,7 @@ def _stage_names(text: str | None) -> list[str] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     os.umask(0o077)  # what a job writes (data folder, logs, models) is its owner's alone, whatever the shell's umask
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a pipe, a log file or a scheduler at once
@@ -211,7 +212,13 @@ def _main(args: argparse.Namespace, cfg, prefix: str, run_id: str | None) -> int
     try:
         from dlpipe.pipelines.session import build_session
 
-        spark = build_session(cfg, read_only=args.command in ("sql", "serve-sql") and not args.writable)
+        if args.command == "serve-sql":
+            from dlpipe.pipelines import serve_sql, unprivileged
+
+            serve_sql.prepare(cfg)  # before Spark starts: where it will listen, and who may log in
+            unprivileged.drop_root(cfg, args.argv)  # started as root: serve as sql_server.run_as
+        spark = build_session(cfg, read_only=args.command in ("sql", "serve-sql") and not args.writable,
+                              serving=args.command == "serve-sql")
         _command(spark, cfg, args, run_id)
         termination.check()
         return 0

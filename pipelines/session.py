@@ -121,15 +121,14 @@ def spark_settings(cfg: Config, archive_at_exit: Path | None = None) -> dict[str
         # models/ or dlpipe/ folder where a job was started is never imported in place of the installed packages.
         "spark.executorEnv.PYTHONSAFEPATH": "1",
         "spark.ui.showConsoleProgress": "true",
-        # Where `dlpipe serve-sql` listens (the Thrift server reads these when it starts, not later).
-        "spark.hadoop.hive.server2.thrift.bind.host": cfg.sql_server.host,
-        "spark.hadoop.hive.server2.thrift.port": str(cfg.sql_server.port),
     }
     settings.update(metastore.settings(cfg))
-    settings.update(sql_auth.settings(cfg.sql_server.password_file))
     if cfg.spark.master is not None and not launched_by_spark_submit():
         settings["spark.driver.memory"] = cfg.spark.driver_memory
     settings.update(cfg.spark.conf)
+    # Where `dlpipe serve-sql` listens and who logs in (the Thrift server reads these when it starts, not later),
+    # after spark.conf, which can name the address too: one address, resolved from every source (sql_auth.bind_host)
+    settings.update(sql_auth.settings(cfg))
     return settings
 
 
@@ -183,7 +182,7 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def launch_jvm_apart(cfg: Config, settings: dict[str, str]) -> None:
+def launch_jvm_apart(cfg: Config, master: str | None, settings: dict[str, str]) -> None:
     """Start the driver's JVM (as PySpark does, with the same settings) in a session of its own, unless one runs:
     a SIGTERM to this process's group (a scheduler stopping the task) then reaches this process alone, which
     stops its jobs and Spark in order (``pipelines.termination``); the JVM still exits when this process dies
@@ -197,21 +196,25 @@ def launch_jvm_apart(cfg: Config, settings: dict[str, str]) -> None:
     # to the JVM through Py4J when the session is built
     plain = [(key, value) for key, value in settings.items() if not SECRET_SETTING.search(key)]
     conf = SparkConf(loadDefaults=False).setAll(plain).setAppName(cfg.spark.app_name)
-    if cfg.spark.master is not None:
-        conf.setMaster(cfg.spark.master)
+    if master is not None:
+        conf.setMaster(master)
     SparkContext._ensure_initialized(gateway=launch_gateway(conf, popen_kwargs={"start_new_session": True}))
 
 
-def build_session(cfg: Config, archive_at_exit: Path | None = None, read_only: bool = False) -> SparkSession:
-    """Build (or return the running) Spark session for this config. ``read_only``: SQL that writes, reads files by
-    path or calls Java is refused inside Spark (``pipelines.sql_guard``)."""
+def build_session(cfg: Config, archive_at_exit: Path | None = None, read_only: bool = False,
+                  serving: bool = False) -> SparkSession:
+    """Build (or return the running) Spark session for this config. ``read_only``: only the SQL that read-only SQL
+    allows runs (``pipelines.sql_guard``); ``serving``: the session of ``dlpipe serve-sql``, with its limits."""
     prepare_data_dir(cfg)
     check_delta_jars()
     metastore.check_derby_free(cfg)
     settings = spark_settings(cfg, archive_at_exit)
     write_spark_defaults(cfg, settings)
-    if read_only:
-        settings = sql_guard.read_only(settings)
+    settings = sql_guard.guarded(settings, read_only, cfg.sql_server if serving else None)
+    master = cfg.spark.master
+    if serving and is_local(cfg):
+        master, serving_settings = sql_guard.serving_master(master)
+        settings.update(serving_settings)
     # Python workers run the interpreter that runs the driver, so local jobs see the same packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -220,8 +223,8 @@ def build_session(cfg: Config, archive_at_exit: Path | None = None, read_only: b
     # Python workers, Horovod ranks and TensorFlow inherit this: their scratch files stay in the data folder too.
     os.environ["TMPDIR"] = str(cfg.data_path / "tmp")
     builder = SparkSession.builder.appName(cfg.spark.app_name)
-    if cfg.spark.master is not None and not launched_by_spark_submit():
-        builder = builder.master(cfg.spark.master)
+    if master is not None and not launched_by_spark_submit():
+        builder = builder.master(master)
     if is_local(cfg):
         # One machine: bind to the loopback address (no warning that the host name resolves to it), and the
         # scratch folder through the environment, which Spark reads first and without its warning that a cluster
@@ -231,7 +234,7 @@ def build_session(cfg: Config, archive_at_exit: Path | None = None, read_only: b
     quiet_query_errors()
     for key, value in settings.items():
         builder = builder.config(key, value)
-    launch_jvm_apart(cfg, settings)
+    launch_jvm_apart(cfg, master, settings)
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     if read_only:
@@ -253,6 +256,15 @@ appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex
 # one is taken), and which network address Spark binds to.
 logger.sparkutils.name = org.apache.spark.util.Utils
 logger.sparkutils.level = error
+# serve-sql gives each client session a scheduler pool of its own, made when its first statement runs, and checks
+# each result in one partition (jvm/src/dlpipe/sql/Limits.java); a client session's end logs an error about files
+# that it never made.
+logger.windowexec.name = org.apache.spark.sql.execution.window.WindowExec
+logger.windowexec.level = error
+logger.hivesession.name = org.apache.hive.service.cli.session.HiveSessionImpl
+logger.hivesession.level = fatal
+logger.fairpools.name = org.apache.spark.scheduler.FairSchedulableBuilder
+logger.fairpools.level = error
 # Hadoop's native library is optional: Spark reads and writes with the built-in Java classes without it.
 logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
 logger.nativecode.level = error

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.utils import AnalysisException, ParseException
 
@@ -31,9 +32,11 @@ def run(spark: SparkSession, cfg: Config, query: str, max_rows: int = 50, output
         raise PipelineError(f"SQL failed: {first_line(err)}") from None
     except Exception as err:
         refused = sql_guard.refusal(err)
-        if refused is None:
-            raise
-        raise PipelineError(refused) from None
+        if refused is not None:
+            raise PipelineError(refused) from None
+        if isinstance(err, Py4JJavaError):  # a Spark error that PySpark does not convert (SQL scripting's)
+            raise PipelineError(f"SQL failed: {first_line(err.java_exception)}") from None
+        raise
     print(format_rows(result.columns, [tuple(r) for r in rows[:max_rows]]))
     if len(rows) > max_rows:
         print(f"(showing the first {max_rows} rows)")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from dlpipe.pipelines import unprivileged
 from dlpipe.pipelines.errors import PipelineError
 
 PROVIDER = "dlpipe.sql.PasswordFile"
@@ -57,19 +58,38 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check(host: str, password_file: str | None) -> Path | None:
+# Where the Thrift server may be told to listen, besides sql_server.host: it reads the environment first, then its
+# Hive settings, which Spark fills from spark.hadoop.hive.* and spark.hive.*.
+BIND_HOST_ENV = "HIVE_SERVER2_THRIFT_BIND_HOST"
+BIND_HOST_SETTINGS = ("spark.hadoop.hive.server2.thrift.bind.host", "spark.hive.server2.thrift.bind.host")
+
+
+def bind_host(cfg) -> tuple[str, str]:
+    """(the address the Thrift server will bind, where that was set), resolved once from every source the server
+    reads, in its order."""
+    if os.environ.get(BIND_HOST_ENV):
+        return os.environ[BIND_HOST_ENV], f"the environment variable {BIND_HOST_ENV}"
+    for key in BIND_HOST_SETTINGS:
+        if cfg.spark.conf.get(key):
+            return cfg.spark.conf[key], f"spark.conf {key}"
+    return cfg.sql_server.host, "sql_server.host"
+
+
+def check(host: str, password_file: str | None, source: str = "sql_server.host",
+          server_user: str | None = None) -> Path | None:
     """The password file the server must use (None: loopback without logins); a clear error if the server would
-    be open to the network without one, or the file is not its owner's alone."""
+    be open to the network without one, or the file is not its owner's alone (and ``server_user``'s, which serves
+    when serve-sql was started as root)."""
     if password_file is None:
         if not is_loopback(host):
-            raise PipelineError(f"sql_server.host {host} is reachable from other machines: set "
+            raise PipelineError(f"{source} {host} is reachable from other machines: set "
                                 "sql_server.password_file so that clients log in (docs/team.md), or serve on 127.0.0.1")
         return None
     path = Path(password_file).expanduser().resolve()
     if not path.is_file():
         raise PipelineError(f"sql_server.password_file {path} does not exist: add a user with "
                             f"`python -m dlpipe.pipelines.sql_auth {path} NAME`")
-    if path.stat().st_mode & 0o077:
+    if unprivileged.readable_by_others(path, server_user):
         raise PipelineError(f"sql_server.password_file {path} is readable by others: chmod 600 {path}")
     if not any(":pbkdf2_sha256$" in line for line in path.read_text().splitlines()):
         raise PipelineError(f"sql_server.password_file {path} holds no user: add one with "
@@ -77,21 +97,27 @@ def check(host: str, password_file: str | None) -> Path | None:
     return path
 
 
-def settings(password_file: str | None) -> dict[str, str]:
-    """The Spark settings of a Thrift server that asks for logins (none without a password file). They must be in
-    the application's settings from its start: the server's configuration is a copy made when the session is."""
-    if password_file is None:
-        return {}
-    return {"spark.hadoop.hive.server2.authentication": "CUSTOM",
+def settings(cfg) -> dict[str, str]:
+    """The Spark settings of the Thrift server: where it listens, and logins if there is a password file. They must
+    be in the application's settings from its start: the server's configuration is a copy made when the session
+    is."""
+    where = {"spark.hadoop.hive.server2.thrift.bind.host": bind_host(cfg)[0],
+             "spark.hadoop.hive.server2.thrift.port": str(cfg.sql_server.port)}
+    if cfg.sql_server.password_file is None:
+        return where
+    return {**where, "spark.hadoop.hive.server2.authentication": "CUSTOM",
             "spark.hadoop.hive.server2.custom.authentication.class": PROVIDER}
 
 
-def require_logins(spark: SparkSession, path: Path) -> None:
-    """Point the Thrift server started next in this application at the logins in ``path``. Hive builds its login
-    checker from a configuration of its own, which reads Java system properties."""
+def require_logins(spark: SparkSession, path: Path, attempts: int, lockout_s: int) -> None:
+    """Point the Thrift server started next in this application at the logins in ``path``, locking a user (or a
+    client address) out for ``lockout_s`` after ``attempts`` failed logins in a row. Hive builds its login checker
+    from a configuration of its own, which reads Java system properties."""
     system = spark.sparkContext._jvm.java.lang.System
     system.setProperty("hive.server2.custom.authentication.class", PROVIDER)
     system.setProperty(FILE_PROPERTY, str(path))
+    system.setProperty("dlpipe.sql.loginAttempts", str(attempts))
+    system.setProperty("dlpipe.sql.lockoutSeconds", str(lockout_s))
 
 
 def main(argv: list[str]) -> int:

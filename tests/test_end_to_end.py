@@ -12,7 +12,6 @@ import pytest
 from pyspark.sql import functions as F
 
 from tests.demo import BIN, DATE, REPO, ROWS, run, settings
-from tests.thrift import beeline, serving
 
 pytestmark = pytest.mark.slow
 
@@ -168,92 +167,6 @@ def test_stage_under_spark_submit(spark, pipeline_run):
     metrics = spark.read.format("delta").load(str(data_dir / "warehouse" / "dlpipe.db" / "metrics"))
     # evaluating a run again replaces its rows: the overall one and one per detector_region value (and null)
     assert metrics.where(F.col("run_id") == "e2e-1").count() == 1 + 6
-
-
-WRITES = ["DROP TABLE {t}", "DELETE FROM {t}", "INSERT INTO {t} SELECT * FROM {t} LIMIT 1",
-          "UPDATE {t} SET run_id = 'forged'", "MERGE INTO {t} USING {t} AS s ON false WHEN NOT MATCHED THEN INSERT *",
-          "ALTER TABLE {t} SET TBLPROPERTIES ('forged' = 'yes')", "CREATE TABLE {t}_copy AS SELECT * FROM {t}",
-          "TRUNCATE TABLE {t}"]
-FILE_READS = ["CREATE TABLE leak (l STRING) USING text LOCATION '/etc'", "SELECT * FROM text.`/etc/hostname`",
-              "SET spark.sql.runSQLOnFiles=true", "SELECT reflect('java.lang.System', 'getProperty', 'user.home')"]
-
-
-def table_state(data_dir: Path) -> dict[str, list[str]]:
-    """table folder -> its Delta log's commits: a table that changed has a new commit (or is gone)."""
-    warehouse = data_dir / "warehouse" / "dlpipe.db"
-    return {t.name: sorted(p.name for p in (t / "_delta_log").glob("*.json")) for t in warehouse.iterdir()}
-
-
-def test_beeline_queries_the_thrift_server_and_cannot_write(pipeline_run):
-    """beeline reads the predictions through `dlpipe serve-sql`. The server is read-only: every statement that
-    writes the predictions or the runs table, reads a file by path or calls Java is refused, and no table
-    changes. While it runs, another dlpipe command is refused at once (it holds the embedded metastore)."""
-    data_dir, _ = pipeline_run
-    with serving("--set", f"data_dir={data_dir}") as (server, port, _):
-        out = beeline(port, "-e", "SELECT count(*) AS n, count(DISTINCT run_id) AS runs FROM predictions "
-                                  "WHERE run_id = 'e2e-1'")
-        lines = out.stdout.strip().splitlines()  # the header follows beeline's prompt on its line
-        assert lines[-2].endswith("n,runs") and lines[-1] == f"{ROWS},1", out.stdout
-
-        before = table_state(data_dir)
-        statements = [w.format(t=t) for t in ("predictions", "runs") for w in WRITES] + FILE_READS
-        script = data_dir.parent / "writes.sql"
-        script.write_text("".join(f"{statement};\n" for statement in statements))
-        out = beeline(port, "--force=true", "-f", str(script))  # one client, on past each error
-        errors = [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error:")]
-        assert len(errors) == len(statements), (out.stdout[-3000:], out.stderr[-3000:])  # an accepted one: no error
-        for statement, error in zip(statements, errors):
-            # with SQL over files off, a path is no table name at all
-            expected = "TABLE_OR_VIEW_NOT_FOUND" if "text.`" in statement else "read-only SQL: the statement is refused"
-            assert expected in error, (statement, errors)
-        assert table_state(data_dir) == before
-
-        # the server holds the embedded metastore: another job is refused at once, in one line that names it
-        started = time.monotonic()
-        blocked = subprocess.run([str(BIN / "dlpipe"), "sql", "SELECT 1", "--set", f"data_dir={data_dir}"],
-                                 cwd=REPO, capture_output=True, text=True, timeout=300)
-        assert blocked.returncode == 1 and time.monotonic() - started < 20, blocked.stderr
-        assert blocked.stderr.splitlines() == [
-            f"dlpipe sql: error: the embedded metastore {data_dir / 'metastore_db'} is open in process {server.pid} "
-            f"(dlpipe serve-sql --set data_dir={data_dir} --port {port}), and it admits one process at a time: run "
-            "this when that one has ended, query through its `dlpipe serve-sql` if it is one, or set up a shared "
-            "metastore (docs/team.md)"], blocked.stderr
-
-    # dlpipe sql is read-only too, unless --writable
-    refused = subprocess.run([str(BIN / "dlpipe"), "sql", "DROP TABLE runs", "--set", f"data_dir={data_dir}"],
-                             cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert refused.returncode == 1 and refused.stderr.splitlines()[-1].startswith(
-        "dlpipe sql: error: read-only SQL: the statement is refused: it writes (DropTable)"), refused.stderr
-    for statement in ("CREATE TABLE scratch AS SELECT 1 AS x", "DROP TABLE scratch"):
-        run([str(BIN / "dlpipe"), "sql", statement, "--writable", "--set", f"data_dir={data_dir}"])
-    assert table_state(data_dir) == before
-
-
-def test_serve_sql_off_loopback_needs_logins_and_checks_them(pipeline_run, tmp_path):
-    """A server on every interface refuses to start without a password file; with one, beeline gets in with the
-    right password only."""
-    data_dir, _ = pipeline_run
-    sets = ["--set", f"data_dir={data_dir}", "--set", "sql_server.host=0.0.0.0"]
-    refused = subprocess.run([str(BIN / "dlpipe"), "serve-sql", *sets], cwd=REPO, capture_output=True, text=True,
-                             timeout=300)
-    assert refused.returncode == 1 and refused.stderr.splitlines()[-1] == (
-        "dlpipe serve-sql: error: sql_server.host 0.0.0.0 is reachable from other machines: set "
-        "sql_server.password_file so that clients log in (docs/team.md), or serve on 127.0.0.1"), refused.stderr
-
-    users = tmp_path / "sql-users"
-    added = subprocess.run([str(BIN / "python"), "-m", "dlpipe.pipelines.sql_auth", str(users), "ana"],
-                           input="correct-horse\n", capture_output=True, text=True, timeout=60)
-    assert added.returncode == 0 and oct(users.stat().st_mode & 0o777) == "0o600", added.stderr
-    assert "correct-horse" not in users.read_text()
-    with serving(*sets, "--set", f"sql_server.password_file={users}") as (_, port, first):
-        assert f"logins from {users}" in first, first
-        query = ("-e", "SELECT count(*) AS n FROM predictions WHERE run_id = 'e2e-1'")
-        for login in ([], ["-n", "ana", "-p", "wrong-horse"], ["-n", "bob", "-p", "correct-horse"]):
-            out = beeline(port, *login, *query)
-            assert f"\n{ROWS}" not in out.stdout and "Peer indicated failure" in out.stdout + out.stderr, (
-                login, out.stdout[-2000:], out.stderr[-2000:])
-        out = beeline(port, "-n", "ana", "-p", "correct-horse", *query)
-        assert out.stdout.strip().splitlines()[-1] == str(ROWS), out.stdout[-2000:] + out.stderr[-2000:]
 
 
 # ------------------------------------------------------------------ scheduled runs: skip, resume, lineage, report

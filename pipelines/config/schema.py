@@ -589,10 +589,25 @@ class SqlServerConfig:
     host: str = "127.0.0.1"
     port: int = 10000
     password_file: str | None = None  # users and password hashes (pipelines.sql_auth); required off loopback
+    # Each statement of a client: stopped after query_timeout seconds; a query whose result has more rows, or more
+    # bytes as text, fails. 0: no limit.
+    query_timeout: int = 600
+    max_result_rows: int = 1_000_000
+    max_result_bytes: int = 256 * 1024 * 1024
+    # Failed logins: after login_attempts in a row for one user (or one client address, where the server sees it),
+    # every login of that user (or from that address) is refused for lockout_seconds.
+    login_attempts: int = 5
+    lockout_seconds: int = 60
+    run_as: str = "nobody"  # the user whose process serves, when serve-sql is started as root
 
     def __post_init__(self) -> None:
         _require(1 <= self.port <= 65535, "port", f"must be a TCP port (1-65535), got {self.port!r}")
         _require(bool(self.host), "host", "must not be empty")
+        for key in ("query_timeout", "max_result_rows", "max_result_bytes", "lockout_seconds"):
+            _require(getattr(self, key) >= 0, key, f"must be 0 (no limit) or more, got {getattr(self, key)!r}")
+        _require(self.login_attempts >= 1, "login_attempts", f"must be 1 or more, got {self.login_attempts!r}")
+        _require(bool(re.match(r"^[a-z_][a-z0-9_-]*$", self.run_as)), "run_as",
+                 f"must be a user name, got {self.run_as!r}")
 
 
 @dataclass(frozen=True)
