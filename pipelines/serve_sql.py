@@ -79,6 +79,8 @@ def run(spark: SparkSession, cfg: Config, stop: threading.Event | None = None, w
                 raise PipelineError(f"the Thrift server did not start listening on {host}:{port} within "
                                     f"{START_TIMEOUT_S}s: see the log above")
             time.sleep(0.5)
+        if password_file is not None:  # failed logins are counted per client address too
+            spark.sparkContext._jvm.dlpipe.sql.ClientAddress.install(server)
         if password_file is None and not sql_auth.is_loopback(address):
             raise PipelineError(f"the Thrift server listens on {address}:{port}, which other machines reach, without "
                                 "logins: set sql_server.password_file (docs/team.md), or serve on 127.0.0.1")

@@ -110,9 +110,9 @@ def settings(cfg) -> dict[str, str]:
 
 
 def require_logins(spark: SparkSession, path: Path, attempts: int, lockout_s: int) -> None:
-    """Point the Thrift server started next in this application at the logins in ``path``, locking a user (or a
-    client address) out for ``lockout_s`` after ``attempts`` failed logins in a row. Hive builds its login checker
-    from a configuration of its own, which reads Java system properties."""
+    """Point the Thrift server started next in this application at the logins in ``path``, locking a user out for
+    ``lockout_s`` after ``attempts`` failed logins in a row (a client address after four times as many). Hive builds
+    its login checker from a configuration of its own, which reads Java system properties."""
     system = spark.sparkContext._jvm.java.lang.System
     system.setProperty("hive.server2.custom.authentication.class", PROVIDER)
     system.setProperty(FILE_PROPERTY, str(path))

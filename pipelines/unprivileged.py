@@ -20,7 +20,7 @@ from dlpipe.pipelines.errors import PipelineError
 
 # under the data folder: what the server reads, and what it also writes
 READS = ("warehouse",)
-WRITES = ("metastore_db", "tmp", "conf")
+WRITES = ("metastore_db", "derby.log", "tmp", "conf")
 
 
 def drop_root(cfg: Config, argv: list[str]) -> None:
@@ -57,7 +57,8 @@ def drop_root(cfg: Config, argv: list[str]) -> None:
     for name, rights in [(n, "rX") for n in READS] + [(n, "rwX") for n in WRITES]:
         if (root / name).exists():
             setfacl(["-R", "-m", f"u:{user}:{rights}"], root / name)
-            setfacl(["-R", "-d", "-m", f"u:{user}:{rights}"], root / name, folders_only=True)
+            if (root / name).is_dir():
+                setfacl(["-R", "-d", "-m", f"u:{user}:{rights}"], root / name, folders_only=True)
     if cfg.sql_server.password_file:
         setfacl(["-m", f"u:{user}:r"], Path(cfg.sql_server.password_file).resolve())
     home = root / "tmp" / f"serve-sql-{user}"

@@ -594,7 +594,7 @@ class SqlServerConfig:
     query_timeout: int = 600
     max_result_rows: int = 1_000_000
     max_result_bytes: int = 256 * 1024 * 1024
-    # Failed logins: after login_attempts in a row for one user (or one client address, where the server sees it),
+    # Failed logins: after login_attempts in a row for one user (or four times as many from one client address),
     # every login of that user (or from that address) is refused for lockout_seconds.
     login_attempts: int = 5
     lockout_seconds: int = 60

@@ -24,15 +24,16 @@ import org.apache.hive.service.cli.session.SessionManager;
  * at every login, so a user added or removed counts from the next one.
  *
  * <p>A user name that is not in the file costs the same hashing as a wrong password, so that the time of a refusal
- * does not tell which users exist. After {@value #ATTEMPTS} failed logins in a row (default 5) for one user name, or
- * from one client address where Hive tells it (HTTP transport; the binary transport checks the password before it
- * knows the address), every login of that name or address is refused for {@value #LOCKOUT} seconds (default 60),
- * the right password too.
+ * does not tell which users exist. After {@value #ATTEMPTS} failed logins in a row (default 5) for one user name,
+ * or {@value #PER_ADDRESS} times as many from one client address ({@link ClientAddress}; many users may share an
+ * address), every login of that name or from that address is refused for {@value #LOCKOUT} seconds (default 60),
+ * the right password too. A login that succeeds starts the counts of its user and address again.
  */
 public final class PasswordFile implements PasswdAuthenticationProvider {
     public static final String SETTING = "dlpipe.sql.passwordFile";
     public static final String ATTEMPTS = "dlpipe.sql.loginAttempts";
     public static final String LOCKOUT = "dlpipe.sql.lockoutSeconds";
+    static final int PER_ADDRESS = 4;
     private static final String UNKNOWN_USER = "pbkdf2_sha256$%d$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
     /** Failed logins in a row, and the end of a lock-out, per user name and per client address. */
@@ -72,9 +73,10 @@ public final class PasswordFile implements PasswdAuthenticationProvider {
         int attempts = Integer.getInteger(ATTEMPTS, 5);
         long lockout = Long.getLong(LOCKOUT, 60) * 1000;
         for (String key : keys) {
+            int limit = key.startsWith("address ") ? attempts * PER_ADDRESS : attempts;
             FAILURES.compute(key, (k, before) -> {
                 int count = (before == null || before.lockedUntilMillis() > 0 ? 0 : before.count()) + 1;
-                return count >= attempts ? new Failures(0, now + lockout) : new Failures(count, 0);
+                return count >= limit ? new Failures(0, now + lockout) : new Failures(count, 0);
             });
         }
         throw new AuthenticationException("wrong user or password");
