@@ -68,7 +68,10 @@ def drop_root(cfg: Config, argv: list[str]) -> None:
     os.setgroups([])
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
-    env = {**os.environ, "HOME": str(home), "USER": user, "LOGNAME": user}
+    # scratch in its own data folder, whatever this process inherited (a parent dlpipe process sets both for its own)
+    scratch = str(root / "tmp")
+    env = {**os.environ, "HOME": str(home), "USER": user, "LOGNAME": user, "TMPDIR": scratch,
+           "SPARK_LOCAL_DIRS": scratch}
     os.execve(sys.executable, [sys.executable, sys.argv[0], *argv], env)  # the same command line as before
 
 
