@@ -46,9 +46,11 @@ SIGNAL_GRACE_S = 2.0
 
 def _quiet_when_terminated(print_exception):
     """After a SIGTERM, a library's thread that dies of the cancelled job (Horovod's Spark thread does) dies
-    without printing its traceback: the one line the command prints says what happened."""
+    without printing its traceback: the one line the command prints says what happened. The signal also reaches the
+    processes whose output Horovod's threads copy, and one of those can die of its closed pipe before the signal
+    watcher has run: a thread's error waits for the signal as long as a Py4J error does."""
     def hook(args) -> None:
-        if not requested():
+        if not _received.wait(SIGNAL_GRACE_S):
             print_exception(args)
     return hook
 
