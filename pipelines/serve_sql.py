@@ -47,12 +47,11 @@ def listening_address(spark: SparkSession, port: int) -> str | None:
     import psutil
 
     proc = getattr(spark.sparkContext._gateway, "proc", None)
-    pids = [proc.pid] if proc is not None else []
-    pids += [c.pid for pid in list(pids) for c in psutil.Process(pid).children(recursive=True)]
-    for pid in pids or [os.getpid()]:
-        for conn in psutil.Process(pid).net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port:
-                return conn.laddr.ip.removeprefix("::ffff:")  # an IPv4 address on the JVM's IPv6 socket
+    # the JVM dlpipe started, or under spark-submit the JVM that started this driver
+    jvm = psutil.Process(proc.pid) if proc is not None else psutil.Process().parent()
+    for conn in jvm.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port:
+            return conn.laddr.ip.removeprefix("::ffff:")  # an IPv4 address on the JVM's IPv6 socket
     return None
 
 
