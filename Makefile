@@ -86,12 +86,12 @@ demo: install
 	$(BIN)/dlpipe run --config conf/demo.yaml
 
 test: install $(DIST_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=25 $(PYTEST_ARGS)
 
 # While changing code: the tests not marked slow (no Horovod launch, dlpipe subprocess pipeline, cluster, or long
 # in-process scenario).
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" --durations=25 $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m benchmarks all
