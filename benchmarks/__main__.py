@@ -10,6 +10,7 @@ import warnings
 
 BENCHMARKS = {
     "pipeline_e2e": "benchmarks.pipeline_e2e",
+    "small_run": "benchmarks.small_run",
     "featurize_vs_mllib": "benchmarks.featurize_vs_mllib",
     "reader_vs_pyarrow": "benchmarks.reader_vs_pyarrow",
     "train_vs_keras": "benchmarks.train_vs_keras",

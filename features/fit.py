@@ -3,17 +3,18 @@
 1. One aggregation over all rows: rows and label classes per split; for every numeric column (and every datetime
    part) the present values per split and the training split's min, max, mean and standard deviation, plus the
    moments of log1p(value) for ``log`` columns.
-2. Only when some column needs quantiles (``robust``, ``ple``, ``missing: median``, ``clip``): one aggregation of
-   approximate quantiles over the training rows (``percentile_approx``, rank error ``quantile_error``).
+2. One aggregation of approximate quantiles over the training rows (``percentile_approx``, rank error
+   ``quantile_error``): those the spec needs (``robust``, ``ple``, ``missing: median``, ``clip``) and every numeric
+   column's deciles for the drift profile (over its sample, below).
 3. Only when some column clips and needs moments: one aggregation of the clipped values' mean and deviation
    (quantiles, min and max of clipped values follow from the unclipped ones, since clipping is monotone).
 4. One ``groupBy`` over the exploded categorical values of all categorical columns: counts per value and split
    (missing values included). Ranking, ``min_count`` and ``top_k`` run in Spark; only the kept values (and per-column totals) reach the driver.
-5. For the training split's drift profile (``features.profile``), over the split or, beyond a million rows, a
-   uniform sample of about a million: the numeric columns' deciles, then counts over the bins the deciles and
-   pass 4's vocabularies fix, of the rows featurized with the fitted state, made in Spark's Python workers as
-   infer makes them (``features.tally``).
+5. The training split's drift profile (``features.profile``), over the split or, beyond a million rows, a uniform
+   sample of about a million: counts over the bins pass 2's deciles and pass 4's vocabularies fix, of the rows
+   featurized with the fitted state, made in Spark's Python workers as infer makes them (``features.tally``).
 
+The aggregations run without adaptive execution (``FIT_SETTINGS``), which made three Spark jobs of each.
 Only small statistics are collected to the driver; no input row ever is.
 """
 from __future__ import annotations
@@ -109,8 +110,8 @@ class _Aggregates:
 
     def run(self, df: DataFrame) -> "_Aggregates":
         if self._columns:
-            with spark_settings(df.sparkSession, WIDE_CODEGEN):
-                self._row = df.agg(*self._columns).first()
+            with spark_settings(df.sparkSession, FIT_SETTINGS):
+                self._row = df.agg(*self._columns).collect()[0]
         return self
 
     def __getitem__(self, key: tuple):
@@ -124,7 +125,11 @@ class _Aggregates:
 # its generated methods stay under spark.sql.codegen.hugeMethodLimit; a wide aggregation (hundreds of counts and
 # moments) silently falls back to interpreted evaluation, 3-5x slower here (1M rows, 279 aggregates: 10.7 s -> 3.2 s).
 # Both limits are raised for our own aggregations only; Spark still falls back by itself if compilation fails.
-WIDE_CODEGEN = {"spark.sql.codegen.maxFields": "100000", "spark.sql.codegen.hugeMethodLimit": "100000000"}
+# Adaptive execution is off for them: it has nothing to tune in an aggregation whose result is one row or a few
+# thousand (one partition after the exchange), and it ran each as three Spark jobs instead of one, with a
+# re-planning round between them (about 1 s of driver time per aggregation at 3,000 rows).
+FIT_SETTINGS = {"spark.sql.codegen.maxFields": "100000", "spark.sql.codegen.hugeMethodLimit": "100000000",
+                "spark.sql.adaptive.enabled": "false"}
 
 
 def fit_features(
@@ -190,7 +195,9 @@ def fit_features(
         if f.transform == "log" and f.missing == "constant" and f.fill_value <= -1:
             raise FeatureError(f"column {f.column!r}: the fill value {f.fill_value} is <= -1, outside log1p's domain")
 
-    quantiles = _quantiles(df, spec, is_train, accuracy)
+    sample = in_sample(spec, TRAINING_SAMPLE / rows["train"], (key,) if key else ()) \
+        if rows["train"] > TRAINING_SAMPLE else None
+    quantiles, deciles = _quantiles(df, spec, is_train, accuracy, sample)
     clipped = _clipped_moments(df, spec, present, quantiles, is_train)
     clipped.update(_rescaled_moments(df, spec, profile, present, quantiles, clipped, is_train))
     numeric = {f.column: _numeric_stats(f, profile, quantiles.get(f.column), clipped.get(f.column), present[f.column],
@@ -209,8 +216,9 @@ def fit_features(
         train_rows=rows["train"],
         quantile_error=quantile_error,
     )
-    fitted = dataclasses.replace(fitted, training_profile=_training_profile(df.where(is_train), fitted, profile,
-                                                                             accuracy, key))
+    train = df.where(is_train)
+    fitted = dataclasses.replace(fitted, training_profile=_training_profile(
+        train if sample is None else train.where(sample), fitted, profile, deciles))
     report = FitReport(rows, {s: profile["positives", s] for s in splits}, missing, other, unseen)
     return fitted, report
 
@@ -273,19 +281,14 @@ def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: 
     return profile
 
 
-def _training_profile(train: DataFrame, fitted: FittedFeatures, first: dict[tuple, object],
-                      accuracy: int, key: str | None) -> TrainingProfile:
-    """Pass 5 and 6, over the training split (beyond ``TRAINING_SAMPLE`` rows, a uniform sample of about that
-    many): the numeric columns' deciles, then the split's drift profile (``features.profile``) over bins made of
-    the deciles, the range and deviation of pass 1 (values before clipping) and the vocabularies."""
+def _training_profile(rows: DataFrame, fitted: FittedFeatures, first: dict[tuple, object],
+                      deciles: dict[str, list[float] | None]) -> TrainingProfile:
+    """The last pass, over the training split (beyond ``TRAINING_SAMPLE`` rows, a uniform sample of about that
+    many: ``rows``): the split's drift profile (``features.profile``), counted as infer counts the rows it scores,
+    over bins made of the deciles of pass 2, the range and deviation of pass 1 (values before clipping) and the
+    vocabularies. A pass of its own: it counts the rows featurized with the whole fitted state."""
     spec = fitted.spec
-    fraction = min(1.0, TRAINING_SAMPLE / max(fitted.train_rows, 1))
-    rows = train.where(in_sample(spec, fraction, (key,) if key else ())) if fraction < 1.0 else train
-    deciles = _Aggregates()
-    for f in spec.numeric:
-        deciles.add((f.column,), F.percentile_approx(numeric_value(f), list(DECILES), accuracy))
-    deciles.run(rows)
-    numeric = {f.column: numeric_bins(deciles[f.column,] or [], _finite_or_none(first["min", f.column]),
+    numeric = {f.column: numeric_bins(deciles.get(f.column) or [], _finite_or_none(first["min", f.column]),
                                       _finite_or_none(first["max", f.column]), _finite_or_none(first["std", f.column]))
                for f in spec.numeric}
     from dlpipe.features.tally import tally_rows  # it applies the features, and features.apply imports this module
@@ -320,20 +323,27 @@ def _needs_moments(f: NumericFeature) -> bool:
     return f.transform in ("standard", "log") or f.missing == "mean"
 
 
-def _quantiles(df: DataFrame, spec: FeatureSpec, is_train: Column, accuracy: int) -> dict[str, list[float] | None]:
-    """The quantiles each column needs (``NumericFeature.quantiles``), in one pass over the training rows.
+def _quantiles(df: DataFrame, spec: FeatureSpec, is_train: Column, accuracy: int, sample: Column | None
+               ) -> tuple[dict[str, list[float] | None], dict[str, list[float] | None]]:
+    """Pass 2, over the training rows: the quantiles each column needs (``NumericFeature.quantiles``), and every
+    numeric column's deciles for the drift profile (over the profile's sample, ``sample``, when there is one).
 
     A pass of its own: ``percentile_approx`` is an object aggregate, and one in an ``agg`` takes the whole
     aggregation off Spark's generated code (several times slower for the simple aggregates beside it).
     """
-    columns = [f for f in spec.numeric if f.quantiles()]
-    if not columns:
-        return {}
+    if not spec.numeric:
+        return {}, {}
     aggs = _Aggregates()
-    for f in columns:
-        aggs.add((f.column,), F.percentile_approx(numeric_value(f), list(f.quantiles()), accuracy))
+    for f in spec.numeric:
+        value = numeric_value(f)
+        if f.quantiles():
+            aggs.add(("quantiles", f.column), F.percentile_approx(value, list(f.quantiles()), accuracy))
+        # a null is no value to percentile_approx: the deciles see the sample's values, in the order a filter gives
+        aggs.add(("deciles", f.column), F.percentile_approx(value if sample is None else F.when(sample, value),
+                                                            list(DECILES), accuracy))
     aggs.run(df.where(is_train))
-    return {f.column: aggs[f.column,] for f in columns}
+    return ({f.column: aggs["quantiles", f.column] for f in spec.numeric if f.quantiles()},
+            {f.column: aggs["deciles", f.column] for f in spec.numeric})
 
 
 def _clipped_moments(df: DataFrame, spec: FeatureSpec, present: dict[str, int], quantiles: dict,

@@ -22,7 +22,7 @@ from dlpipe.pipelines.layout import files_per_split, lay_out, row_bytes
 from dlpipe.pipelines.session import training_workers
 from dlpipe.pipelines.stage import Stage, StageContext, StageOutputs, StagePlan, section, source_input
 from dlpipe.pipelines.store import save_artifact
-from dlpipe.pipelines.tables import delta_version, input_identity, read_source
+from dlpipe.pipelines.tables import delta_version, read_pinned
 from dlpipe.spark_settings import spark_settings
 
 
@@ -48,8 +48,7 @@ class FeaturizeResult:
 def run(spark: SparkSession, cfg: Config) -> FeaturizeResult:
     started = time.time()
     fc = cfg.featurize
-    raw = read_source(spark, cfg, fc.input)
-    identity = input_identity(spark, cfg, fc.input, raw)  # what this read sees, recorded before any pass over it
+    raw, identity = read_pinned(spark, cfg, fc.input)  # every pass reads the version the artifact records
     source = fc.input.describe()
     spec = fc.feature_spec()
     check_input(raw, spec, source)

@@ -28,6 +28,17 @@ def read_source(spark: SparkSession, cfg: Config, source: TableSource) -> DataFr
         raise PipelineError(f"cannot read {source.format} input at {source.path}: {str(err).splitlines()[0]}") from None
 
 
+def read_pinned(spark: SparkSession, cfg: Config, source: TableSource) -> tuple[DataFrame, dict]:
+    """(rows, identity) of ``source`` as one read sees it: a Delta input at the version its identity records, so
+    that every pass of a stage reads that one snapshot, and none a version committed meanwhile."""
+    df = read_source(spark, cfg, source)
+    identity = input_identity(spark, cfg, source, df)
+    if identity["format"] == "delta":
+        name = cfg.qualified(source.table) if source.table else "delta.`{}`".format(source.path.replace("`", "``"))
+        df = spark.sql(f"SELECT * FROM {name} VERSION AS OF {identity['delta_version']}")
+    return df, identity
+
+
 def table_version(spark: SparkSession, cfg: Config, source: TableSource) -> int | None:
     """The current Delta version of ``source``, or None when it is not a Delta table."""
     if source.table is not None:

@@ -11,8 +11,9 @@ from dlpipe.features.apply import apply_features
 from dlpipe.features.errors import FeatureError
 from dlpipe.features.fitted import FittedFeatures
 from dlpipe.pipelines import featurize, generate
-from dlpipe.pipelines.config import load_config
+from dlpipe.pipelines.config import TableSource, load_config
 from dlpipe.pipelines.store import artifact_folder, load_artifact
+from dlpipe.pipelines.tables import read_pinned
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 3000
@@ -84,6 +85,18 @@ def test_artifact_records_spec_statistics_input_and_counts(spark, featurized):
     assert lepton["clip_bounds"][0] < lepton["clip_bounds"][1] and lepton["log_std"] > 0
     assert set(artifact["numeric"]["jet1_btag"]["quantiles"]) == {"0.5"}
     assert FittedFeatures.from_json(artifact) == result.fitted
+
+
+def test_every_pass_reads_the_input_version_the_artifact_records(spark, featurized, tmp_path):
+    cfg, _ = featurized
+    spark.table("dlpipe_test.raw_small").write.format("delta").mode("overwrite").saveAsTable("dlpipe_test.raw_pinned")
+    source = TableSource(table="raw_pinned")
+    rows, identity = read_pinned(spark, cfg, source)
+    spark.table("dlpipe_test.raw_small").limit(10).write.format("delta").mode("append").saveAsTable(
+        "dlpipe_test.raw_pinned")  # a writer commits between two passes
+    assert identity["delta_version"] == 0 and rows.count() == ROWS
+    assert read_pinned(spark, cfg, source)[0].count() == ROWS + 10
+    spark.sql("DROP TABLE dlpipe_test.raw_pinned")
 
 
 def test_scoring_path_gives_byte_identical_features(spark, featurized):
