@@ -10,6 +10,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -70,59 +71,6 @@ def test_every_rank_sees_each_training_row_once_per_epoch(data_dir, gloo_run):
     assert (folder / "training_curves.png").stat().st_size > 10_000 and (folder / "model.keras").is_file()
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint(data_dir):
-    epochs = 12  # killed after epoch 2 or later: the rest, about 1 s an epoch here, is the window to kill it in
-    args = settings(data_dir, f"train.epochs={epochs}", "train.early_stopping=null")
-    job = subprocess.Popen([str(BIN / "dlpipe"), "train", *args, "--run-id", "killed"], cwd=REPO,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    state = data_dir / "models" / "higgs_mlp" / "runs" / "killed" / "state.json"
-    deadline = time.time() + 300
-    while time.time() < deadline and job.poll() is None:
-        if state.is_file() and json.loads(state.read_text())["epochs_done"] >= 2:
-            break
-        time.sleep(0.2)
-    assert job.poll() is None, "training ended before it could be killed:\n" + job.stdout.read()[-3000:]
-    os.killpg(job.pid, signal.SIGKILL)
-    job.wait(60)
-    done = json.loads(state.read_text())["epochs_done"]
-    assert 2 <= done < epochs
-
-    changed = dlpipe("train", *args, "--set", "train.learning_rate=0.01", "--run-id", "killed")
-    assert changed.returncode == 1
-    assert ("dlpipe train: error: run killed of higgs_mlp was started with a different config "
-            "(train.learning_rate 0.001 -> 0.01)") in changed.stderr
-
-    # The killed driver's Horovod ranks may outlive it and finish one more epoch before the new launch takes the
-    # run folder over (after which they stop): the resume point is whatever epoch the folder holds then.
-    resumed = ok(dlpipe("train", *args, "--run-id", "killed"))
-    point = re.search(rf"train: resuming run killed from its checkpoint after epoch (\d+) of {epochs}", resumed.stdout)
-    assert point and done <= int(point.group(1)) < epochs, resumed.stdout[-2000:]
-    log = resumed.stdout + resumed.stderr
-    resumed_at = int(point.group(1))
-    assert f"train: epoch {resumed_at + 1}/{epochs}:" in log and f"train: epoch {resumed_at}/{epochs}:" not in log
-    metadata = json.loads((latest(data_dir / "models" / "higgs_mlp") / "metadata.json").read_text())
-    assert metadata["run_id"] == "killed" and len(metadata["history"]["loss"]) == epochs
-
-    again = ok(dlpipe("train", *args, "--run-id", "killed"))  # a retried schedule: nothing to redo
-    assert f"train: run killed already finished as higgs_mlp {metadata['model_version']} with this config" in again.stdout
-
-    # Killed while saving the model after the last epoch (a truncated model.keras, the run not yet finished): the
-    # rerun saves it again from the checkpoint and promotes only a complete file.
-    from dlpipe.models import model_file
-
-    run_dir = state.parent
-    write = json.loads(state.read_text())
-    state.write_text(json.dumps({**write, "finished": False}))
-    saved = run_dir / "model.keras"
-    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
-    assert model_file.problem(saved) is not None
-    again = ok(dlpipe("train", *args, "--run-id", "killed"))
-    assert f"train: every epoch of run killed is done but its model file is not ({saved} " in again.stdout
-    promoted = latest(data_dir / "models" / "higgs_mlp")
-    assert promoted.name != metadata["model_version"] and model_file.problem(promoted / "model.keras") is None
-    assert json.loads((promoted / "metadata.json").read_text())["history"] == metadata["history"]
-
-
 def _connections(process) -> list:
     """The TCP connections of ``process``, none if it has ended since it was listed."""
     import psutil
@@ -134,56 +82,140 @@ def _connections(process) -> list:
 
 
 SIGTERM_REPEATS = int(os.environ.get("DLPIPE_SIGTERM_REPEATS", "1"))  # 10 before a change to the handling lands
+EPOCHS = 12  # stopped after epoch 2 and an epoch after the resume: the rest, about 1 s an epoch here, is the window
 
 
-@pytest.mark.parametrize("attempt", range(SIGTERM_REPEATS))
-def test_sigterm_to_the_process_group_fails_the_stage_cleanly_and_the_rerun_resumes(data_dir, attempt):
-    """What Airflow does to a task it stops: SIGTERM to the whole process group, here in the middle of training
-    (Horovod ranks running). The stage is recorded as failed with the reason, every process ends, the command
-    exits 143 with one line, and the same command resumes from the last checkpoint."""
+class Stopped(NamedTuple):
+    run_id: str
+    args: list[str]        # the command, as a scheduler starts it again
+    state: Path            # the run's state.json
+    killed_after: int      # epochs done when SIGKILL stopped the first try
+    resumed: str           # the second try's output until SIGTERM
+    sigterm: dict          # what SIGTERM left: exit code, output, the processes still alive, their sockets
+    runs: str              # `dlpipe runs` after it
+
+
+def _lines_until(job: subprocess.Popen, done) -> list[str]:
+    seen = []
+    for line in job.stdout:
+        seen.append(line)
+        if done(line):
+            break
+    return seen
+
+
+@pytest.fixture(scope="module", params=range(SIGTERM_REPEATS))
+def stopped(request, data_dir) -> Stopped:
+    """One training run stopped twice, as machines and schedulers stop one: SIGKILL to the process group in the
+    middle of training (a lost machine), then, while the same command resumes it, SIGTERM to its process group
+    (what Airflow does to a task it stops), Horovod ranks running both times. The tests resume it a last time."""
     import psutil
 
-    run_id = f"sigterm-{attempt}"
-    epochs = 15  # killed after epoch 2: the rest, about 1 s an epoch here, is the window
-    args = [str(BIN / "dlpipe"), "run", *settings(data_dir, f"train.epochs={epochs}", "train.early_stopping=null",
-                                                  f"train.seed={1000 + attempt}"),  # each attempt trains anew
+    run_id = f"stopped-{request.param}"
+    args = [str(BIN / "dlpipe"), "run", *settings(data_dir, f"train.epochs={EPOCHS}", "train.early_stopping=null",
+                                                  f"train.seed={1000 + request.param}"),  # each repeat trains anew
             "--stages", "train", "--run-id", run_id]
+    state = data_dir / "models" / "higgs_mlp" / "runs" / run_id / "state.json"
+    job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and job.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["epochs_done"] >= 2:
+            break
+        time.sleep(0.2)
+    assert job.poll() is None, "training ended before it could be killed"
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait(60)
+    killed_after = json.loads(state.read_text())["epochs_done"]
+
     errors = data_dir / f"{run_id}.stderr"
     with errors.open("w") as stderr:
         job = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True,
                                start_new_session=True)
-    seen = []
-    for line in job.stdout:
-        seen.append(line)
-        if f"train: epoch 2/{epochs}:" in line:
-            break
+    seen = _lines_until(job, lambda line: "train: resuming run" in line)
+    point = re.search(rf"after epoch (\d+) of {EPOCHS}", seen[-1])
+    assert point, "".join(seen[-40:]) + errors.read_text()[-3000:]
+    seen += _lines_until(job, lambda line: f"train: epoch {int(point.group(1)) + 1}/{EPOCHS}:" in line)
     assert job.poll() is None, "training ended before the signal:\n" + "".join(seen[-40:])
     driver = psutil.Process(job.pid)
     family = driver.children(recursive=True)  # the JVM, its Python workers, the ranks
-    # every service listens on loopback only: the driver's (Horovod's among them), the JVM's (Spark's UI among
-    # them), Horovod's task services in the Python workers, Gloo's in the ranks
     listening = {(p.pid, p.name(), c.laddr.ip) for p in [driver, *family] for c in _connections(p)
                  if c.status == psutil.CONN_LISTEN}
-    assert {"java", "python"} <= {name.rstrip(".0123456789") for _, name, _ in listening}, listening
-    assert {ip for _, _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
     os.killpg(job.pid, signal.SIGTERM)
     rest, _ = job.communicate(timeout=120)
-    out, err = "".join(seen) + rest, errors.read_text()
-    assert job.returncode == 143, out[-3000:] + err[-3000:]
+    gone, alive = psutil.wait_procs(family, timeout=60)
+    sigterm = {"returncode": job.returncode, "stdout": "".join(seen) + rest, "stderr": errors.read_text(),
+               "listening": listening, "alive": [p.cmdline()[:3] for p in alive]}
+    runs = dlpipe("runs", "--run-id", run_id, "--config", "conf/demo.yaml", "--set", f"data_dir={data_dir}").stdout
+    return Stopped(run_id, args, state, killed_after, "".join(seen), sigterm, runs)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(stopped):
+    assert 2 <= stopped.killed_after < EPOCHS
+    # The killed driver's Horovod ranks may outlive it and finish one more epoch before the new launch takes the
+    # run folder over (after which they stop): the resume point is whatever epoch the folder holds then.
+    point = re.search(rf"train: resuming run {stopped.run_id} from its checkpoint after epoch (\d+) of {EPOCHS}",
+                      stopped.resumed)
+    assert point and stopped.killed_after <= int(point.group(1)) < EPOCHS, stopped.resumed[-2000:]
+    resumed_at = int(point.group(1))
+    assert f"train: epoch {resumed_at}/{EPOCHS}:" not in stopped.resumed, stopped.resumed[-2000:]
+
+
+def test_sigterm_to_the_process_group_fails_the_stage_cleanly(stopped):
+    """The stage is recorded as failed with the reason, every process ends, the command exits 143 with one line."""
+    out, err = stopped.sigterm["stdout"], stopped.sigterm["stderr"]
+    # every service listens on loopback only: the driver's (Horovod's among them), the JVM's (Spark's UI among
+    # them), Horovod's task services in the Python workers, Gloo's in the ranks
+    listening = stopped.sigterm["listening"]
+    assert {"java", "python"} <= {name.rstrip(".0123456789") for _, name, _ in listening}, listening
+    assert {ip for _, _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}, listening
+    assert stopped.sigterm["returncode"] == 143, out[-3000:] + err[-3000:]
     assert err.rstrip().splitlines()[-1] == (
-        f"dlpipe run: terminated by SIGTERM (run {run_id}: the same command resumes it)"), err[-3000:]
+        f"dlpipe run: terminated by SIGTERM (run {stopped.run_id}: the same command resumes it)"), err[-3000:]
     for noise in ("Traceback", "ConnectionRefusedError", "Py4J", "\tat org.apache"):
         assert noise not in out + err, err[-8000:]
-    gone, alive = psutil.wait_procs(family, timeout=60)
-    assert not alive, [p.cmdline()[:3] for p in alive]
+    assert not stopped.sigterm["alive"], stopped.sigterm["alive"]
+    # the SIGTERM'd try failed; the SIGKILL'd one before it never ended, and shows as running
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in stopped.runs.splitlines() if "| train " in line]
+    assert sorted(r[3] for r in rows) == ["failed", "running"] and "terminated by SIGTERM" in stopped.runs, \
+        stopped.runs
 
-    runs = dlpipe("runs", "--run-id", run_id, "--config", "conf/demo.yaml", "--set", f"data_dir={data_dir}")
-    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in runs.stdout.splitlines() if "| train " in line]
-    assert [r[3] for r in rows] == ["failed"] and "terminated by SIGTERM" in runs.stdout, runs.stdout
 
-    resumed = ok(subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600))
-    assert re.search(rf"train: resuming run {run_id} from its checkpoint after epoch (\d+) of {epochs}",
+def test_the_stopped_run_finishes_once_and_a_truncated_model_is_saved_again(data_dir, stopped):
+    args, run_id = stopped.args, stopped.run_id
+    train = [*args[:args.index("run")], "train", *args[args.index("run") + 1:args.index("--stages")],
+             "--run-id", run_id]  # the stage's own command: the same run
+    changed = subprocess.run([*train, "--set", "train.learning_rate=0.01"], cwd=REPO, capture_output=True,
+                             text=True, timeout=600)
+    assert changed.returncode == 1
+    assert (f"dlpipe train: error: run {run_id} of higgs_mlp was started with a different config "
+            "(train.learning_rate 0.001 -> 0.01)") in changed.stderr, changed.stderr[-3000:]
+
+    resumed = ok(subprocess.run(train, cwd=REPO, capture_output=True, text=True, timeout=600))
+    assert re.search(rf"train: resuming run {run_id} from its checkpoint after epoch (\d+) of {EPOCHS}",
                      resumed.stdout), resumed.stdout[-3000:]
+    metadata = json.loads((latest(data_dir / "models" / "higgs_mlp") / "metadata.json").read_text())
+    assert metadata["run_id"] == run_id and len(metadata["history"]["loss"]) == EPOCHS
+
+    again = ok(subprocess.run(train, cwd=REPO, capture_output=True, text=True, timeout=600))
+    assert (f"train: run {run_id} already finished as higgs_mlp {metadata['model_version']} with this config"
+            in again.stdout), again.stdout[-2000:]
+
+    # Killed while saving the model after the last epoch (a truncated model.keras, the run not yet finished): the
+    # rerun saves it again from the checkpoint and promotes only a complete file.
+    from dlpipe.models import model_file
+
+    run_dir = stopped.state.parent
+    write = json.loads(stopped.state.read_text())
+    stopped.state.write_text(json.dumps({**write, "finished": False}))
+    saved = run_dir / "model.keras"
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])
+    assert model_file.problem(saved) is not None
+    again = ok(subprocess.run(train, cwd=REPO, capture_output=True, text=True, timeout=600))
+    assert f"train: every epoch of run {run_id} is done but its model file is not ({saved} " in again.stdout
+    promoted = latest(data_dir / "models" / "higgs_mlp")
+    assert promoted.name != metadata["model_version"] and model_file.problem(promoted / "model.keras") is None
+    assert json.loads((promoted / "metadata.json").read_text())["history"] == metadata["history"]
 
 
 def test_nan_loss_stops_every_rank_with_a_clear_message(data_dir):
