@@ -79,6 +79,10 @@ def breaches(data_dir: Path, secret: Path, pwned: Path) -> list[tuple[str, str]]
         ("SET spark.sql.shuffle.partitions=2000000000", refused + "SET spark.sql.shuffle.partitions=2000000000"),
         ("SELECT * FROM range(IDENTIFIER('xpath_int')('<a>3</a>', 'a'))", refused + "IDENTIFIER(...)"),
         (f"SELECT * FROM IDENTIFIER('table_changes_by_path')('{warehouse / 'predictions'}', 0)", refused + "IDENTIFIER"),
+        # and by a review of the second: as many partitions asked for by a hint or range() instead
+        ("SELECT /*+ REPARTITION(2000000000) */ * FROM range(1)", refused + "Repartition of 2,000,000,000 partitions"),
+        ("SELECT /*+ REBALANCE(2000000000) */ * FROM range(1)", refused + "RebalancePartitions of 2,000,000,000"),
+        ("SELECT * FROM range(0, 1, 1, 2000000000)", refused + "range() of 2,000,000,000 partitions"),
     ]
 
 

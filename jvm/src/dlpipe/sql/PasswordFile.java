@@ -34,6 +34,8 @@ public final class PasswordFile implements PasswdAuthenticationProvider {
     public static final String ATTEMPTS = "dlpipe.sql.loginAttempts";
     public static final String LOCKOUT = "dlpipe.sql.lockoutSeconds";
     static final int PER_ADDRESS = 4;
+    /** Failure counts kept before the ones not locked out are forgotten (a client spraying user names). */
+    static final int TRACKED = 100_000;
     private static final String UNKNOWN_USER = "pbkdf2_sha256$%d$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
     /** Failed logins in a row, and the end of a lock-out, per user name and per client address. */
@@ -50,19 +52,22 @@ public final class PasswordFile implements PasswdAuthenticationProvider {
         }
         String address = SessionManager.getIpAddress();
         String[] keys = address == null ? new String[] {"user " + user} : new String[] {"user " + user, "address " + address};
+        long now = System.currentTimeMillis();
+        for (String key : keys) {  // before the hash: a locked-out flood costs no hashing
+            Failures failures = FAILURES.get(key);
+            if (failures != null && failures.lockedUntilMillis() > now) {
+                throw new AuthenticationException("too many failed logins: try again in "
+                        + ((failures.lockedUntilMillis() - now) / 1000 + 1) + " s");
+            }
+        }
         boolean right;
         try {
             right = matches(password, hashOf(Path.of(path), user));
         } catch (IOException | GeneralSecurityException | IllegalArgumentException e) {
             throw new AuthenticationException("cannot check the password: " + e.getMessage());
         }
-        long now = System.currentTimeMillis();
-        for (String key : keys) {
-            Failures failures = FAILURES.get(key);
-            if (failures != null && failures.lockedUntilMillis() > now) {
-                throw new AuthenticationException("too many failed logins: try again in "
-                        + ((failures.lockedUntilMillis() - now) / 1000 + 1) + " s");
-            }
+        if (FAILURES.size() > TRACKED) {  // names sprayed by a client: forget the counts, keep the lockouts
+            FAILURES.entrySet().removeIf(entry -> entry.getValue().lockedUntilMillis() <= now);
         }
         if (right) {
             for (String key : keys) {

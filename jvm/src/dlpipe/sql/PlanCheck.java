@@ -13,6 +13,8 @@ import org.apache.spark.sql.catalyst.expressions.UserDefinedExpression;
 import org.apache.spark.sql.catalyst.plans.logical.Command;
 import org.apache.spark.sql.catalyst.plans.logical.LogicalPlan;
 import org.apache.spark.sql.catalyst.plans.logical.Range;
+import org.apache.spark.sql.catalyst.plans.logical.RebalancePartitions;
+import org.apache.spark.sql.catalyst.plans.logical.RepartitionOperation;
 import org.apache.spark.sql.connector.catalog.CatalogPlugin;
 import org.apache.spark.sql.connector.catalog.Identifier;
 import org.apache.spark.sql.execution.CommandExecutionMode;
@@ -57,14 +59,28 @@ final class PlanCheck {
             if (((Range) plan).numElements().$greater(scala.math.BigInt.apply(AllowList.RANGE_ROWS))) {
                 throw Refused.statement("range() of more than " + String.format("%,d", AllowList.RANGE_ROWS) + " rows");
             }
+            partitions("range()", ((Range) plan).numSlices());
         } else if (!AllowList.QUERY_OPERATORS.contains(name) && !AllowList.NAMES.contains(name)) {
             throw Refused.statement("it uses " + plan.nodeName() + ", which read-only SQL does not allow");
+        }
+        if (plan instanceof RepartitionOperation) {  // a REPARTITION or COALESCE hint, DISTRIBUTE BY
+            partitions(plan.nodeName(), Option.apply(((RepartitionOperation) plan).numPartitions()));
+        } else if (plan instanceof RebalancePartitions) {
+            partitions(plan.nodeName(), ((RebalancePartitions) plan).optNumPartitions());
         }
         for (Expression expression : CollectionConverters.asJava(plan.expressions())) {
             check(expression);
         }
         for (LogicalPlan child : CollectionConverters.asJava(plan.children())) {
             check(child);
+        }
+    }
+
+    /** A hint or range() may not ask for more partitions than a session may set: each is a task, and an object. */
+    private static void partitions(String what, Option<?> count) {
+        if (count.isDefined() && ((Number) count.get()).longValue() > AllowList.SHUFFLE_PARTITIONS) {
+            throw Refused.statement(what + " of " + String.format("%,d", ((Number) count.get()).longValue())
+                    + " partitions: read-only SQL allows 1 to " + AllowList.SHUFFLE_PARTITIONS);
         }
     }
 
