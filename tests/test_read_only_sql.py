@@ -240,7 +240,9 @@ def test_logins_beeline_reads_and_the_metastore_is_held(attack, server):
         out = beeline(server.port, *login, *query)
         assert f"\n{ROWS}" not in out.stdout and "Peer indicated failure" in out.stdout + out.stderr, (
             login, out.stdout[-2000:], out.stderr[-2000:])
-    lines = ana(server, *query).stdout.strip().splitlines()  # the header follows beeline's prompt on its line
+    got = ana(server, *query)
+    lines = got.stdout.strip().splitlines()  # the header follows beeline's prompt on its line
+    assert len(lines) >= 2, (got.stdout[-2000:], got.stderr[-3000:])
     assert lines[-2].endswith("n,runs") and lines[-1] == f"{ROWS},1", lines
 
     started = time.monotonic()

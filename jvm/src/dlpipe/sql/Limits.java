@@ -39,22 +39,22 @@ final class Limits {
 
     /**
      * Stop the statement that this thread runs (its Spark job group, which the Thrift server set) after
-     * {@code seconds}: its jobs, running or still to come, are cancelled and their tasks interrupted. A statement
-     * still being planned then (a constant folded at planning can take long) runs no job after it; one that has
-     * ended is not affected (a job group is one statement's). Logged only when a job was running.
+     * {@code seconds}, if a job of it still runs then: its jobs, running or still to come, are cancelled and their
+     * tasks interrupted. (A statement that hangs outside Spark jobs is stopped by the Thrift server's own timeout,
+     * which serve-sql sets a minute later.)
      */
     static void timeout(SparkContext spark, String group, long seconds) {
         spark.setLocalProperty("spark.job.interruptOnCancel", "true");
         TIMER.schedule(() -> {
-            String message = MARK + "it ran for " + seconds + " s, the limit of the server (sql_server.query_timeout)";
             for (int job : spark.statusTracker().getJobIdsForGroup(group)) {
                 var info = spark.statusTracker().getJobInfo(job);
                 if (info.isDefined() && info.get().status() == JobExecutionStatus.RUNNING) {  // the statement runs
+                    String message = MARK + "it ran for " + seconds + " s, the limit of the server (sql_server.query_timeout)";
                     Log.warn("statement " + group + ": " + message);
-                    break;
+                    spark.cancelJobGroupAndFutureJobs(group, message);
+                    return;
                 }
             }
-            spark.cancelJobGroupAndFutureJobs(group, message);
         }, seconds, TimeUnit.SECONDS);
     }
 
