@@ -34,8 +34,7 @@ def read_pinned(spark: SparkSession, cfg: Config, source: TableSource) -> tuple[
     df = read_source(spark, cfg, source)
     identity = input_identity(spark, cfg, source, df)
     if identity["format"] == "delta":
-        name = cfg.qualified(source.table) if source.table else "delta.`{}`".format(source.path.replace("`", "``"))
-        df = spark.sql(f"SELECT * FROM {name} VERSION AS OF {identity['delta_version']}")
+        df = spark.sql(f"SELECT * FROM {sql_name(cfg, source)} VERSION AS OF {identity['delta_version']}")
     return df, identity
 
 
@@ -49,7 +48,12 @@ def table_version(spark: SparkSession, cfg: Config, source: TableSource) -> int 
             return delta_version(spark, name)
         except AnalysisException:  # a table of another format
             return None
-    return delta_version(spark, f"delta.`{source.path}`") if source.format == "delta" else None
+    return delta_version(spark, sql_name(cfg, source)) if source.format == "delta" else None
+
+
+def sql_name(cfg: Config, source: TableSource) -> str:
+    """How SQL names ``source``: its qualified table name, or for Delta files ``delta.`path```."""
+    return cfg.qualified(source.table) if source.table else "delta.`{}`".format(source.path.replace("`", "``"))
 
 
 def last_commit(spark: SparkSession, qualified_name: str) -> tuple[int, dict[str, str]]:
