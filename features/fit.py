@@ -1,18 +1,24 @@
 """Fitting a feature spec on the training split, in as few distributed passes as the spec allows.
 
-1. One aggregation over all rows: rows and label classes per split; for every numeric column (and every datetime
-   part) the present values per split and the training split's min, max, mean and standard deviation, plus the
-   moments of log1p(value) for ``log`` columns.
-2. One aggregation of approximate quantiles over the training rows (``percentile_approx``, rank error
-   ``quantile_error``): those the spec needs (``robust``, ``ple``, ``missing: median``, ``clip``) and every numeric
-   column's deciles for the drift profile (over its sample, below).
-3. Only when some column clips and needs moments: one aggregation of the clipped values' mean and deviation
-   (quantiles, min and max of clipped values follow from the unclipped ones, since clipping is monotone).
-4. One ``groupBy`` over the exploded categorical values of all categorical columns: counts per value and split
-   (missing values included). Ranking, ``min_count`` and ``top_k`` run in Spark; only the kept values (and per-column totals) reach the driver.
-5. The training split's drift profile (``features.profile``), over the split or, beyond a million rows, a uniform
-   sample of about a million: counts over the bins pass 2's deciles and pass 4's vocabularies fix, of the rows
-   featurized with the fitted state, made in Spark's Python workers as infer makes them (``features.tally``).
+1. One Spark job of three aggregations over the input, each over a scan of its own (``_first_pass``):
+   - rows and label classes per split; for every numeric column (and every datetime part) the present values
+     per split and the training split's min, max, mean and standard deviation, plus the moments of log1p(value)
+     for ``log`` columns;
+   - the training values' approximate quantiles (``percentile_approx``, rank error ``quantile_error``): those the
+     spec needs (``robust``, ``ple``, ``missing: median``, ``clip``) and every numeric column's deciles for the
+     drift profile, from one summary per column. An aggregation of its own: ``percentile_approx`` is an object
+     aggregate, and one beside the simple aggregates above would take them all off Spark's generated code (several
+     times slower);
+   - one ``groupBy`` over the exploded categorical values of all categorical columns: counts per value and split
+     (missing values included). Ranking, ``min_count`` and ``top_k`` run in Spark; only the kept values (and
+     per-column totals) reach the driver.
+2. Only when some column clips and needs moments: one aggregation of the clipped values' mean and deviation, which
+   need the quantiles first (quantiles, min and max of clipped values follow from the unclipped ones, since
+   clipping is monotone).
+3. The training split's drift profile (``features.profile``), over the split or, beyond a million rows, a uniform
+   sample of about a million: counts over the bins pass 1's deciles and vocabularies fix, of the rows featurized
+   with the fitted state, made in Spark's Python workers as infer makes them (``features.tally``). A pass of its
+   own: it counts featurized rows, which need every fitted statistic, the clipped moments included.
 
 The aggregations run without adaptive execution (``FIT_SETTINGS``), which made three Spark jobs of each.
 Only small statistics are collected to the driver; no input row ever is.
@@ -114,6 +120,14 @@ class _Aggregates:
                 self._row = df.agg(*self._columns).collect()[0]
         return self
 
+    def frame(self, df: DataFrame) -> DataFrame:
+        """The one-row aggregation of ``df``, for ``in_one_job``; its row goes to ``read``."""
+        return df.agg(*self._columns)
+
+    def read(self, row) -> "_Aggregates":
+        self._row = row
+        return self
+
     def __getitem__(self, key: tuple):
         return self._row[self._keys[key]]
 
@@ -130,6 +144,23 @@ class _Aggregates:
 # re-planning round between them (about 1 s of driver time per aggregation at 3,000 rows).
 FIT_SETTINGS = {"spark.sql.codegen.maxFields": "100000", "spark.sql.codegen.hugeMethodLimit": "100000000",
                 "spark.sql.adaptive.enabled": "false"}
+
+
+def in_one_job(parts: dict[str, DataFrame]) -> dict[str, list]:
+    """The rows of several small queries, by name, computed in one Spark job: a union of their rows, each query's
+    packed in a struct column of its own (null in the other queries' rows). One job instead of one each saves a
+    round of planning, scheduling and, per query, a listing of a Delta input's files."""
+    names = list(parts)
+    types = {name: part.schema for name, part in parts.items()}
+    packed = None
+    for name, part in parts.items():
+        columns = [F.struct(*[F.col(f"`{c}`") for c in part.columns]).alias(other) if other == name
+                   else F.lit(None).cast(types[other]).alias(other) for other in names]
+        rows = part.select(*columns)
+        packed = rows if packed is None else packed.unionAll(rows)
+    with spark_settings(packed.sparkSession, FIT_SETTINGS):
+        collected = packed.collect()
+    return {name: [r[name] for r in collected if r[name] is not None] for name in names}
 
 
 def fit_features(
@@ -153,7 +184,8 @@ def fit_features(
     label = encoded_label(spec.label, types[spec.label.column])
     accuracy = max(1, int(round(1.0 / quantile_error)))
 
-    profile = _profile(df, spec, split_column, label, splits, types, key)
+    profile, (quantiles, deciles), counted = _first_pass(df, spec, split_column, label, splits, types, key,
+                                                          is_train, accuracy)
     rows = {s: profile["rows", s] for s in splits}
     if sum(rows.values()) == 0:
         raise FeatureError(f"{source} has no rows: nothing to featurize (check the input)")
@@ -197,13 +229,12 @@ def fit_features(
 
     sample = in_sample(spec, TRAINING_SAMPLE / rows["train"], (key,) if key else ()) \
         if rows["train"] > TRAINING_SAMPLE else None
-    quantiles, deciles = _quantiles(df, spec, is_train, accuracy, sample)
     clipped = _clipped_moments(df, spec, present, quantiles, is_train)
     clipped.update(_rescaled_moments(df, spec, profile, present, quantiles, clipped, is_train))
     numeric = {f.column: _numeric_stats(f, profile, quantiles.get(f.column), clipped.get(f.column), present[f.column],
                                         missing[f.column]["train"])
                for f in spec.numeric}
-    vocabularies, other, unseen, categorical_missing = _fit_vocabularies(df, spec.categorical, split_column, splits)
+    vocabularies, other, unseen, categorical_missing = _vocabularies(counted, spec.categorical, splits)
     missing.update(categorical_missing)
     missing.update(datetime_missing)
     fitted = FittedFeatures(
@@ -223,16 +254,36 @@ def fit_features(
     return fitted, report
 
 
+def _first_pass(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: Column,
+                splits: tuple[str, ...], types: dict[str, T.DataType], key: str | None, is_train: Column,
+                accuracy: int) -> tuple[dict[tuple, object], tuple[dict, dict], list]:
+    """Pass 1, three aggregations in one Spark job (``in_one_job``): the profile (``_profile``), the quantiles
+    (``_quantiles``) and the categorical value counts (``_value_counts``)."""
+    aggs, profile, names = _profile(df, spec, split_column, label, splits, types, key)
+    parts = {"profile": profile}
+    quantiles = _quantiles(spec, accuracy)
+    if quantiles is not None:
+        parts["quantiles"] = quantiles.frame(df.where(is_train))
+    if spec.categorical:
+        parts["counts"] = _value_counts(df, spec.categorical, split_column, splits)
+    rows = in_one_job(parts)
+    return (_profile_figures(aggs.read(rows["profile"][0]), splits, names),
+            _quantile_figures(spec, None if quantiles is None else quantiles.read(rows["quantiles"][0])),
+            rows.get("counts", []))
+
+
 def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: Column,
-             splits: tuple[str, ...], types: dict[str, T.DataType], key: str | None) -> dict[tuple, object]:
-    """Pass 1, one global aggregation: rows and positive labels per split, invalid labels, present values per
+             splits: tuple[str, ...], types: dict[str, T.DataType], key: str | None
+             ) -> tuple[_Aggregates, DataFrame, list[str]]:
+    """The profile, one global aggregation: rows and positive labels per split, invalid labels, present values per
     split of every numeric column and datetime part, and the training split's min, max, mean and deviation (and
-    log1p moments) of each (keyed by numeric column and by datetime output column).
+    log1p moments) of each (keyed by numeric column and by datetime output column). (The aggregates, the
+    aggregation, the names of the values it profiles.)
 
     Per-split figures are conditional counts in one ungrouped ``agg``, not a ``groupBy(split)``: a grouped
     aggregation keeps its hundreds of buffers in a hash map row instead of local variables, 1.5x slower here
     (5M rows, 28 columns: 6.0 s vs 4.0 s). The last split's counts are the total minus the others'. Each value is
-    cleaned once, in a projection below the aggregate. Categorical missing values are counted in pass 4.
+    cleaned once, in a projection below the aggregate. Categorical missing values are counted by ``_value_counts``.
     """
     split = F.col(split_column) if split_column else F.lit("train")
     projected = [*[(split == s).alias(f"__in_{s}") for s in splits[:-1]], label.alias("__label")]
@@ -271,11 +322,16 @@ def _profile(df: DataFrame, spec: FeatureSpec, split_column: str | None, label: 
             aggs.add(("below_log", f.column), F.count(F.when(train & F.col(f"__d{i}"), 1)))
             aggs.add(("log_mean", f.column), F.avg(F.log1p(train_value)))
             aggs.add(("log_std", f.column), F.stddev_pop(F.log1p(train_value)))
-    profile = aggs.run(df.select(*projected)).as_dict()
+    return aggs, aggs.frame(df.select(*projected)), [name for name, _ in values]
+
+
+def _profile_figures(aggs: _Aggregates, splits: tuple[str, ...], names: list[str]) -> dict[tuple, object]:
+    """The profile's figures by key, the last split's counts filled in (the total minus the others')."""
+    profile = aggs.as_dict()
     last = splits[-1]
     profile["rows", last] = profile["rows",] - sum(profile["rows", s] for s in splits[:-1])
     profile["positives", last] = profile["positives",] - sum(profile["positives", s] for s in splits[:-1])
-    for name, _ in values:
+    for name in names:
         others = sum(profile["present", name, s] for s in splits[:-1])
         profile["present", name, last] = profile["present", name] - others
     return profile
@@ -285,8 +341,8 @@ def _training_profile(rows: DataFrame, fitted: FittedFeatures, first: dict[tuple
                       deciles: dict[str, list[float] | None]) -> TrainingProfile:
     """The last pass, over the training split (beyond ``TRAINING_SAMPLE`` rows, a uniform sample of about that
     many: ``rows``): the split's drift profile (``features.profile``), counted as infer counts the rows it scores,
-    over bins made of the deciles of pass 2, the range and deviation of pass 1 (values before clipping) and the
-    vocabularies. A pass of its own: it counts the rows featurized with the whole fitted state."""
+    over bins made of pass 1's deciles, range and deviation (of values before clipping) and vocabularies. A pass
+    of its own: it counts the rows featurized with the whole fitted state."""
     spec = fitted.spec
     numeric = {f.column: numeric_bins(deciles.get(f.column) or [], _finite_or_none(first["min", f.column]),
                                       _finite_or_none(first["max", f.column]), _finite_or_none(first["std", f.column]))
@@ -323,27 +379,32 @@ def _needs_moments(f: NumericFeature) -> bool:
     return f.transform in ("standard", "log") or f.missing == "mean"
 
 
-def _quantiles(df: DataFrame, spec: FeatureSpec, is_train: Column, accuracy: int, sample: Column | None
-               ) -> tuple[dict[str, list[float] | None], dict[str, list[float] | None]]:
-    """Pass 2, over the training rows: the quantiles each column needs (``NumericFeature.quantiles``), and every
-    numeric column's deciles for the drift profile (over the profile's sample, ``sample``, when there is one).
-
-    A pass of its own: ``percentile_approx`` is an object aggregate, and one in an ``agg`` takes the whole
-    aggregation off Spark's generated code (several times slower for the simple aggregates beside it).
-    """
+def _quantiles(spec: FeatureSpec, accuracy: int) -> _Aggregates | None:
+    """Per numeric column, one ``percentile_approx`` of its training values at the quantiles its fit needs
+    (``NumericFeature.quantiles``) and at the deciles of the drift profile (None without numeric columns)."""
     if not spec.numeric:
-        return {}, {}
+        return None
     aggs = _Aggregates()
     for f in spec.numeric:
-        value = numeric_value(f)
+        aggs.add(("quantiles", f.column), F.percentile_approx(numeric_value(f), list(_probes(f)), accuracy))
+    return aggs
+
+
+def _probes(f: NumericFeature) -> tuple[float, ...]:
+    return tuple(sorted({*f.quantiles(), *DECILES}))
+
+
+def _quantile_figures(spec: FeatureSpec, aggs: _Aggregates | None
+                      ) -> tuple[dict[str, list[float] | None], dict[str, list[float] | None]]:
+    """(the quantiles each column's fit needs, each numeric column's deciles), from ``_quantiles``' aggregates."""
+    needed, deciles = {}, {}
+    for f in spec.numeric:
+        values = aggs["quantiles", f.column]
+        at = None if values is None else dict(zip(_probes(f), values))
         if f.quantiles():
-            aggs.add(("quantiles", f.column), F.percentile_approx(value, list(f.quantiles()), accuracy))
-        # a null is no value to percentile_approx: the deciles see the sample's values, in the order a filter gives
-        aggs.add(("deciles", f.column), F.percentile_approx(value if sample is None else F.when(sample, value),
-                                                            list(DECILES), accuracy))
-    aggs.run(df.where(is_train))
-    return ({f.column: aggs["quantiles", f.column] for f in spec.numeric if f.quantiles()},
-            {f.column: aggs["deciles", f.column] for f in spec.numeric})
+            needed[f.column] = None if at is None else [at[q] for q in f.quantiles()]
+        deciles[f.column] = None if at is None else [at[q] for q in DECILES]
+    return needed, deciles
 
 
 def _clipped_moments(df: DataFrame, spec: FeatureSpec, present: dict[str, int], quantiles: dict,
@@ -506,13 +567,10 @@ def _per_column(features: tuple[CategoricalFeature, ...], values: list) -> Colum
     return F.element_at(F.array(*[F.lit(v) for v in values]), F.col("column") + 1)
 
 
-def _fit_vocabularies(
-    df: DataFrame, features: tuple[CategoricalFeature, ...], split_column: str | None, splits: tuple[str, ...]
-) -> tuple[dict[str, Vocabulary], dict[str, dict[str, int]], dict[str, dict[str, int]], dict[str, dict[str, int]]]:
-    """Pass 4: vocabularies, and per split the rows folded into id 0 (``other``), the values never seen in
-    training (``unseen``) and the missing values (null or empty) of every categorical column."""
-    if not features:
-        return {}, {}, {}, {}
+def _value_counts(df: DataFrame, features: tuple[CategoricalFeature, ...], split_column: str | None,
+                  splits: tuple[str, ...]) -> DataFrame:
+    """The query of the categorical values (part of pass 1): per column its kept values ranked, with their training
+    counts, and the top-ranked row of every column, all carrying the column's totals (``_vocabularies``)."""
     entries = F.array(*[
         F.struct(F.lit(i).alias("column"), categorical_value(f.column).alias("value")) for i, f in enumerate(features)
     ])
@@ -541,11 +599,18 @@ def _fit_vocabularies(
         totals.append(F.sum(F.when(F.col("value").isNull(), F.col(s)).otherwise(0)).over(column).alias(f"missing_{s}"))
         totals.append(F.sum(F.when(folded, F.col(s)).otherwise(0)).over(column).alias(f"other_{s}"))
         totals.append(F.sum(F.when(unseen, F.col(s)).otherwise(0)).over(column).alias(f"unseen_{s}"))
-    collected = (
+    return (
         ranked.select("column", "rank", "value", "train", "kept", *totals)
         .where((F.col("kept") & (F.col("rank") <= MAX_VOCABULARY)) | (F.col("rank") == 1))
-        .collect()
     )
+
+
+def _vocabularies(
+    collected: list, features: tuple[CategoricalFeature, ...], splits: tuple[str, ...]
+) -> tuple[dict[str, Vocabulary], dict[str, dict[str, int]], dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Vocabularies from the rows of ``_value_counts``, and per split the rows folded into id 0 (``other``), the
+    values never seen in training (``unseen``) and the missing values (null or empty) of every categorical
+    column."""
     summary = {r["column"]: r for r in collected if r["rank"] == 1}
     for i, f in enumerate(features):
         kept = summary[i]["kept_values"] if i in summary else 0

@@ -121,6 +121,10 @@ def spark_settings(cfg: Config, archive_at_exit: Path | None = None) -> dict[str
         # models/ or dlpipe/ folder where a job was started is never imported in place of the installed packages.
         "spark.executorEnv.PYTHONSAFEPATH": "1",
         "spark.ui.showConsoleProgress": "true",
+        # PySpark's DataFrame debugging tags every Column operation with its Python call site, five Py4J round
+        # trips each: building featurize's expressions cost 45,000 round trips, about 5 s per stage. dlpipe reports
+        # a failed query in one line of its own, without that call site.
+        "spark.python.sql.dataFrameDebugging.enabled": "false",
     }
     settings.update(metastore.settings(cfg))
     if cfg.spark.master is not None and not launched_by_spark_submit():

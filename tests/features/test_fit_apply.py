@@ -437,7 +437,7 @@ def test_datetime_column_of_the_wrong_type_is_named(spark):
 def test_the_training_profile_counts_the_training_split_or_a_sample_of_it(spark, monkeypatch):
     """fit_features keeps the training split's drift profile: every training row, or beyond
     features.fit.TRAINING_SAMPLE rows a uniform sample of about that many; its numeric bins are cut at the
-    (sample's) deciles, so each holds about a tenth of the values."""
+    training split's deciles, so each holds about a tenth of the values."""
     import dlpipe.features.fit as fit
 
     values = [float(i % 1000) for i in range(4000)]
