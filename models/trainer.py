@@ -327,7 +327,13 @@ def _callbacks(settings: TrainSettings, model, world, learning_rate, outcome: di
             print(f"{settings.log_prefix}: epoch {epoch + 1}/{settings.epochs}: {summary}; about {left:.0f}s left",
                   flush=True)
 
-    callbacks = world.callbacks(settings) + [NanGuard(), ShardedValidation(), EpochCheckpoint()]
+    class FirstStep(tf.keras.callbacks.Callback):
+        """When the first call into TensorFlow of the fit returned (the first ``steps_per_execution`` steps)."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            outcome["marks"].setdefault("first_step", time.time())
+
+    callbacks = world.callbacks(settings) + [NanGuard(), ShardedValidation(), EpochCheckpoint(), FirstStep()]
     if settings.early_stopping:
         es = settings.early_stopping
         callbacks.append(tf.keras.callbacks.EarlyStopping(
@@ -350,6 +356,33 @@ def decision_thresholds(thresholds, tp, fp, tn, fn, positive_rate: float | None 
     total = tp + fp + tn + fn
     if positive_rate is not None and total[0] > 0:
         out["threshold_rate"] = float(candidates[int(np.argmin(np.abs((tp + fp) / total - positive_rate)))])
+    return out
+
+
+# The steps of a rank's start, each marked when it is done (``train_on_rank``), after the driver starts the launch:
+LAUNCH_MARKS = {
+    "process": "rank started",      # Horovod's Spark job, its task services, the rank's process
+    "imports": "imports",           # TensorFlow and dlpipe's model code, in the rank
+    "rendezvous": "rendezvous",     # Horovod's init: every rank found the others
+    "model": "model",               # built, compiled, weights broadcast (and a checkpoint read when resuming)
+    "first_step": "first step",     # the reader's first batches and TensorFlow's tracing of the step
+}
+
+
+def _process_started() -> float:
+    import psutil
+
+    return psutil.Process().create_time()
+
+
+def launch_seconds(launched_at: float, marks: dict[str, float]) -> dict[str, float]:
+    """Seconds of each step of a rank's start (``LAUNCH_MARKS``), from the driver's ``launched_at`` (one clock: on
+    a cluster, the rank's host's clock against the driver's)."""
+    out, previous = {}, launched_at
+    for key in LAUNCH_MARKS:
+        if key in marks:
+            out[key] = round(max(0.0, marks[key] - previous), 2)
+            previous = marks[key]
     return out
 
 
@@ -380,12 +413,16 @@ def training_metrics() -> list:
 
 def train_on_rank(settings: TrainSettings) -> dict:
     """Train on this Horovod rank (or alone, when ``settings.distributed`` is false). Returns the rank's outcome:
-    history, seconds, epochs done, NaN epoch if any."""
+    history, seconds, epochs done, NaN epoch if any, and when it reached each step of its start (``LAUNCH_MARKS``).
+    """
+    marks = {"process": _process_started()}
     import tensorflow as tf
 
     from dlpipe.models.networks import build_model, loss_for
 
+    marks["imports"] = time.time()
     world = _HorovodWorker(dense_embedding_gradients(settings)) if settings.distributed else _SingleWorker()
+    marks["rendezvous"] = time.time()
     if settings.distributed and settings.pin_cpus:
         pin_to_cpu_share(world.local_rank, world.local_size)
     if not settings.distributed:  # a reused Python worker may have trained before
@@ -416,7 +453,9 @@ def train_on_rank(settings: TrainSettings) -> dict:
     if settings.initial_epoch > 0:
         prefix = checkpoint_prefix(settings.run_dir, settings.initial_epoch)
         tf.train.Checkpoint(model=model, optimizer=optimizer).read(str(prefix))
-    outcome: dict = {"rank": world.rank, "size": world.size, "nan_epoch": None, "history": dict(settings.history)}
+    marks["model"] = time.time()
+    outcome: dict = {"rank": world.rank, "size": world.size, "nan_epoch": None, "history": dict(settings.history),
+                     "marks": marks}
     started = time.time()
     keras_history = model.fit(
         training_dataset(settings, world.rank, world.size),
@@ -427,6 +466,7 @@ def train_on_rank(settings: TrainSettings) -> dict:
         verbose=0,
     )
     outcome["seconds"] = time.time() - started
+    marks["fit"] = time.time()
     outcome["epochs_done"] = settings.initial_epoch + len(keras_history.epoch)
     if outcome["nan_epoch"] is not None:
         outcome["epochs_done"] = outcome["nan_epoch"]

@@ -36,7 +36,8 @@ from dlpipe.models import model_file
 from dlpipe.models.epochs import DataFile, PlanError, steps_per_epoch
 from dlpipe.models.networks import NetworkSettings
 from dlpipe.models.trainer import (
-    ATTEMPT_FILE, MODEL_FILE, STATE_FILE, THRESHOLD_KEYS, TrainSettings, pin_threads_env, read_state, train_on_rank,
+    ATTEMPT_FILE, LAUNCH_MARKS, MODEL_FILE, STATE_FILE, THRESHOLD_KEYS, TrainSettings, launch_seconds, pin_threads_env,
+    read_state, train_on_rank,
 )
 from dlpipe.pipelines.config import TRAIN_EXECUTION_KEYS, Config
 from dlpipe.pipelines.errors import PipelineError
@@ -348,9 +349,15 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
     if initial_epoch >= tc.epochs and saved is not None:  # killed while saving: save again from the checkpoint
         print(f"train: every epoch of run {run_id} is done but its model file is not ({saved}): saving it again")
     launched = initial_epoch < tc.epochs or saved is not None
+    launch = {}
     if launched:
+        launched_at = time.time()
         results = _launch(settings, workers, tc.start_timeout_s, tc.controller, spark_address(spark))
         outcome = results[0]
+        launch = launch_seconds(launched_at, outcome.get("marks", {}))
+        if launch:
+            print(f"train: {sum(launch.values()):.1f}s from the launch to rank 0's first step: "
+                  + ", ".join(f"{LAUNCH_MARKS[k]} {v:.1f}s" for k, v in launch.items()))
     else:
         outcome = {"nan_epoch": None, "history": history, "epochs_done": initial_epoch, "seconds": 0.0,
                    "best_epoch": (read_state(run_dir) or {}).get("best_epoch")}
@@ -387,6 +394,7 @@ def run(spark: SparkSession, cfg: Config, run_id: str | None = None, record_dir:
         "history": history,
         "training_curves": curves.name,
         "seconds_per_rank": [r.get("seconds") for r in (results if launched else [])],
+        "launch_seconds": launch,  # rank 0's start, step by step (models.trainer.LAUNCH_MARKS)
         "libraries": library_versions(),
         "git_commit": git_commit(),
     })

@@ -66,6 +66,11 @@ def test_every_rank_sees_each_training_row_once_per_epoch(data_dir, gloo_run):
     assert log.count("train: epoch 2/2:") == 1 and "val_auc" in log
     metadata = json.loads((_model_of(data_dir, "exactly-once") / "metadata.json").read_text())
     assert metadata["epochs_done"] == 2
+    # the launch's fixed costs, step by step, in the order they happen, and in the stage's output
+    launch = metadata["launch_seconds"]
+    assert list(launch) == ["process", "imports", "rendezvous", "model", "first_step"], launch
+    assert all(v >= 0 for v in launch.values()) and launch["imports"] > 0.5, launch  # TensorFlow's import alone
+    assert f"{sum(launch.values()):.1f}s from the launch to rank 0's first step: rank started" in log
     assert len(metadata["history"]["val_auc"]) == 2 and len(metadata["history"]["loss"]) == 2
     folder = _model_of(data_dir, "exactly-once")
     assert (folder / "training_curves.png").stat().st_size > 10_000 and (folder / "model.keras").is_file()
