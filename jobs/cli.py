@@ -44,6 +44,10 @@ COMMAND_HELP = {
               "`models promote NAME VERSION --alias ALIAS` moves an alias",
 }
 
+# The commands that only read (or append a row to) dlpipe's own small tables: their driver starts quicker
+# (pipelines.session.QUICK_START_OPTIONS).
+SMALL_READS = ("runs", "lineage", "models")
+
 
 def stage_help() -> dict[str, str]:
     from dlpipe.pipelines.stage import registry
@@ -218,7 +222,7 @@ def _main(args: argparse.Namespace, cfg, prefix: str, run_id: str | None) -> int
             serve_sql.prepare(cfg)  # before Spark starts: where it will listen, and who may log in
             unprivileged.drop_root(cfg, args.argv)  # started as root: serve as sql_server.run_as
         spark = build_session(cfg, read_only=args.command in ("sql", "serve-sql") and not args.writable,
-                              serving=args.command == "serve-sql")
+                              serving=args.command == "serve-sql", small_reads=args.command in SMALL_READS)
         _command(spark, cfg, args, run_id)
         termination.check()
         return 0
