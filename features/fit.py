@@ -148,8 +148,8 @@ FIT_SETTINGS = {"spark.sql.codegen.maxFields": "100000", "spark.sql.codegen.huge
 
 def in_one_job(parts: dict[str, DataFrame]) -> dict[str, list]:
     """The rows of several small queries, by name, computed in one Spark job: a union of their rows, each query's
-    packed in a struct column of its own (null in the other queries' rows). One job instead of one each saves a
-    round of planning, scheduling and, per query, a listing of a Delta input's files."""
+    packed in a struct column of its own (null in the other queries' rows). Each query still scans its input (and
+    lists a Delta input's files) on its own; what is shared is the job: its scheduling and one collect."""
     names = list(parts)
     types = {name: part.schema for name, part in parts.items()}
     packed = None

@@ -466,7 +466,6 @@ def train_on_rank(settings: TrainSettings) -> dict:
         verbose=0,
     )
     outcome["seconds"] = time.time() - started
-    marks["fit"] = time.time()
     outcome["epochs_done"] = settings.initial_epoch + len(keras_history.epoch)
     if outcome["nan_epoch"] is not None:
         outcome["epochs_done"] = outcome["nan_epoch"]
