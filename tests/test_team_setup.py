@@ -41,13 +41,13 @@ def predictions_per_run(port: int, database: str) -> dict[str, int] | None:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"([\w-]+),(\d+)$", out.stdout, re.MULTILINE)}
 
 
-def test_two_teams_at_once_then_sql_stays_up_and_sees_whole_snapshots_while_a_pipeline_writes(shared_metastore,
-                                                                                                tmp_path):
+def test_two_teams_at_once_then_sql_stays_up_and_sees_whole_snapshots_while_pipelines_write(shared_metastore,
+                                                                                                 tmp_path):
     """On one shared metastore and data folder: the pipelines of two namespaces at the same time, each seeing only
-    its own tables, runs, artifacts and models. Then, while `dlpipe serve-sql` serves alpha, alpha-2 runs every
-    stage again for the next date, and beeline polls the predictions: each poll sees alpha-1's rows, then
-    alpha-1's and alpha-2's, never a part; two infers for two more dates write the table at once. The metastore
-    password is in no file, log, table, report or command line."""
+    its own tables, runs, artifacts and models. Then, while `dlpipe serve-sql` serves alpha, a `dlpipe run` of
+    infer and evaluate and an infer alone, for two more dates, write alpha's predictions table at once, and
+    beeline polls it: each poll sees whole runs (alpha-1's rows, then one or both days' too), never a part; both
+    land with all their rows. The metastore password is in no file, log, table, report or command line."""
     data_dir, env = tmp_path / "var", shared_metastore.env
     args = {team: settings(data_dir, shared_metastore.setting(), f"namespace={team}") for team in TEAMS}
     jobs = [dlpipe("run", *args[team], "--run-id", f"{team}-1", "--date", "2026-11-01", env=env) for team in TEAMS]
@@ -72,37 +72,35 @@ def test_two_teams_at_once_then_sql_stays_up_and_sees_whole_snapshots_while_a_pi
                          if p.status() != psutil.STATUS_ZOMBIE]
         assert any("java" in line for line in command_lines), command_lines
 
-        job = dlpipe("run", *args["alpha"], "--run-id", "alpha-2", "--date", "2026-11-02", "--force", env=env)
-        polls = []
-        while job.poll() is None:  # each poll starts a beeline JVM: a pause between them leaves alpha-2 the cores
-            polls.append(predictions_per_run(port, database))
-            time.sleep(POLL_PAUSE_S)
-        outputs.append(finished(job))
-        after = predictions_per_run(port, database)
-
-        before, both = {"alpha-1": ROWS}, {"alpha-1": ROWS, "alpha-2": ROWS}
-        partial = [p for p in polls if p not in (before, both)]
-        print(f"team set-up: {len(polls)} beeline polls while alpha-2 ran, {len(partial)} saw a partial snapshot, "
-              f"{sum(p == both for p in polls)} saw alpha-2's rows")
-        assert len(polls) >= 3 and not partial, polls
-        assert after == both and server.poll() is None
-
-        # two infers for two dates into the same predictions table at once: both land, each with all its rows
+        # two writers for two dates into the same predictions table at once, polled by an analyst meanwhile: a
+        # scheduled `dlpipe run` of infer and evaluate (its runs, metrics and report), and an infer alone
         days = ("2026-11-03", "2026-11-04")
-        infers = [dlpipe("infer", *args["alpha"], "--run-id", f"day-{day}", "--date", day, env=env) for day in days]
-        outputs += [finished(infer, timeout=900) for infer in infers]
-        retried = sum(o.stdout.count("writing again") for o in outputs[-2:])
+        writers = [dlpipe("run", *args["alpha"], "--stages", "infer,evaluate", "--run-id", f"day-{days[0]}", "--date",
+                         days[0], env=env),
+                  dlpipe("infer", *args["alpha"], "--run-id", f"day-{days[1]}", "--date", days[1], env=env)]
+        polls = []
+        while any(writer.poll() is None for writer in writers):  # each poll starts a beeline JVM: a pause between
+            polls.append(predictions_per_run(port, database))  # them leaves the writers the cores
+            time.sleep(POLL_PAUSE_S)
+        outputs += [finished(writer, timeout=900) for writer in writers]
         landed = predictions_per_run(port, database)
-        print(f"team set-up: two concurrent infers, {retried} conflicts retried, rows per run {landed}")
-        assert landed == {**both, **{f"day-{day}": ROWS for day in days}}, landed
+
+        whole = [{"alpha-1": ROWS, **{f"day-{day}": ROWS for day in written}}
+                 for written in ((), days[:1], days[1:], days)]
+        partial = [p for p in polls if p not in whole]
+        retried = sum(o.stdout.count("writing again") for o in outputs[-2:])
+        print(f"team set-up: {len(polls)} beeline polls while two runs wrote, {len(partial)} saw a partial "
+              f"snapshot, {sum(p != whole[0] for p in polls)} saw a day's rows; {retried} conflicts retried")
+        assert len(polls) >= 3 and not partial, polls
+        assert landed == whole[-1] and server.poll() is None, landed
 
         runs = beeline(port, "-e", "SELECT * FROM runs", database=database)
-        assert runs.returncode == 0 and "alpha-2" in runs.stdout, runs.stderr[-2000:]
+        assert runs.returncode == 0 and f"day-{days[0]}" in runs.stdout, runs.stderr[-2000:]
         assert predictions_per_run(port, "beta__dlpipe") == {"beta-1": ROWS}  # alpha's runs reached alpha's only
 
     # the password: in the environment only, never written or shown
     secret = shared_metastore.password
-    assert (data_dir / "namespaces" / "alpha" / "runs" / "alpha-2" / "report.html").is_file()
+    assert (data_dir / "namespaces" / "alpha" / "runs" / "day-2026-11-03" / "report.html").is_file()
     assert (data_dir / "warehouse" / f"{database}.db" / "predictions" / "_delta_log").is_dir()  # grepped too
     written = [path for path in data_dir.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
     assert not written, written
