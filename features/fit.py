@@ -154,7 +154,8 @@ def in_one_job(parts: dict[str, DataFrame]) -> dict[str, list]:
     types = {name: part.schema for name, part in parts.items()}
     packed = None
     for name, part in parts.items():
-        columns = [F.struct(*[F.col(f"`{c}`") for c in part.columns]).alias(other) if other == name
+        columns = [F.struct(*[F.col("`{}`".format(c.replace("`", "``"))) for c in part.columns]).alias(other)
+                   if other == name
                    else F.lit(None).cast(types[other]).alias(other) for other in names]
         rows = part.select(*columns)
         packed = rows if packed is None else packed.unionAll(rows)

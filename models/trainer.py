@@ -365,24 +365,29 @@ LAUNCH_MARKS = {
     "imports": "imports",           # TensorFlow and dlpipe's model code, in the rank
     "rendezvous": "rendezvous",     # Horovod's init: every rank found the others
     "model": "model",               # built, compiled, weights broadcast (and a checkpoint read when resuming)
-    "first_step": "first step",     # the reader's first batches and TensorFlow's tracing of the step
-}
+    "first_step": "first step",     # the first call into TensorFlow: its steps (up to nan_check_every), with the
+}                                   # reader's first batches and TensorFlow's tracing of the step
 
 
-def _process_started() -> float:
-    import psutil
+def _process_started() -> float | None:
+    """When this process started (None where the system does not say: the launch is timed without that step)."""
+    try:
+        import psutil
 
-    return psutil.Process().create_time()
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - a measurement never fails training
+        return None
 
 
-def launch_seconds(launched_at: float, marks: dict[str, float]) -> dict[str, float]:
+def launch_seconds(launched_at: float, marks: dict[str, float | None]) -> dict[str, float]:
     """Seconds of each step of a rank's start (``LAUNCH_MARKS``), from the driver's ``launched_at`` (one clock: on
-    a cluster, the rank's host's clock against the driver's)."""
+    a cluster, the rank's host's clock against the driver's; a step that seems to end before the one before it
+    took 0 s, and the next one is counted from the later mark)."""
     out, previous = {}, launched_at
     for key in LAUNCH_MARKS:
-        if key in marks:
+        if marks.get(key) is not None:
             out[key] = round(max(0.0, marks[key] - previous), 2)
-            previous = marks[key]
+            previous = max(previous, marks[key])
     return out
 
 
