@@ -117,11 +117,12 @@ class _Aggregates:
     def run(self, df: DataFrame) -> "_Aggregates":
         if self._columns:
             with spark_settings(df.sparkSession, FIT_SETTINGS):
-                self._row = df.agg(*self._columns).collect()[0]
+                self.read(self.frame(df).collect()[0])
         return self
 
     def frame(self, df: DataFrame) -> DataFrame:
-        """The one-row aggregation of ``df``, for ``in_one_job``; its row goes to ``read``."""
+        """The one-row aggregation of ``df`` (``run`` collects it; ``in_one_job`` with others); its row goes to
+        ``read``."""
         return df.agg(*self._columns)
 
     def read(self, row) -> "_Aggregates":
